@@ -1,0 +1,92 @@
+"""A deterministic synthetic prediction stream: the embedded default, with a drift to watch.
+
+Three models over classes A, B and C. ``model1`` (score maps) stays good; ``model2`` (score maps)
+degrades half way, starting to over-predict A; ``model3`` (bare labels) keeps its skill while the
+class mix shifts towards C in the last quarter. One record in 5,000 is deliberately malformed, so
+the dead-letter path is visible too. Record ``i`` depends only on ``(seed, i)``, which is what lets
+a resumed run regenerate exactly the records it has not yet counted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+CLASSES = ("A", "B", "C")
+START_MS = 1_795_341_600_000  # 2026-11-22T10:00:00Z
+STEP_MS = 50
+BLOCK = 1000
+BAD_EVERY = 5000
+
+
+def _guesses(rng: np.random.Generator, truth: NDArray[np.int64], skill: float,
+             bias: int | None = None) -> NDArray[np.int64]:
+    """Predicted class codes: right with probability ``skill``, else wrong (towards ``bias``)."""
+    n = len(truth)
+    wrong = (truth + rng.integers(1, len(CLASSES), n)) % len(CLASSES)
+    if bias is not None:
+        wrong = np.where((rng.random(n) < 0.7) & (truth != bias), bias, wrong)
+    return np.where(rng.random(n) < skill, truth, wrong)
+
+
+def _score_maps(rng: np.random.Generator, pred: NDArray[np.int64]) -> list[str]:
+    """JSON score maps whose arg-max is ``pred`` (rounded to 4 digits, so ties can occur)."""
+    raw = rng.random((len(pred), len(CLASSES))) * 0.5
+    raw[np.arange(len(pred)), pred] += 1.0
+    scores = np.round(raw / raw.sum(axis=1, keepdims=True), 4)
+    return [f'{{"A":{a},"B":{b},"C":{c}}}' for a, b, c in scores.tolist()]
+
+
+def _malformed(i: int) -> bytes:
+    kind = (i // BAD_EVERY) % 5
+    rid = f"demo-{i:07d}"
+    if kind == 0:
+        return b'{"id": "' + rid.encode() + b'", "label": "A", "predictions": {'  # truncated
+    if kind == 1:
+        return orjson.dumps({"id": rid, "predictions": {"model1": "A"}})  # no label
+    if kind == 2:
+        return orjson.dumps({"id": rid, "label": "B", "predictions": {}})
+    if kind == 3:
+        return orjson.dumps({"id": rid, "label": "C",
+                             "predictions": {"model1": {"A": "high", "B": 0.1}}})
+    # One bad entry in an otherwise good record: only model2's entry is refused.
+    return orjson.dumps({"id": rid, "label": "A", "predictions": {
+        "model1": {"A": 0.9, "B": 0.05, "C": 0.05}, "model2": [], "model3": "A"}})
+
+
+def _block(seed: int, block: int, total: int) -> list[bytes]:
+    lo, hi = block * BLOCK, min(total, (block + 1) * BLOCK)
+    rng = np.random.default_rng([seed, block])
+    index = np.arange(lo, hi)
+    late = index >= total * 3 // 4
+    drifted = index >= total // 2
+    priors = np.where(late[:, None], [0.2, 0.2, 0.6], [0.5, 0.3, 0.2])
+    truth = (rng.random(len(index))[:, None] > np.cumsum(priors, axis=1)).sum(axis=1)
+    m1 = _score_maps(rng, _guesses(rng, truth, 0.90))
+    m2 = _score_maps(rng, np.where(drifted, _guesses(rng, truth, 0.62, bias=0),
+                                   _guesses(rng, truth, 0.93)))
+    m3 = _guesses(rng, truth, 0.85)
+    lines = []
+    for k, i in enumerate(index.tolist()):
+        if i % BAD_EVERY == BAD_EVERY - 1:
+            lines.append(_malformed(i))
+            continue
+        lines.append((f'{{"id":"demo-{i:07d}","ts":{START_MS + i * STEP_MS},'
+                      f'"label":"{CLASSES[truth[k]]}","predictions":{{"model1":{m1[k]},'
+                      f'"model2":{m2[k]},"model3":"{CLASSES[m3[k]]}"}}}}').encode())
+    return lines
+
+
+def demo_lines(seed: int, total: int, start: int = 0, stop: int | None = None) -> list[bytes]:
+    """Records ``start .. stop - 1`` of the stream of ``total`` records, as JSON lines."""
+    stop = total if stop is None else min(stop, total)
+    out: list[bytes] = []
+    block = start // BLOCK
+    while block * BLOCK < stop:
+        lines = _block(seed, block, total)
+        lo = max(start - block * BLOCK, 0)
+        hi = min(stop - block * BLOCK, len(lines))
+        out.extend(lines[lo:hi])
+        block += 1
+    return out

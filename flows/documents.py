@@ -1,0 +1,47 @@
+"""Output documents: one per model per emission, exactly the contract's shape."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from flows import metrics
+from flows.windows import WindowView
+
+WINDOW_KIND = "count"
+
+
+def iso_ms(epoch_ms: int) -> str:
+    """RFC 3339 in UTC with milliseconds, the format of every time in a document."""
+    stamp = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
+def now_ms() -> int:
+    return int(datetime.now(tz=UTC).timestamp() * 1000)
+
+
+def document(model: str, view: WindowView, emitted_at_ms: int) -> dict[str, Any]:
+    """Build the document of ``model``'s window; ``labels`` sorted, matrix permuted to match."""
+    order = sorted(range(len(view.labels)), key=view.labels.__getitem__)
+    labels = [view.labels[i] for i in order]
+    matrix = view.matrix[np.ix_(order, order)]
+    (first_id, start), (last_id, end) = view.first, view.last
+    return {
+        "model": model,
+        "window": {"kind": WINDOW_KIND, "size": view.size, "count": view.count,
+                   "full": view.count == view.size, "first_id": first_id, "last_id": last_id,
+                   "start": iso_ms(start), "end": iso_ms(end)},
+        "labels": labels,
+        "matrix": matrix.tolist(),
+        "metrics": metrics.compute(labels, matrix),
+        "seq": view.seq,
+        "emitted_at": iso_ms(emitted_at_ms),
+    }
+
+
+def document_id(doc: dict[str, Any]) -> str:
+    """The stable identity ``model/kind/seq``: a replayed emission gets the same id."""
+    return f"{doc['model']}/{doc['window']['kind']}/{doc['seq']}"

@@ -1,0 +1,296 @@
+"""Prediction records: the input schema, its validation, and batch parsing into per-model columns.
+
+Everything here is pure: bytes in, columns and rejections out. Sources hand over a `RawBatch` (the
+raw message bytes, a fallback timestamp per message, where each came from); `parse_batch` turns it
+into one `ModelColumns` per model plus a `DeadLetter` for each record or model entry it refuses.
+The batch shape is what keeps per-record overhead low: the dataflow moves one item per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from flows.ensemble import Ensemble
+
+# Epoch milliseconds that datetime can represent (years 1..9999).
+_MIN_MS = -62_135_596_800_000
+_MAX_MS = 253_402_300_799_999
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_MS = timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class RawBatch:
+    """Messages as a source read them, in read order.
+
+    Attributes:
+        values: the raw bytes of each message (one JSON document each).
+        fallback_ts: epoch ms standing in for a missing ``ts`` (Kafka message time or arrival).
+        origin: where the batch came from, e.g. a file path or ``topic/partition``.
+        positions: each message's position there (line number or offset), for dead letters.
+        headers: source details copied into dead letters (e.g. Kafka topic and partition).
+    """
+
+    values: Sequence[bytes]
+    fallback_ts: Sequence[int]
+    origin: str
+    positions: Sequence[int]
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ModelColumns:
+    """One model's counted records from one batch, column by column, in read order."""
+
+    model: str
+    truth: list[str] = field(default_factory=list)
+    pred: list[str] = field(default_factory=list)
+    ids: list[str | int] = field(default_factory=list)
+    ts: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.truth)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A refused record (``model`` is None) or a refused model entry of an otherwise good record.
+
+    The raw bytes are kept untouched so nothing is lost: a fixed record can be replayed as is.
+    """
+
+    raw: bytes
+    reason: str
+    origin: str
+    position: int
+    model: str | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The dead-letter document of file-based destinations."""
+        doc: dict[str, Any] = {"reason": self.reason, "scope": "entry" if self.model else "record",
+                               "source": {"origin": self.origin, "position": self.position,
+                                          **self.headers}}
+        if self.model is not None:
+            doc["model"] = self.model
+        try:
+            doc["raw"] = self.raw.decode("utf-8")
+        except UnicodeDecodeError:
+            doc["raw_hex"] = self.raw.hex()
+        return doc
+
+
+@dataclass(slots=True)
+class ParsedBatch:
+    """The result of parsing one `RawBatch`."""
+
+    by_model: dict[str, ModelColumns]
+    dead: list[DeadLetter]
+    records: int = 0
+    rejected_records: int = 0
+    rejected_entries: int = 0
+
+
+class RecordError(ValueError):
+    """Why a record (or one model entry) is refused; the message is the dead-letter reason."""
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode(raw: bytes) -> Any:
+    """Decode one JSON document; orjson first, the stdlib only to judge what orjson refused.
+
+    orjson refuses integers wider than 64 bits, which are still valid JSON, so a refusal is
+    checked again with the stdlib (NaN/Infinity stay refused: they are not JSON).
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        first = str(exc)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecordError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError:
+        raise RecordError(f"not valid JSON: {first}") from None
+
+
+def label_of(value: Any, what: str) -> str:
+    """A label is a non-empty string; an integer stands for its decimal string."""
+    if type(value) is str:
+        if value:
+            return value
+        raise RecordError(f"{what} is an empty string")
+    if type(value) is int:
+        return str(value)
+    raise RecordError(f"{what} must be a non-empty string or an integer, got {_json_type(value)}")
+
+
+def timestamp_ms(value: Any) -> int:
+    """Epoch milliseconds from an RFC 3339 string or an integer of epoch milliseconds."""
+    if type(value) is int:
+        if _MIN_MS <= value <= _MAX_MS:
+            return value
+        raise RecordError(f"'ts' {value} is out of range for epoch milliseconds")
+    if type(value) is not str:
+        raise RecordError("'ts' must be an RFC 3339 string or epoch milliseconds (integer), "
+                          f"got {_json_type(value)}")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise RecordError(f"'ts' is not an RFC 3339 timestamp: {value!r}") from None
+    if parsed.tzinfo is None or len(value) < 20:
+        raise RecordError(f"'ts' needs a date, a time and a UTC offset (RFC 3339): {value!r}")
+    return (parsed - _EPOCH) // _ONE_MS  # exact integer arithmetic; sub-ms digits are floored
+
+
+def argmax_label(scores: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
+    """The label with the highest score, ties going to the label that sorts first.
+
+    Returns the label and the validated scores (needed by the ensemble).
+    """
+    if not scores:
+        raise RecordError("empty score map")
+    best_label = ""
+    best_score = -math.inf
+    checked: dict[str, float] = {}
+    for label, score in scores.items():
+        if not label:
+            raise RecordError("score map has an empty label")
+        if type(score) is not float:
+            if type(score) is int:
+                score = float(score)
+            else:
+                raise RecordError(f"score of {label!r} is not a number: {score!r}")
+        if not math.isfinite(score):
+            raise RecordError(f"score of {label!r} is not a finite number: {score!r}")
+        checked[label] = score
+        if score > best_score or (score == best_score and label < best_label):
+            best_label, best_score = label, score
+    return best_label, checked
+
+
+def predicted(entry: Any) -> tuple[str, dict[str, float] | None]:
+    """The predicted label of one model entry, and its scores when it has a score map."""
+    if type(entry) is str:
+        if entry:
+            return entry, None
+        raise RecordError("predicted label is an empty string")
+    if type(entry) is dict:
+        return argmax_label(entry)
+    if type(entry) is int:
+        return str(entry), None
+    raise RecordError("prediction must be a label (string or integer) or a map of label to "
+                      f"score, got {_json_type(entry)}")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One valid record, with its valid model entries (for the flow tests and the tools)."""
+
+    id: str | int
+    ts: int | None
+    label: str
+    predictions: dict[str, str]
+    entry_errors: dict[str, str]
+
+
+def parse_record(obj: Any, ensemble: Ensemble | None = None) -> Record:
+    """Validate one decoded record; raise RecordError if the record as a whole is refused."""
+    if type(obj) is not dict:
+        raise RecordError(f"record must be a JSON object, got {_json_type(obj)}")
+    if "id" not in obj:
+        raise RecordError("missing 'id'")
+    rid = obj["id"]
+    if not ((type(rid) is str and rid) or type(rid) is int):
+        raise RecordError(f"'id' must be a non-empty string or an integer, got {_json_type(rid)}")
+    if "label" not in obj:
+        raise RecordError("missing 'label'")
+    label = label_of(obj["label"], "'label'")
+    raw_ts = obj.get("ts")
+    ts = None if raw_ts is None else timestamp_ms(raw_ts)
+    if "predictions" not in obj:
+        raise RecordError("missing 'predictions'")
+    entries = obj["predictions"]
+    if type(entries) is not dict:
+        raise RecordError(f"'predictions' must be an object of model to prediction, "
+                          f"got {_json_type(entries)}")
+    if not entries:
+        raise RecordError("'predictions' is empty")
+    preds: dict[str, str] = {}
+    errors: dict[str, str] = {}
+    scored: list[tuple[str, str, dict[str, float] | None]] = []
+    for model, entry in entries.items():
+        try:
+            if not model:
+                raise RecordError("model name is empty")
+            if ensemble is not None and model == ensemble.name:
+                raise RecordError(f"model name {model!r} is reserved for the ensemble "
+                                  "(CONFUSION_ENSEMBLE_NAME)")
+            pred, scores = predicted(entry)
+        except RecordError as exc:
+            errors[model] = f"model {model!r}: {exc}"
+            continue
+        preds[model] = pred
+        scored.append((model, pred, scores))
+    if not preds:
+        raise RecordError("no valid model entry: " + "; ".join(errors.values()))
+    if ensemble is not None:
+        combined = ensemble.predict(scored)
+        if combined is not None:
+            preds[ensemble.name] = combined
+    return Record(rid, ts, label, preds, errors)
+
+
+def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatch:
+    """Parse a batch into per-model columns, keeping read order within each model."""
+    by_model: dict[str, ModelColumns] = {}
+    dead: list[DeadLetter] = []
+    records = rejected_entries = 0
+    for i, raw in enumerate(batch.values):
+        try:
+            rec = parse_record(decode(raw), ensemble)
+        except RecordError as exc:
+            dead.append(DeadLetter(bytes(raw), str(exc), batch.origin, batch.positions[i],
+                                   None, batch.headers))
+            continue
+        records += 1
+        ts = batch.fallback_ts[i] if rec.ts is None else rec.ts
+        for model, pred in rec.predictions.items():
+            cols = by_model.get(model)
+            if cols is None:
+                cols = by_model[model] = ModelColumns(model)
+            cols.truth.append(rec.label)
+            cols.pred.append(pred)
+            cols.ids.append(rec.id)
+            cols.ts.append(ts)
+        for model, reason in rec.entry_errors.items():
+            rejected_entries += 1
+            dead.append(DeadLetter(bytes(raw), reason, batch.origin, batch.positions[i],
+                                   model, batch.headers))
+    return ParsedBatch(by_model, dead, records, len(batch.values) - records, rejected_entries)

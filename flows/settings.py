@@ -1,0 +1,205 @@
+"""Every setting of the job, read once from ``CONFUSION_*`` environment variables.
+
+A bad value stops the job before the dataflow starts, with a message that names the variable and
+what it accepts: a streaming job that starts and then misbehaves is far harder to debug than one
+that refuses to start.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from flows.errors import ConfigError
+
+ENV_PREFIX = "CONFUSION_"
+KAFKA_OPT_PREFIX = "CONFUSION_KAFKA_OPT_"
+# Read by scripts/services, not by the job; listed so they do not trigger the typo warning.
+_SCRIPT_VARIABLES = {"KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "ES_PORT", "SERVICES_DIR",
+                     "SERVICES_CACHE", "JAVA_HOME", "ES_JAVA_HOME", "KAFKA_JAVA_HOME"}
+
+
+class Settings(BaseModel):
+    """The job's configuration; field ``x`` is read from ``CONFUSION_X`` by `load_settings`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: Literal["demo", "file", "kafka"] = "demo"
+    input: Path | None = None
+    demo_records: int = Field(100_000, ge=1, le=100_000_000)
+    demo_seed: int = 2026
+    sink: Literal["jsonl", "console", "elasticsearch"] = "jsonl"
+    output: Path = Path("out/confusion.jsonl")
+    dead_letter_path: Path = Path("out/dead-letter.jsonl")
+
+    window_size: int = Field(1000, ge=1, le=100_000_000)
+    emit_every: int = Field(100, ge=1, le=100_000_000)
+    ensemble_weights: str = ""
+    ensemble_name: str = Field("ensemble", min_length=1)
+    batch_size: int = Field(1000, ge=1, le=100_000)
+
+    progress: Literal["auto", "on", "off"] = "auto"
+    summary: bool = True
+    heartbeat_file: Path | None = None
+
+    kafka_bootstrap: str | None = None
+    kafka_topic: str | None = None
+    kafka_start: Literal["earliest", "latest"] = "earliest"
+    kafka_config_file: Path | None = None
+    dlq_topic: str | None = None
+
+    es_url: str | None = None
+    es_index: str = Field("confusion-history", pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    es_api_key: SecretStr | None = None
+    es_username: str | None = None
+    es_password: SecretStr | None = None
+    es_ca_certs: Path | None = None
+    es_verify_certs: bool = True
+    es_request_timeout: float = Field(30.0, gt=0)
+    es_bulk_docs: int = Field(500, ge=1, le=100_000)
+    es_bulk_bytes: int = Field(5_000_000, ge=10_000, le=100_000_000)
+    es_max_backoff: float = Field(30.0, gt=0)
+    es_partitions: int = Field(12, ge=1, le=1024)
+
+    @field_validator("ensemble_weights")
+    @classmethod
+    def _weights_parse(cls, value: str) -> str:
+        parse_weights(value)
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.source == "file":
+            if self.input is None:
+                raise ValueError("CONFUSION_SOURCE=file needs CONFUSION_INPUT, the path of a "
+                                 "JSON-lines file")
+            if not self.input.is_file():
+                raise ValueError(f"CONFUSION_INPUT={self.input} is not a readable file")
+        if self.source == "kafka":
+            if not self.kafka_bootstrap:
+                raise ValueError("CONFUSION_SOURCE=kafka needs CONFUSION_KAFKA_BOOTSTRAP "
+                                 "(host:port[,host:port])")
+            if not self.kafka_topics:
+                raise ValueError("CONFUSION_SOURCE=kafka needs CONFUSION_KAFKA_TOPIC "
+                                 "(one topic or several, comma-separated)")
+            if self.kafka_config_file is not None and not self.kafka_config_file.is_file():
+                raise ValueError(f"CONFUSION_KAFKA_CONFIG_FILE={self.kafka_config_file} "
+                                 "is not a readable file")
+        if self.sink == "elasticsearch":
+            if not self.es_url:
+                raise ValueError("CONFUSION_SINK=elasticsearch needs CONFUSION_ES_URL "
+                                 "(e.g. https://es.example:9200)")
+            if self.es_api_key is not None and self.es_username is not None:
+                raise ValueError("set either CONFUSION_ES_API_KEY or CONFUSION_ES_USERNAME/"
+                                 "CONFUSION_ES_PASSWORD, not both")
+            if (self.es_username is None) != (self.es_password is None):
+                raise ValueError("CONFUSION_ES_USERNAME and CONFUSION_ES_PASSWORD go together")
+        if self.ensemble_name in self.weights:
+            raise ValueError(f"CONFUSION_ENSEMBLE_NAME={self.ensemble_name!r} is also a model "
+                             "in CONFUSION_ENSEMBLE_WEIGHTS; pick another name")
+        return self
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Ensemble weights by model; empty when no ensemble is configured."""
+        return parse_weights(self.ensemble_weights)
+
+    @property
+    def kafka_topics(self) -> list[str]:
+        return [t.strip() for t in (self.kafka_topic or "").split(",") if t.strip()]
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.dlq_topic or f"{self.kafka_topics[0]}.dead-letter"
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """Parse ``model1=0.5,model2=0.6`` into a mapping, refusing anything ambiguous."""
+    weights: dict[str, float] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, raw = part.rpartition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"expected model=weight pairs separated by commas, got {part!r}")
+        try:
+            weight = float(raw)
+        except ValueError:
+            raise ValueError(f"weight of {name!r} is not a number: {raw!r}") from None
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"weight of {name!r} must be a finite number >= 0, got {raw!r}")
+        if name in weights:
+            raise ValueError(f"model {name!r} is given twice")
+        weights[name] = weight
+    if weights and not any(w > 0 for w in weights.values()):
+        raise ValueError("at least one ensemble weight must be > 0")
+    return weights
+
+
+def kafka_options(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """librdkafka settings passed through as ``CONFUSION_KAFKA_OPT_SASL_USERNAME=...``.
+
+    The suffix is lower-cased and ``_`` becomes ``.``; librdkafka property names use dots only.
+    """
+    env = os.environ if env is None else env
+    return {key[len(KAFKA_OPT_PREFIX):].lower().replace("_", "."): value
+            for key, value in env.items() if key.upper().startswith(KAFKA_OPT_PREFIX)}
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return ENV_PREFIX + str(loc[0]).upper() if loc else "configuration"
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if not error["loc"]:  # a cross-field check: its message already names the variables
+        return message
+    return f"{_env_name(error['loc'])}: {message} (got {error['input']!r})"
+
+
+def warn_unknown(env: Mapping[str, str], stream: Any = sys.stderr) -> list[str]:
+    """Name ``CONFUSION_*`` variables that are no setting: a typo must not pass silently."""
+    known = {name.upper() for name in Settings.model_fields} | _SCRIPT_VARIABLES
+    unknown = []
+    for key in env:
+        upper = key.upper()
+        if not upper.startswith(ENV_PREFIX) or upper.startswith(KAFKA_OPT_PREFIX):
+            continue
+        name = upper[len(ENV_PREFIX):]
+        if name not in known:
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else ""
+            print(f"confusion-stream: warning: {key} is not a setting and is ignored{hint}",
+                  file=stream)
+            unknown.append(key)
+    return unknown
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting, raising one ConfigError that lists all problems."""
+    env = dict(os.environ if env is None else env)
+    warn_unknown(env)
+    values = {key[len(ENV_PREFIX):].lower(): value for key, value in env.items()
+              if key.upper().startswith(ENV_PREFIX) and value != ""}
+    known = set(Settings.model_fields)
+    try:
+        return Settings.model_validate({k: v for k, v in values.items() if k in known})
+    except ValidationError as exc:
+        problems = "\n".join(f"  - {_describe(e)}" for e in exc.errors())
+        raise ConfigError(f"invalid configuration:\n{problems}") from None

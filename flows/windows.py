@@ -1,0 +1,326 @@
+"""Sliding count windows of a confusion matrix, held compactly and updated exactly.
+
+A window keeps the last ``size`` records of one model as two small-integer label codes each (truth
+and prediction) in ring buffers, plus the count matrix those codes add up to. Adding a batch adds
+its codes to the matrix; the records it pushes out are subtracted with the very same operation, so
+eviction is the exact inverse of addition and the matrix always equals a recount of the ring.
+Record ids and timestamps (needed only for the window's first and last record) live in a
+`RecordLog` of compressed chunks instead of a Python object per record.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from flows.errors import SnapshotError
+
+Codes = NDArray[np.integer[Any]]
+Counts = NDArray[np.int64]
+
+SNAPSHOT_VERSION = 1
+
+
+def count_pairs(truth: Codes, pred: Codes, n_labels: int) -> Counts:
+    """Count matrix of ``(truth, pred)`` code pairs: rows are truth, columns prediction."""
+    flat = truth.astype(np.int64) * n_labels + pred
+    return np.bincount(flat, minlength=n_labels * n_labels).reshape(n_labels, n_labels)
+
+
+def add_counts(matrix: Counts, truth: Codes, pred: Codes) -> None:
+    """Add the pairs to ``matrix`` in place."""
+    if len(truth):
+        matrix += count_pairs(truth, pred, matrix.shape[0])
+
+
+def remove_counts(matrix: Counts, truth: Codes, pred: Codes) -> None:
+    """Remove the pairs from ``matrix`` in place: the exact inverse of `add_counts`."""
+    if len(truth):
+        matrix -= count_pairs(truth, pred, matrix.shape[0])
+
+
+def code_dtype(n_labels: int) -> np.dtype[Any]:
+    """The smallest unsigned dtype that holds every code: one byte per code up to 256 labels."""
+    if n_labels <= 1 << 8:
+        return np.dtype(np.uint8)
+    if n_labels <= 1 << 16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.uint32)
+
+
+class LabelCodes:
+    """Labels in order of first appearance, each with its small-integer code.
+
+    Codes never change once given, so the ring buffers never need re-encoding; the sorted order
+    the documents need is applied only when a document is built.
+    """
+
+    __slots__ = ("index", "labels")
+
+    def __init__(self, labels: Sequence[str] = ()) -> None:
+        self.labels: list[str] = list(labels)
+        self.index: dict[str, int] = {label: i for i, label in enumerate(self.labels)}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def encode(self, names: Sequence[str]) -> list[int]:
+        """Codes for ``names``, giving new labels the next codes."""
+        index = self.index
+        get = index.get
+        codes = [get(name, -1) for name in names]
+        if -1 in codes:
+            for i, code in enumerate(codes):
+                if code == -1:
+                    name = names[i]
+                    code = index.get(name)
+                    if code is None:
+                        code = index[name] = len(self.labels)
+                        self.labels.append(name)
+                    codes[i] = code
+        return codes
+
+
+class RecordLog:
+    """Ids and timestamps of the records a window holds, indexed by their sequence number.
+
+    New records go to an open chunk of Python lists; a full chunk is sealed into one compressed
+    blob (ids and timestamp deltas, JSON then zlib), which costs a few bytes per record for
+    typical ids instead of a Python object per record. The window only ever asks for its first
+    and last record, so one decoded chunk is cached for the window's head.
+    """
+
+    __slots__ = ("_cache", "_chunk", "_open_ids", "_open_start", "_open_ts", "_sealed",
+                 "_starts")
+
+    def __init__(self, chunk: int) -> None:
+        self._chunk = chunk
+        self._sealed: list[tuple[int, bytes]] = []
+        self._starts: list[int] = []
+        self._open_start = 0
+        self._open_ids: list[str | int] = []
+        self._open_ts: list[int] = []
+        self._cache: tuple[int, list[str | int], list[int]] | None = None
+
+    def append(self, start: int, ids: Sequence[str | int], ts: Sequence[int]) -> None:
+        """Append records numbered ``start, start + 1, ...`` (``start`` continues the log)."""
+        if not self._open_ids:
+            self._open_start = start
+        pos = 0
+        while pos < len(ids):
+            room = self._chunk - len(self._open_ids)
+            self._open_ids.extend(ids[pos:pos + room])
+            self._open_ts.extend(ts[pos:pos + room])
+            pos += room
+            if len(self._open_ids) >= self._chunk:
+                self._seal()
+
+    def _seal(self) -> None:
+        ts = self._open_ts
+        deltas = [ts[0]] + [b - a for a, b in itertools.pairwise(ts)]
+        blob = zlib.compress(orjson.dumps([self._open_ids, deltas]), 1)
+        self._sealed.append((self._open_start, blob))
+        self._starts.append(self._open_start)
+        self._open_start += len(self._open_ids)
+        self._open_ids, self._open_ts = [], []
+
+    @staticmethod
+    def _unpack(blob: bytes) -> tuple[list[str | int], list[int]]:
+        ids, deltas = orjson.loads(zlib.decompress(blob))
+        ts = []
+        total = 0
+        for delta in deltas:
+            total += delta
+            ts.append(total)
+        return ids, ts
+
+    def forget_before(self, first: int) -> None:
+        """Drop sealed chunks whose records all precede record ``first``."""
+        drop = 0
+        while drop < len(self._sealed) and self._next_start(drop) <= first:
+            drop += 1
+        if drop:
+            del self._sealed[:drop]
+            del self._starts[:drop]
+
+    def _next_start(self, i: int) -> int:
+        return self._starts[i + 1] if i + 1 < len(self._starts) else self._open_start
+
+    def get(self, seq: int) -> tuple[str | int, int]:
+        """The id and timestamp of record number ``seq`` (which must still be held)."""
+        if seq >= self._open_start:
+            i = seq - self._open_start
+            return self._open_ids[i], self._open_ts[i]
+        chunk = bisect.bisect_right(self._starts, seq) - 1
+        start, blob = self._sealed[chunk]
+        if self._cache is None or self._cache[0] != start:
+            ids, ts = self._unpack(blob)
+            self._cache = (start, ids, ts)
+        return self._cache[1][seq - start], self._cache[2][seq - start]
+
+    def nbytes(self) -> int:
+        """Approximate bytes held: blobs, plus 16 per open record."""
+        return sum(len(blob) for _, blob in self._sealed) + 16 * len(self._open_ids)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"chunk": self._chunk, "sealed": list(self._sealed),
+                "open_start": self._open_start, "open_ids": list(self._open_ids),
+                "open_ts": list(self._open_ts)}
+
+    @classmethod
+    def restore(cls, state: dict[str, Any]) -> RecordLog:
+        log = cls(state["chunk"])
+        log._sealed = list(state["sealed"])
+        log._starts = [start for start, _ in log._sealed]
+        log._open_start = state["open_start"]
+        log._open_ids = list(state["open_ids"])
+        log._open_ts = list(state["open_ts"])
+        return log
+
+
+@dataclass(frozen=True, slots=True)
+class WindowView:
+    """What a document needs of a window at one moment; arrays are copies."""
+
+    size: int
+    seq: int
+    count: int
+    labels: list[str]
+    matrix: Counts
+    first: tuple[str | int, int]
+    last: tuple[str | int, int]
+
+
+class CountWindow:
+    """The last ``size`` records of one model: ring buffers of codes and their count matrix."""
+
+    __slots__ = ("_log", "_pred", "_truth", "codes", "held", "matrix", "seq", "size")
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("window size must be >= 1")
+        self.size = size
+        self.seq = 0  # records added so far; record n (0-based) sits at ring slot n % size
+        self.held = 0  # records in the window: the newest ``held`` of them
+        self.codes = LabelCodes()
+        self.matrix: Counts = np.zeros((0, 0), dtype=np.int64)
+        self._truth: Codes = np.zeros(size, dtype=np.uint8)
+        self._pred: Codes = np.zeros(size, dtype=np.uint8)
+        self._log = RecordLog(chunk=max(16, min(4096, size // 8)))
+
+    @property
+    def count(self) -> int:
+        """Records currently in the window."""
+        return self.held
+
+    def _grow(self, n_labels: int) -> None:
+        old = self.matrix.shape[0]
+        if n_labels <= old:
+            return
+        capacity = max(n_labels, 2 * old, 2)
+        grown = np.zeros((capacity, capacity), dtype=np.int64)
+        grown[:old, :old] = self.matrix
+        self.matrix = grown
+        dtype = code_dtype(capacity)
+        if dtype != self._truth.dtype:
+            self._truth = self._truth.astype(dtype)
+            self._pred = self._pred.astype(dtype)
+
+    def add(self, truth: Sequence[str], pred: Sequence[str], ids: Sequence[str | int],
+            ts: Sequence[int]) -> None:
+        """Add records in order, evicting the ones that fall out of the window."""
+        n = len(truth)
+        if n == 0:
+            return
+        t_codes = self.codes.encode(truth)
+        p_codes = self.codes.encode(pred)
+        self._grow(len(self.codes))
+        dtype = self._truth.dtype
+        self.add_codes(np.asarray(t_codes, dtype=dtype), np.asarray(p_codes, dtype=dtype))
+        self._log.append(self.seq - n, ids, ts)
+        self._log.forget_before(self.seq - self.count)
+
+    def _slots(self, first: int, stop: int) -> list[tuple[int, int]]:
+        """Ring slot ranges of records ``first .. stop - 1`` (at most ``size`` records)."""
+        lo, n = first % self.size, stop - first
+        if lo + n <= self.size:
+            return [(lo, lo + n)]
+        return [(lo, self.size), (0, lo + n - self.size)]
+
+    def add_codes(self, truth: Codes, pred: Codes) -> None:
+        """Add already-encoded records (codes must be < ``matrix.shape[0]``)."""
+        n = len(truth)
+        if n >= self.size:  # the batch alone fills the window: recount its tail
+            truth, pred = truth[n - self.size:], pred[n - self.size:]
+            self.seq += n
+            for (lo, hi), offset in zip(self._slots(self.seq - self.size, self.seq),
+                                        (0, self.size - self.seq % self.size), strict=False):
+                self._truth[lo:hi] = truth[offset:offset + hi - lo]
+                self._pred[lo:hi] = pred[offset:offset + hi - lo]
+            self.matrix[:] = 0
+            add_counts(self.matrix, truth, pred)
+            self.held = self.size
+            return
+        first, stop = self.seq - self.held, self.seq + n - self.size
+        if stop > first:  # records first .. stop - 1 fall out
+            for lo, hi in self._slots(first, stop):
+                remove_counts(self.matrix, self._truth[lo:hi], self._pred[lo:hi])
+        offset = 0
+        for lo, hi in self._slots(self.seq, self.seq + n):
+            self._truth[lo:hi] = truth[offset:offset + hi - lo]
+            self._pred[lo:hi] = pred[offset:offset + hi - lo]
+            offset += hi - lo
+        add_counts(self.matrix, truth, pred)
+        self.seq += n
+        self.held = min(self.held + n, self.size)
+
+    def window_codes(self) -> tuple[Codes, Codes]:
+        """The codes in the window, oldest first (copies)."""
+        slots = self._slots(self.seq - self.held, self.seq) if self.held else [(0, 0)]
+        return (np.concatenate([self._truth[lo:hi] for lo, hi in slots]),
+                np.concatenate([self._pred[lo:hi] for lo, hi in slots]))
+
+    def view(self) -> WindowView:
+        """The window as a document needs it."""
+        n = len(self.codes)
+        return WindowView(self.size, self.seq, self.count, list(self.codes.labels),
+                          self.matrix[:n, :n].copy(), self._log.get(self.seq - self.count),
+                          self._log.get(self.seq - 1))
+
+    def nbytes(self) -> int:
+        """Bytes of state held for this window (buffers, matrix, record log)."""
+        return (self._truth.nbytes + self._pred.nbytes + self.matrix.nbytes
+                + self._log.nbytes() + sum(len(label) + 50 for label in self.codes.labels))
+
+    def snapshot(self) -> dict[str, Any]:
+        """A versioned, picklable copy; the matrix is left out because it is a recount."""
+        truth, pred = self.window_codes()
+        return {"v": SNAPSHOT_VERSION, "size": self.size, "seq": self.seq,
+                "labels": list(self.codes.labels), "truth": truth, "pred": pred,
+                "log": self._log.snapshot()}
+
+    @classmethod
+    def restore(cls, state: dict[str, Any], size: int | None = None) -> CountWindow:
+        """Rebuild a window from `snapshot`; a new ``size`` keeps the newest records that fit."""
+        if state.get("v") != SNAPSHOT_VERSION:
+            raise SnapshotError(f"window snapshot version {state.get('v')!r} is not "
+                                f"{SNAPSHOT_VERSION}; reset the recovery directory")
+        window = cls(size or state["size"])
+        window.codes = LabelCodes(state["labels"])
+        window._grow(len(window.codes))
+        dtype = window._truth.dtype
+        truth = np.asarray(state["truth"], dtype=dtype)
+        pred = np.asarray(state["pred"], dtype=dtype)
+        window.seq = state["seq"] - len(truth)
+        window.add_codes(truth, pred)
+        window._log = RecordLog.restore(state["log"])
+        window._log.forget_before(window.seq - window.count)
+        return window
