@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
-
-import numpy as np
 
 from flows import metrics
 from flows.windows import WindowView
@@ -13,10 +12,15 @@ from flows.windows import WindowView
 WINDOW_KIND = "count"
 
 
+@lru_cache(maxsize=4096)
+def _iso_seconds(epoch_s: int) -> str:
+    return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+
+
 def iso_ms(epoch_ms: int) -> str:
     """RFC 3339 in UTC with milliseconds, the format of every time in a document."""
-    stamp = datetime.fromtimestamp(epoch_ms / 1000, tz=UTC)
-    return stamp.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+    seconds, millis = divmod(int(epoch_ms), 1000)
+    return f"{_iso_seconds(seconds)}{millis:03d}Z"
 
 
 def now_ms() -> int:
@@ -27,7 +31,9 @@ def document(model: str, view: WindowView, emitted_at_ms: int) -> dict[str, Any]
     """Build the document of ``model``'s window; ``labels`` sorted, matrix permuted to match."""
     order = sorted(range(len(view.labels)), key=view.labels.__getitem__)
     labels = [view.labels[i] for i in order]
-    matrix = view.matrix[np.ix_(order, order)]
+    matrix = view.matrix
+    if order != list(range(len(order))):
+        matrix = matrix[order][:, order]
     (first_id, start), (last_id, end) = view.first, view.last
     return {
         "model": model,

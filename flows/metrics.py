@@ -14,8 +14,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from flows.windows import Counts
 
 
@@ -25,13 +23,16 @@ def _ratio(num: int, den: int) -> float | None:
 
 def per_class(labels: Sequence[str], matrix: Counts) -> dict[str, dict[str, Any]]:
     """One-vs-rest counts and rates for every class (row or column with a count)."""
-    tp = np.diag(matrix)
-    support = matrix.sum(axis=1)
-    predicted = matrix.sum(axis=0)
-    total = int(support.sum())
+    return _per_class(labels, matrix.tolist())
+
+
+def _per_class(labels: Sequence[str], rows: list[list[int]]) -> dict[str, dict[str, Any]]:
+    support = [sum(row) for row in rows]
+    predicted = [sum(col) for col in zip(*rows, strict=True)] if rows else []
+    total = sum(support)
     out: dict[str, dict[str, Any]] = {}
     for k, label in enumerate(labels):
-        t, s, p = int(tp[k]), int(support[k]), int(predicted[k])
+        t, s, p = rows[k][k], support[k], predicted[k]
         if s == 0 and p == 0:
             continue
         fp, fn = p - t, s - t
@@ -43,40 +44,47 @@ def per_class(labels: Sequence[str], matrix: Counts) -> dict[str, dict[str, Any]
 
 def summary(matrix: Counts) -> dict[str, float | None]:
     """Accuracy, balanced accuracy, macro/weighted F1, MCC and Cohen's kappa of ``matrix``."""
-    present = (matrix.sum(axis=0) + matrix.sum(axis=1)) > 0
-    c = matrix[np.ix_(present, present)].astype(np.int64)
-    n = int(c.sum())
+    return _summary(matrix.tolist())
+
+
+def _summary(rows: list[list[int]]) -> dict[str, float | None]:
+    # Plain Python on the counts: windows hold a handful of classes, where numpy's per-call
+    # overhead costs more than the arithmetic.
+    support_all = [sum(row) for row in rows]
+    predicted_all = [sum(col) for col in zip(*rows, strict=True)] if rows else []
+    present = [k for k in range(len(rows)) if support_all[k] or predicted_all[k]]
+    n = sum(support_all)
     if n == 0:
         return {"accuracy": None, "balanced_accuracy": None, "macro_f1": None,
                 "weighted_f1": None, "mcc": None, "kappa": None}
-    tp = np.diag(c).astype(np.float64)
-    support = c.sum(axis=1).astype(np.float64)
-    predicted = c.sum(axis=0).astype(np.float64)
-    trace = float(tp.sum())
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f1 = np.where(support + predicted > 0, 2 * tp / (support + predicted), 0.0)
-        recall = tp[support > 0] / support[support > 0]
+    tp = [rows[k][k] for k in present]
+    support = [support_all[k] for k in present]
+    predicted = [predicted_all[k] for k in present]
+    trace = sum(tp)
+    f1 = [2 * t / (s + p) for t, s, p in zip(tp, support, predicted, strict=True)]
+    recalls = [t / s for t, s in zip(tp, support, strict=True) if s]
+    dot_sp = sum(s * p for s, p in zip(support, predicted, strict=True))
 
     # Multiclass MCC exactly as scikit-learn's matthews_corrcoef writes it.
-    cov_ytyp = trace * n - float(support @ predicted)
-    cov_ypyp = float(n) * n - float(predicted @ predicted)
-    cov_ytyt = float(n) * n - float(support @ support)
+    cov_ytyp = trace * n - dot_sp
+    cov_ypyp = n * n - sum(p * p for p in predicted)
+    cov_ytyt = n * n - sum(s * s for s in support)
     mcc = cov_ytyp / math.sqrt(cov_ytyt * cov_ypyp) if cov_ytyt * cov_ypyp else None
 
     # Cohen's kappa: 1 - observed disagreement / disagreement expected by chance.
-    expected_disagreement = n - float(predicted @ support) / n
+    expected_disagreement = n - dot_sp / n
     kappa = 1 - (n - trace) / expected_disagreement if expected_disagreement else None
 
     return {"accuracy": trace / n,
-            "balanced_accuracy": float(recall.mean()),
-            "macro_f1": float(f1.mean()),
-            "weighted_f1": float((f1 * support).sum() / n),
+            "balanced_accuracy": sum(recalls) / len(recalls),
+            "macro_f1": sum(f1) / len(f1),
+            "weighted_f1": sum(f * s for f, s in zip(f1, support, strict=True)) / n,
             "mcc": mcc, "kappa": kappa}
 
 
 def compute(labels: Sequence[str], matrix: Counts) -> dict[str, Any]:
     """The ``metrics`` object of an output document."""
-    metrics: dict[str, Any] = dict(summary(matrix))
-    metrics["per_class"] = per_class(labels, matrix)
+    rows = matrix.tolist()
+    metrics: dict[str, Any] = dict(_summary(rows))
+    metrics["per_class"] = _per_class(labels, rows)
     return metrics

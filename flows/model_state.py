@@ -61,16 +61,17 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Doc, dict[str, Any]]):
         window = self.window
         for cols in values:
             self.model = cols.model
+            truth, pred = window.encode(cols.labels, cols.truth, cols.pred)
+            window.log(cols.ids, cols.ts)
             pos, n = 0, len(cols)
             while pos < n:
                 # Feed up to the next multiple of emit_every, then emit at exactly that record.
-                take = min(n - pos, every - window.seq % every)
-                end = pos + take
-                window.add(cols.truth[pos:end], cols.pred[pos:end], cols.ids[pos:end],
-                           cols.ts[pos:end])
+                end = pos + min(n - pos, every - window.seq % every)
+                window.add_codes(truth[pos:end], pred[pos:end])
                 pos = end
                 if window.seq % every == 0:
                     docs.append(self._emit())
+            window.forget()
         return docs, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[Doc], bool]:

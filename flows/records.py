@@ -15,8 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import orjson
+from numpy.typing import NDArray
 
+from flows.columns import LabelTable, decode_batch, predictions
 from flows.ensemble import Ensemble
 
 # Epoch milliseconds that datetime can represent (years 1..9999).
@@ -47,16 +50,25 @@ class RawBatch:
 
 @dataclass(slots=True)
 class ModelColumns:
-    """One model's counted records from one batch, column by column, in read order."""
+    """One model's counted records from one batch, column by column, in read order.
+
+    ``truth`` and ``pred`` are codes into ``labels``, a table the batch's models share; a window
+    maps them to its own codes once per batch instead of once per record.
+    """
 
     model: str
-    truth: list[str] = field(default_factory=list)
-    pred: list[str] = field(default_factory=list)
-    ids: list[str | int] = field(default_factory=list)
-    ts: list[int] = field(default_factory=list)
+    labels: list[str]
+    truth: NDArray[np.int32]
+    pred: NDArray[np.int32]
+    ids: list[str | int]
+    ts: NDArray[np.int64]
 
     def __len__(self) -> int:
         return len(self.truth)
+
+    def slice(self, lo: int, hi: int) -> ModelColumns:
+        return ModelColumns(self.model, self.labels, self.truth[lo:hi], self.pred[lo:hi],
+                            self.ids[lo:hi], self.ts[lo:hi])
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +196,10 @@ def argmax_label(scores: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
             raise RecordError("score map has an empty label")
         if type(score) is not float:
             if type(score) is int:
-                score = float(score)
+                try:
+                    score = float(score)
+                except OverflowError:
+                    raise RecordError(f"score of {label!r} is not a finite number") from None
             else:
                 raise RecordError(f"score of {label!r} is not a number: {score!r}")
         if not math.isfinite(score):
@@ -267,30 +282,124 @@ def parse_record(obj: Any, ensemble: Ensemble | None = None) -> Record:
     return Record(rid, ts, label, preds, errors)
 
 
-def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatch:
-    """Parse a batch into per-model columns, keeping read order within each model."""
-    by_model: dict[str, ModelColumns] = {}
-    dead: list[DeadLetter] = []
-    records = rejected_entries = 0
-    for i, raw in enumerate(batch.values):
+def _timestamps(raw: list[str | int | None], fallback: list[int]
+                ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Epoch ms per row, and which rows have a ``ts`` that `timestamp_ms` refuses."""
+    bad = np.zeros(len(raw), dtype=bool)
+    if set(map(type, raw)) == {int}:
         try:
-            rec = parse_record(decode(raw), ensemble)
-        except RecordError as exc:
-            dead.append(DeadLetter(bytes(raw), str(exc), batch.origin, batch.positions[i],
-                                   None, batch.headers))
+            ts = np.asarray(raw, dtype=np.int64)
+        except OverflowError:
+            pass
+        else:
+            return ts, (ts < _MIN_MS) | (ts > _MAX_MS)
+    out = []
+    for i, value in enumerate(raw):
+        if value is None:
+            out.append(fallback[i])
             continue
-        records += 1
-        ts = batch.fallback_ts[i] if rec.ts is None else rec.ts
-        for model, pred in rec.predictions.items():
-            cols = by_model.get(model)
-            if cols is None:
-                cols = by_model[model] = ModelColumns(model)
-            cols.truth.append(rec.label)
-            cols.pred.append(pred)
-            cols.ids.append(rec.id)
-            cols.ts.append(ts)
+        try:
+            out.append(timestamp_ms(value))
+        except RecordError:
+            bad[i] = True
+            out.append(0)
+    return np.asarray(out, dtype=np.int64), bad
+
+
+@dataclass(slots=True)
+class _Judged:
+    """Rows judged one by one, per model, in row order."""
+
+    rows: list[int] = field(default_factory=list)
+    truth: list[str] = field(default_factory=list)
+    pred: list[str] = field(default_factory=list)
+    ids: list[str | int] = field(default_factory=list)
+    ts: list[int] = field(default_factory=list)
+
+
+def _merge(model: str, table: LabelTable, fast: ModelColumns | None, fast_rows: NDArray[Any],
+           judged: _Judged) -> ModelColumns:
+    """Interleave fast-path and one-by-one rows of a model back into read order."""
+    truth = table.encode(judged.truth)
+    pred = table.encode(judged.pred)
+    ts = np.asarray(judged.ts, dtype=np.int64)
+    if fast is None:
+        return ModelColumns(model, table.labels, truth, pred, judged.ids, ts)
+    rows = np.concatenate([fast_rows, np.asarray(judged.rows, dtype=fast_rows.dtype)])
+    order = np.argsort(rows, kind="stable")
+    ids = fast.ids + judged.ids
+    return ModelColumns(model, table.labels, np.concatenate([fast.truth, truth])[order],
+                        np.concatenate([fast.pred, pred])[order], [ids[i] for i in order],
+                        np.concatenate([fast.ts, ts])[order])
+
+
+def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatch:
+    """Parse a batch into per-model columns, keeping read order within each model.
+
+    Well-formed records take the columnar fast path (`flows.columns`); the rest, and every
+    record when an ensemble is configured, are judged by `parse_record`, which gives the reason
+    for each refusal. Both paths reach the same verdict on every record.
+    """
+    values = batch.values
+    wires = decode_batch(values)
+    table = LabelTable()
+    if ensemble is None:
+        fast = [i for i, w in enumerate(wires)
+                if w is not None and w.predictions and w.id != "" and w.label != ""]
+    else:
+        fast = []
+    ws = [wires[i] for i in fast]
+    ts, bad = _timestamps([w.ts for w in ws], [batch.fallback_ts[i] for i in fast])
+    labels = [w.label for w in ws]
+    if int in set(map(type, labels)):
+        labels = [label if type(label) is str else str(label) for label in labels]
+    truth = table.encode(labels)  # type: ignore[arg-type]
+    cols = predictions(table, [w.predictions for w in ws], None)
+    bad |= cols.bad
+    ids = [w.id for w in ws]
+    rows = np.asarray(fast, dtype=np.int64)
+    keep = ~bad
+
+    by_fast: dict[str, tuple[ModelColumns, NDArray[Any]]] = {}
+    for model, pred in cols.pred.items():
+        take = keep & (pred >= 0)
+        if take.all():
+            by_fast[model] = (ModelColumns(model, table.labels, truth, pred, ids, ts), rows)
+        elif take.any():
+            sel = np.flatnonzero(take)
+            by_fast[model] = (ModelColumns(model, table.labels, truth[sel], pred[sel],
+                                           [ids[i] for i in sel], ts[sel]), rows[sel])
+
+    slow = sorted(set(range(len(values))) - set(rows[keep].tolist()))
+    judged: dict[str, _Judged] = {}
+    dead: list[DeadLetter] = []
+    rejected_records = rejected_entries = 0
+    for i in slow:
+        try:
+            rec = parse_record(decode(values[i]), ensemble)
+        except RecordError as exc:
+            rejected_records += 1
+            dead.append(DeadLetter(bytes(values[i]), str(exc), batch.origin,
+                                   batch.positions[i], None, batch.headers))
+            continue
+        when = batch.fallback_ts[i] if rec.ts is None else rec.ts
+        for model, pred_label in rec.predictions.items():
+            j = judged.get(model)
+            if j is None:
+                j = judged[model] = _Judged()
+            j.rows.append(i)
+            j.truth.append(rec.label)
+            j.pred.append(pred_label)
+            j.ids.append(rec.id)
+            j.ts.append(when)
         for model, reason in rec.entry_errors.items():
             rejected_entries += 1
-            dead.append(DeadLetter(bytes(raw), reason, batch.origin, batch.positions[i],
+            dead.append(DeadLetter(bytes(values[i]), reason, batch.origin, batch.positions[i],
                                    model, batch.headers))
-    return ParsedBatch(by_model, dead, records, len(batch.values) - records, rejected_entries)
+
+    by_model = {model: cols_ for model, (cols_, _) in by_fast.items()}
+    for model, j in judged.items():
+        fast_cols, fast_rows = by_fast.get(model, (None, rows[:0]))
+        by_model[model] = _merge(model, table, fast_cols, fast_rows, j)
+    return ParsedBatch(by_model, dead, len(values) - rejected_records, rejected_records,
+                       rejected_entries)

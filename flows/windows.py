@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ Codes = NDArray[np.integer[Any]]
 Counts = NDArray[np.int64]
 
 SNAPSHOT_VERSION = 1
+COMPRESS_FROM = 65_536  # window size from which the record log compresses its chunks
 
 
 def count_pairs(truth: Codes, pred: Codes, n_labels: int) -> Counts:
@@ -98,17 +100,23 @@ class RecordLog:
     and last record, so one decoded chunk is cached for the window's head.
     """
 
-    __slots__ = ("_cache", "_chunk", "_open_ids", "_open_start", "_open_ts", "_sealed",
-                 "_starts")
+    __slots__ = ("_cache", "_chunk", "_compress", "_open_ids", "_open_start", "_open_ts",
+                 "_sealed", "_starts")
 
-    def __init__(self, chunk: int) -> None:
+    def __init__(self, chunk: int, compress: bool = True) -> None:
         self._chunk = chunk
-        self._sealed: list[tuple[int, bytes]] = []
+        self._compress = compress
+        self._sealed: list[tuple[int, Any]] = []
         self._starts: list[int] = []
         self._open_start = 0
         self._open_ids: list[str | int] = []
         self._open_ts: list[int] = []
         self._cache: tuple[int, list[str | int], list[int]] | None = None
+
+    @property
+    def end(self) -> int:
+        """The number of the next record to append."""
+        return self._open_start + len(self._open_ids)
 
     def append(self, start: int, ids: Sequence[str | int], ts: Sequence[int]) -> None:
         """Append records numbered ``start, start + 1, ...`` (``start`` continues the log)."""
@@ -125,22 +133,22 @@ class RecordLog:
 
     def _seal(self) -> None:
         ts = self._open_ts
-        deltas = [ts[0]] + [b - a for a, b in itertools.pairwise(ts)]
-        blob = zlib.compress(orjson.dumps([self._open_ids, deltas]), 1)
+        if self._compress:
+            deltas = [ts[0], *map(operator.sub, ts[1:], ts[:-1])]
+            blob: Any = zlib.compress(orjson.dumps([self._open_ids, deltas]), 1)
+        else:
+            blob = (self._open_ids, ts)
         self._sealed.append((self._open_start, blob))
         self._starts.append(self._open_start)
         self._open_start += len(self._open_ids)
         self._open_ids, self._open_ts = [], []
 
     @staticmethod
-    def _unpack(blob: bytes) -> tuple[list[str | int], list[int]]:
+    def _unpack(blob: Any) -> tuple[list[str | int], list[int]]:
+        if isinstance(blob, tuple):
+            return blob
         ids, deltas = orjson.loads(zlib.decompress(blob))
-        ts = []
-        total = 0
-        for delta in deltas:
-            total += delta
-            ts.append(total)
-        return ids, ts
+        return ids, list(itertools.accumulate(deltas))
 
     def forget_before(self, first: int) -> None:
         """Drop sealed chunks whose records all precede record ``first``."""
@@ -168,16 +176,18 @@ class RecordLog:
 
     def nbytes(self) -> int:
         """Approximate bytes held: blobs, plus 16 per open record."""
+        if not self._compress:
+            return 16 * (self.end - (self._starts[0] if self._starts else self._open_start))
         return sum(len(blob) for _, blob in self._sealed) + 16 * len(self._open_ids)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"chunk": self._chunk, "sealed": list(self._sealed),
+        return {"chunk": self._chunk, "compress": self._compress, "sealed": list(self._sealed),
                 "open_start": self._open_start, "open_ids": list(self._open_ids),
                 "open_ts": list(self._open_ts)}
 
     @classmethod
     def restore(cls, state: dict[str, Any]) -> RecordLog:
-        log = cls(state["chunk"])
+        log = cls(state["chunk"], state.get("compress", True))
         log._sealed = list(state["sealed"])
         log._starts = [start for start, _ in log._sealed]
         log._open_start = state["open_start"]
@@ -214,7 +224,8 @@ class CountWindow:
         self.matrix: Counts = np.zeros((0, 0), dtype=np.int64)
         self._truth: Codes = np.zeros(size, dtype=np.uint8)
         self._pred: Codes = np.zeros(size, dtype=np.uint8)
-        self._log = RecordLog(chunk=max(16, min(4096, size // 8)))
+        # Small windows keep ids as they are; big ones pay a little CPU for a lot less memory.
+        self._log = RecordLog(max(16, min(4096, size // 8)), compress=size >= COMPRESS_FROM)
 
     @property
     def count(self) -> int:
@@ -236,16 +247,47 @@ class CountWindow:
 
     def add(self, truth: Sequence[str], pred: Sequence[str], ids: Sequence[str | int],
             ts: Sequence[int]) -> None:
-        """Add records in order, evicting the ones that fall out of the window."""
-        n = len(truth)
-        if n == 0:
+        """Add records given as label strings, in order (a convenience over `add_columns`)."""
+        table: dict[str, int] = {}
+        t = [table.setdefault(label, len(table)) for label in truth]
+        p = [table.setdefault(label, len(table)) for label in pred]
+        self.add_columns(list(table), np.asarray(t, dtype=np.int32),
+                         np.asarray(p, dtype=np.int32), ids, ts)
+
+    def add_columns(self, labels: Sequence[str], truth: Codes, pred: Codes,
+                    ids: Sequence[str | int], ts: Sequence[int] | NDArray[np.int64]) -> None:
+        """Add records whose codes index ``labels``, in order, evicting what falls out."""
+        if len(truth) == 0:
             return
-        t_codes = self.codes.encode(truth)
-        p_codes = self.codes.encode(pred)
+        t, p = self.encode(labels, truth, pred)
+        self.log(ids, ts)
+        self.add_codes(t, p)
+        self.forget()
+
+    def encode(self, labels: Sequence[str], truth: Codes, pred: Codes) -> tuple[Codes, Codes]:
+        """Map batch codes (indexes into ``labels``) to this window's codes.
+
+        Only the labels these records use join the window, so a label another model uses in
+        the same batch does not appear in this model's matrix.
+        """
+        used = np.bincount(truth, minlength=len(labels)) + np.bincount(pred, minlength=len(labels))
+        remap = np.zeros(len(labels), dtype=np.int64)
+        nonzero = np.flatnonzero(used)
+        remap[nonzero] = self.codes.encode([labels[i] for i in nonzero])
         self._grow(len(self.codes))
         dtype = self._truth.dtype
-        self.add_codes(np.asarray(t_codes, dtype=dtype), np.asarray(p_codes, dtype=dtype))
-        self._log.append(self.seq - n, ids, ts)
+        return remap[truth].astype(dtype), remap[pred].astype(dtype)
+
+    def log(self, ids: Sequence[str | int], ts: Sequence[int] | NDArray[np.int64]) -> None:
+        """Record ids and timestamps of records about to be added with `add_codes`.
+
+        A batch may be logged ahead of its codes: documents emitted part way through it read
+        their last record from the log.
+        """
+        self._log.append(self._log.end, ids, ts.tolist() if isinstance(ts, np.ndarray) else ts)
+
+    def forget(self) -> None:
+        """Drop logged ids and timestamps of records no longer in the window."""
         self._log.forget_before(self.seq - self.count)
 
     def _slots(self, first: int, stop: int) -> list[tuple[int, int]]:

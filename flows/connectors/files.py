@@ -42,12 +42,11 @@ class _LinesPartition(StatefulSourcePartition[RawBatch, tuple[int, int]]):
         first = self._line + 1
         self._line += len(lines)
         self._offset = self._f.tell()
-        values, positions = [], []
-        for i, line in enumerate(lines):
-            stripped = line.rstrip(b"\r\n")
-            if stripped.strip():  # a blank line holds no record
-                values.append(stripped)
-                positions.append(first + i)
+        values = [line.rstrip(b"\r\n") for line in lines]
+        positions = list(range(first, first + len(values)))
+        if b"" in values or any(map(bytes.isspace, values)):  # a blank line holds no record
+            kept = [(v, p) for v, p in zip(values, positions, strict=True) if v.strip()]
+            values, positions = [v for v, _ in kept], [p for _, p in kept]
         arrival = now_ms()
         return [RawBatch(values, [arrival] * len(values), str(self._path), positions)]
 
