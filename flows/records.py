@@ -175,7 +175,10 @@ def timestamp_ms(value: Any) -> int:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise RecordError(f"'ts' is not an RFC 3339 timestamp: {value!r}") from None
+        try:  # RFC 3339 also allows a lowercase "t" and "z"
+            parsed = datetime.fromisoformat(value.upper())
+        except ValueError:
+            raise RecordError(f"'ts' is not an RFC 3339 timestamp: {value!r}") from None
     if parsed.tzinfo is None or len(value) < 20:
         raise RecordError(f"'ts' needs a date, a time and a UTC offset (RFC 3339): {value!r}")
     return (parsed - _EPOCH) // _ONE_MS  # exact integer arithmetic; sub-ms digits are floored

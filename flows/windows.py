@@ -28,6 +28,7 @@ Codes = NDArray[np.integer[Any]]
 Counts = NDArray[np.int64]
 
 SNAPSHOT_VERSION = 1
+SCALAR_BELOW = 4  # segments this short are added record by record
 COMPRESS_FROM = 65_536  # window size from which the record log compresses its chunks
 
 
@@ -300,6 +301,9 @@ class CountWindow:
     def add_codes(self, truth: Codes, pred: Codes) -> None:
         """Add already-encoded records (codes must be < ``matrix.shape[0]``)."""
         n = len(truth)
+        if n <= SCALAR_BELOW:  # emitting every record or so: numpy's per-call cost dominates
+            self._add_scalar(truth.tolist(), pred.tolist())
+            return
         if n >= self.size:  # the batch alone fills the window: recount its tail
             truth, pred = truth[n - self.size:], pred[n - self.size:]
             self.seq += n
@@ -323,6 +327,18 @@ class CountWindow:
         add_counts(self.matrix, truth, pred)
         self.seq += n
         self.held = min(self.held + n, self.size)
+
+    def _add_scalar(self, truth: list[int], pred: list[int]) -> None:
+        matrix, ring_t, ring_p, size = self.matrix, self._truth, self._pred, self.size
+        for t, p in zip(truth, pred, strict=True):
+            slot = self.seq % size
+            if self.held == size:  # the window is full: its oldest record sits in this slot
+                matrix[ring_t[slot], ring_p[slot]] -= 1
+            else:
+                self.held += 1
+            ring_t[slot], ring_p[slot] = t, p
+            matrix[t, p] += 1
+            self.seq += 1
 
     def window_codes(self) -> tuple[Codes, Codes]:
         """The codes in the window, oldest first (copies)."""
