@@ -123,7 +123,7 @@ def _argmax_codes(table: LabelTable, keys: tuple[str, ...], entries: list[Any],
     scores = np.fromiter(chain.from_iterable(map(dict.values, present)), dtype=np.float64,
                          count=len(present) * k).reshape(len(present), k)[:, order]
     key_codes = np.asarray([table.code(keys[j]) for j in order], dtype=np.int32)
-    best = key_codes[scores.argmax(axis=1)]
+    best: Codes = key_codes[scores.argmax(axis=1)]
     if len(present) == len(entries):
         return best
     out = np.full(len(entries), -1, dtype=np.int32)
@@ -165,7 +165,7 @@ def predictions(table: LabelTable, preds: list[dict[str, Any]], reserved: str | 
             bad |= np.asarray([e is not None for e in entries])
             continue
         kinds = set(map(type, entries))
-        present = entries
+        present: list[Any] = entries
         if type(None) in kinds:
             kinds.discard(type(None))
             present = [e for e in entries if e is not None]

@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from flows.columns import LabelTable, decode_batch, predictions
+from flows.columns import LabelTable, Wire, decode_batch, predictions
 from flows.ensemble import Ensemble
 
 # Epoch milliseconds that datetime can represent (years 1..9999).
@@ -346,12 +346,13 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatc
     values = batch.values
     wires = decode_batch(values)
     table = LabelTable()
+    fast: list[int] = []
+    ws: list[Wire] = []
     if ensemble is None:
-        fast = [i for i, w in enumerate(wires)
-                if w is not None and w.predictions and w.id != "" and w.label != ""]
-    else:
-        fast = []
-    ws = [wires[i] for i in fast]
+        for i, w in enumerate(wires):
+            if w is not None and w.predictions and w.id != "" and w.label != "":
+                fast.append(i)
+                ws.append(w)
     ts, bad = _timestamps([w.ts for w in ws], [batch.fallback_ts[i] for i in fast])
     labels = [w.label for w in ws]
     if int in set(map(type, labels)):

@@ -84,11 +84,11 @@ class LabelCodes:
             for i, code in enumerate(codes):
                 if code == -1:
                     name = names[i]
-                    code = index.get(name)
-                    if code is None:
-                        code = index[name] = len(self.labels)
+                    known = index.get(name)
+                    if known is None:
+                        known = index[name] = len(self.labels)
                         self.labels.append(name)
-                    codes[i] = code
+                    codes[i] = known
         return codes
 
 
@@ -274,7 +274,7 @@ class CountWindow:
         used = np.bincount(truth, minlength=len(labels)) + np.bincount(pred, minlength=len(labels))
         remap = np.zeros(len(labels), dtype=np.int64)
         nonzero = np.flatnonzero(used)
-        remap[nonzero] = self.codes.encode([labels[i] for i in nonzero])
+        remap[nonzero] = self.codes.encode([labels[i] for i in nonzero.tolist()])
         self._grow(len(self.codes))
         dtype = self._truth.dtype
         return remap[truth].astype(dtype), remap[pred].astype(dtype)
