@@ -66,10 +66,6 @@ class ModelColumns:
     def __len__(self) -> int:
         return len(self.truth)
 
-    def slice(self, lo: int, hi: int) -> ModelColumns:
-        return ModelColumns(self.model, self.labels, self.truth[lo:hi], self.pred[lo:hi],
-                            self.ids[lo:hi], self.ts[lo:hi])
-
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -87,7 +83,8 @@ class DeadLetter:
 
     def to_json(self) -> dict[str, Any]:
         """The dead-letter document of file-based destinations."""
-        doc: dict[str, Any] = {"reason": self.reason, "scope": "entry" if self.model else "record",
+        doc: dict[str, Any] = {"reason": self.reason,
+                               "scope": "record" if self.model is None else "entry",
                                "source": {"origin": self.origin, "position": self.position,
                                           **self.headers}}
         if self.model is not None:
