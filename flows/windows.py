@@ -211,9 +211,14 @@ class WindowView:
 
 
 class CountWindow:
-    """The last ``size`` records of one model: ring buffers of codes and their count matrix."""
+    """The last ``size`` records of one model: a ring of pair codes and their count matrix.
 
-    __slots__ = ("_log", "_pred", "_truth", "codes", "held", "matrix", "seq", "size")
+    Each record is one pair code ``truth * capacity + pred`` in the smallest unsigned dtype
+    that holds it (one byte per record up to 16 labels), so the matrix is a bincount of the
+    ring and eviction is a bincount of the slots being overwritten.
+    """
+
+    __slots__ = ("_cap", "_log", "_pairs", "codes", "held", "matrix", "seq", "size")
 
     def __init__(self, size: int) -> None:
         if size < 1:
@@ -222,9 +227,9 @@ class CountWindow:
         self.seq = 0  # records added so far; record n (0-based) sits at ring slot n % size
         self.held = 0  # records in the window: the newest ``held`` of them
         self.codes = LabelCodes()
+        self._cap = 0  # label capacity: the matrix is cap x cap
         self.matrix: Counts = np.zeros((0, 0), dtype=np.int64)
-        self._truth: Codes = np.zeros(size, dtype=np.uint8)
-        self._pred: Codes = np.zeros(size, dtype=np.uint8)
+        self._pairs: Codes = np.zeros(size, dtype=np.uint8)
         # Small windows keep ids as they are; big ones pay a little CPU for a lot less memory.
         self._log = RecordLog(max(16, min(4096, size // 8)), compress=size >= COMPRESS_FROM)
 
@@ -234,17 +239,18 @@ class CountWindow:
         return self.held
 
     def _grow(self, n_labels: int) -> None:
-        old = self.matrix.shape[0]
+        old = self._cap
         if n_labels <= old:
             return
-        capacity = max(n_labels, 2 * old, 2)
-        grown = np.zeros((capacity, capacity), dtype=np.int64)
+        cap = max(n_labels, 2 * old, 2)
+        grown = np.zeros((cap, cap), dtype=np.int64)
         grown[:old, :old] = self.matrix
         self.matrix = grown
-        dtype = code_dtype(capacity)
-        if dtype != self._truth.dtype:
-            self._truth = self._truth.astype(dtype)
-            self._pred = self._pred.astype(dtype)
+        pairs = self._pairs.astype(np.int64)
+        if old:
+            pairs = (pairs // old) * cap + pairs % old
+        self._pairs = pairs.astype(code_dtype(cap * cap))
+        self._cap = cap
 
     def add(self, truth: Sequence[str], pred: Sequence[str], ids: Sequence[str | int],
             ts: Sequence[int]) -> None:
@@ -276,8 +282,7 @@ class CountWindow:
         nonzero = np.flatnonzero(used)
         remap[nonzero] = self.codes.encode([labels[i] for i in nonzero.tolist()])
         self._grow(len(self.codes))
-        dtype = self._truth.dtype
-        return remap[truth].astype(dtype), remap[pred].astype(dtype)
+        return remap[truth], remap[pred]
 
     def log(self, ids: Sequence[str | int], ts: Sequence[int] | NDArray[np.int64]) -> None:
         """Record ids and timestamps of records about to be added with `add_codes`.
@@ -298,53 +303,57 @@ class CountWindow:
             return [(lo, lo + n)]
         return [(lo, self.size), (0, lo + n - self.size)]
 
+    def _counts(self, pairs: Codes) -> Counts:
+        cap = self._cap
+        return np.bincount(pairs, minlength=cap * cap).reshape(cap, cap)
+
     def add_codes(self, truth: Codes, pred: Codes) -> None:
-        """Add already-encoded records (codes must be < ``matrix.shape[0]``)."""
+        """Add already-encoded records (codes must be below the label capacity)."""
         n = len(truth)
         if n <= SCALAR_BELOW:  # emitting every record or so: numpy's per-call cost dominates
             self._add_scalar(truth.tolist(), pred.tolist())
             return
+        pairs = (np.asarray(truth, dtype=np.int64) * self._cap + pred).astype(self._pairs.dtype)
         if n >= self.size:  # the batch alone fills the window: recount its tail
-            truth, pred = truth[n - self.size:], pred[n - self.size:]
+            pairs = pairs[n - self.size:]
             self.seq += n
             for (lo, hi), offset in zip(self._slots(self.seq - self.size, self.seq),
                                         (0, self.size - self.seq % self.size), strict=False):
-                self._truth[lo:hi] = truth[offset:offset + hi - lo]
-                self._pred[lo:hi] = pred[offset:offset + hi - lo]
-            self.matrix[:] = 0
-            add_counts(self.matrix, truth, pred)
+                self._pairs[lo:hi] = pairs[offset:offset + hi - lo]
+            self.matrix[:] = self._counts(pairs)
             self.held = self.size
             return
         first, stop = self.seq - self.held, self.seq + n - self.size
         if stop > first:  # records first .. stop - 1 fall out
             for lo, hi in self._slots(first, stop):
-                remove_counts(self.matrix, self._truth[lo:hi], self._pred[lo:hi])
+                self.matrix -= self._counts(self._pairs[lo:hi])
         offset = 0
         for lo, hi in self._slots(self.seq, self.seq + n):
-            self._truth[lo:hi] = truth[offset:offset + hi - lo]
-            self._pred[lo:hi] = pred[offset:offset + hi - lo]
+            self._pairs[lo:hi] = pairs[offset:offset + hi - lo]
             offset += hi - lo
-        add_counts(self.matrix, truth, pred)
+        self.matrix += self._counts(pairs)
         self.seq += n
         self.held = min(self.held + n, self.size)
 
     def _add_scalar(self, truth: list[int], pred: list[int]) -> None:
-        matrix, ring_t, ring_p, size = self.matrix, self._truth, self._pred, self.size
+        flat, ring, size, cap = self.matrix.reshape(-1), self._pairs, self.size, self._cap
         for t, p in zip(truth, pred, strict=True):
             slot = self.seq % size
             if self.held == size:  # the window is full: its oldest record sits in this slot
-                matrix[ring_t[slot], ring_p[slot]] -= 1
+                flat[ring[slot]] -= 1
             else:
                 self.held += 1
-            ring_t[slot], ring_p[slot] = t, p
-            matrix[t, p] += 1
+            pair = t * cap + p
+            ring[slot] = pair
+            flat[pair] += 1
             self.seq += 1
 
     def window_codes(self) -> tuple[Codes, Codes]:
-        """The codes in the window, oldest first (copies)."""
-        slots = self._slots(self.seq - self.held, self.seq) if self.held else [(0, 0)]
-        return (np.concatenate([self._truth[lo:hi] for lo, hi in slots]),
-                np.concatenate([self._pred[lo:hi] for lo, hi in slots]))
+        """The truth and prediction codes in the window, oldest first (copies)."""
+        pairs = self._window_pairs()
+        dtype = code_dtype(max(self._cap, 1))
+        cap = max(self._cap, 1)
+        return (pairs // cap).astype(dtype), (pairs % cap).astype(dtype)
 
     def view(self) -> WindowView:
         """The window as a document needs it."""
@@ -354,16 +363,19 @@ class CountWindow:
                           self._log.get(self.seq - 1))
 
     def nbytes(self) -> int:
-        """Bytes of state held for this window (buffers, matrix, record log)."""
-        return (self._truth.nbytes + self._pred.nbytes + self.matrix.nbytes
-                + self._log.nbytes() + sum(len(label) + 50 for label in self.codes.labels))
+        """Bytes of state held for this window (ring, matrix, record log, labels)."""
+        return (self._pairs.nbytes + self.matrix.nbytes + self._log.nbytes()
+                + sum(len(label) + 50 for label in self.codes.labels))
+
+    def _window_pairs(self) -> Codes:
+        slots = self._slots(self.seq - self.held, self.seq) if self.held else [(0, 0)]
+        return np.concatenate([self._pairs[lo:hi] for lo, hi in slots])
 
     def snapshot(self) -> dict[str, Any]:
         """A versioned, picklable copy; the matrix is left out because it is a recount."""
-        truth, pred = self.window_codes()
         return {"v": SNAPSHOT_VERSION, "size": self.size, "seq": self.seq,
-                "labels": list(self.codes.labels), "truth": truth, "pred": pred,
-                "log": self._log.snapshot()}
+                "labels": list(self.codes.labels), "cap": self._cap,
+                "pairs": self._window_pairs(), "log": self._log.snapshot()}
 
     @classmethod
     def restore(cls, state: dict[str, Any], size: int | None = None) -> CountWindow:
@@ -374,9 +386,9 @@ class CountWindow:
         window = cls(size or state["size"])
         window.codes = LabelCodes(state["labels"])
         window._grow(len(window.codes))
-        dtype = window._truth.dtype
-        truth = np.asarray(state["truth"], dtype=dtype)
-        pred = np.asarray(state["pred"], dtype=dtype)
+        pairs = np.asarray(state["pairs"], dtype=np.int64)
+        cap = max(state["cap"], 1)
+        truth, pred = pairs // cap, pairs % cap
         window.seq = state["seq"] - len(truth)
         window.add_codes(truth, pred)
         window._log = RecordLog.restore(state["log"])
