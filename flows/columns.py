@@ -36,14 +36,17 @@ _AT_RECORD = re.compile(r"at `\$\[(\d+)\]")
 _AT_BYTE = re.compile(r"\(byte (\d+)\)")
 
 
-def _failed_value(exc: msgspec.DecodeError, values: Sequence[bytes]) -> int | None:
+def _failed_value(exc: Exception, values: Sequence[bytes]) -> int | None:
     """Which value of a newline-joined batch made msgspec fail, if its message says."""
     found = _AT_RECORD.search(str(exc))
     if found:
         return int(found.group(1))
+    offset: int | None = exc.start if isinstance(exc, UnicodeDecodeError) else None
     found = _AT_BYTE.search(str(exc))
     if found:
-        offset, pos = int(found.group(1)), 0
+        offset = int(found.group(1))
+    if offset is not None:
+        pos = 0
         for i, value in enumerate(values):
             pos += len(value) + 1
             if offset < pos:
@@ -54,7 +57,7 @@ def _failed_value(exc: msgspec.DecodeError, values: Sequence[bytes]) -> int | No
 def _decode_one(value: bytes) -> Wire | None:
     try:
         return _DECODER.decode(value)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return None
 
 
@@ -66,14 +69,20 @@ def decode_batch(values: Sequence[bytes]) -> list[Wire | None]:
     """
     if not values:
         return []
+    joined = b"\n".join(values)
+    # One line per value, none blank: then as many documents as values means one per value
+    # (a value with two documents or a newline inside cannot hide behind a blank one).
+    if (joined.count(b"\n") != len(values) - 1 or b"" in values
+            or any(map(bytes.isspace, values))):
+        return [_decode_one(v) for v in values]
     try:
-        decoded: list[Wire | None] = list(_DECODER.decode_lines(b"\n".join(values)))
-    except msgspec.DecodeError as exc:
+        decoded: list[Wire | None] = list(_DECODER.decode_lines(joined))
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         bad = _failed_value(exc, values)
         if bad is None:
             return [_decode_one(v) for v in values]
         return [*decode_batch(values[:bad]), None, *decode_batch(values[bad + 1:])]
-    if len(decoded) != len(values):  # a value held a newline or several documents
+    if len(decoded) != len(values):  # a value held several documents
         return [_decode_one(v) for v in values]
     return decoded
 

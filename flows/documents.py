@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -12,9 +12,14 @@ from flows.windows import WindowView
 WINDOW_KIND = "count"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 @lru_cache(maxsize=4096)
 def _iso_seconds(epoch_s: int) -> str:
-    return datetime.fromtimestamp(epoch_s, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+    t = _EPOCH + timedelta(seconds=epoch_s)  # fromtimestamp() refuses years before 1970 on some
+    return (f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"  # platforms; %Y is not zero-padded
+            f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.")
 
 
 def iso_ms(epoch_ms: int) -> str:

@@ -178,7 +178,11 @@ def timestamp_ms(value: Any) -> int:
             raise RecordError(f"'ts' is not an RFC 3339 timestamp: {value!r}") from None
     if parsed.tzinfo is None or len(value) < 20:
         raise RecordError(f"'ts' needs a date, a time and a UTC offset (RFC 3339): {value!r}")
-    return (parsed - _EPOCH) // _ONE_MS  # exact integer arithmetic; sub-ms digits are floored
+    ms: int = (parsed - _EPOCH) // _ONE_MS  # exact integer arithmetic; sub-ms digits floored
+    if not _MIN_MS <= ms <= _MAX_MS:
+        raise RecordError(f"'ts' {value!r} is out of range: in UTC it falls outside years "
+                          "1 to 9999")
+    return ms
 
 
 def argmax_label(scores: Mapping[str, Any]) -> tuple[str, dict[str, float]]:

@@ -66,11 +66,14 @@ class LabelCodes:
     the documents need is applied only when a document is built.
     """
 
-    __slots__ = ("index", "labels")
+    __slots__ = ("first_seen", "index", "labels")
 
     def __init__(self, labels: Sequence[str] = ()) -> None:
         self.labels: list[str] = list(labels)
         self.index: dict[str, int] = {label: i for i, label in enumerate(self.labels)}
+        # Record number at which each label first appeared (-1: before this window existed),
+        # so a document emitted part way through a batch lists only labels seen by then.
+        self.first_seen: list[int] = [-1] * len(self.labels)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -88,6 +91,7 @@ class LabelCodes:
                     if known is None:
                         known = index[name] = len(self.labels)
                         self.labels.append(name)
+                        self.first_seen.append(-1)
                     codes[i] = known
         return codes
 
@@ -280,7 +284,13 @@ class CountWindow:
         used = np.bincount(truth, minlength=len(labels)) + np.bincount(pred, minlength=len(labels))
         remap = np.zeros(len(labels), dtype=np.int64)
         nonzero = np.flatnonzero(used)
+        known = len(self.codes)
         remap[nonzero] = self.codes.encode([labels[i] for i in nonzero.tolist()])
+        if len(self.codes) > known:  # new labels: note the record each first appears in
+            for code in range(known, len(self.codes)):
+                batch_code = int(nonzero[np.flatnonzero(remap[nonzero] == code)[0]])
+                at = np.flatnonzero((truth == batch_code) | (pred == batch_code))[0]
+                self.codes.first_seen[code] = self.seq + int(at)
         self._grow(len(self.codes))
         return remap[truth], remap[pred]
 
@@ -356,11 +366,16 @@ class CountWindow:
         return (pairs // cap).astype(dtype), (pairs % cap).astype(dtype)
 
     def view(self) -> WindowView:
-        """The window as a document needs it."""
+        """The window as a document needs it: labels seen so far, and their matrix."""
         n = len(self.codes)
-        return WindowView(self.size, self.seq, self.count, list(self.codes.labels),
-                          self.matrix[:n, :n].copy(), self._log.get(self.seq - self.count),
-                          self._log.get(self.seq - 1))
+        labels = list(self.codes.labels)
+        matrix = self.matrix[:n, :n].copy()
+        if self.codes.first_seen and max(self.codes.first_seen) >= self.seq:
+            seen = [i for i, at in enumerate(self.codes.first_seen) if at < self.seq]
+            labels = [labels[i] for i in seen]
+            matrix = matrix[seen][:, seen]
+        return WindowView(self.size, self.seq, self.count, labels, matrix,
+                          self._log.get(self.seq - self.count), self._log.get(self.seq - 1))
 
     def nbytes(self) -> int:
         """Bytes of state held for this window (ring, matrix, record log, labels)."""
