@@ -27,7 +27,8 @@ def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow
     """Wire the job for ``settings``; connectors are built lazily by Bytewax, per partition."""
     progress = progress or Progress(settings.progress)
     ensemble = Ensemble(settings.weights, settings.ensemble_name) if settings.weights else None
-    policy = WindowPolicy(settings.window_size, settings.emit_every)
+    policy = WindowPolicy(settings.window_size, settings.emit_every, settings.window_kind,
+                          settings.window_duration_ms)
 
     def parse(batch: RawBatch) -> ParsedBatch:
         parsed = parse_batch(batch, ensemble)

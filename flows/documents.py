@@ -9,9 +9,6 @@ from typing import Any
 from flows import metrics
 from flows.windows import WindowView
 
-WINDOW_KIND = "count"
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -42,8 +39,8 @@ def document(model: str, view: WindowView, emitted_at_ms: int) -> dict[str, Any]
     (first_id, start), (last_id, end) = view.first, view.last
     return {
         "model": model,
-        "window": {"kind": WINDOW_KIND, "size": view.size, "count": view.count,
-                   "full": view.count == view.size, "first_id": first_id, "last_id": last_id,
+        "window": {"kind": view.kind, "size": view.size, "count": view.count,
+                   "full": view.full, "first_id": first_id, "last_id": last_id,
                    "start": iso_ms(start), "end": iso_ms(end)},
         "labels": labels,
         "matrix": matrix.tolist(),

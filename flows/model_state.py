@@ -17,6 +17,7 @@ from bytewax.operators import StatefulBatchLogic
 from flows.documents import document, now_ms
 from flows.errors import SnapshotError
 from flows.records import ModelColumns
+from flows.time_windows import TimeWindow
 from flows.windows import CountWindow
 
 STATE_VERSION = 1
@@ -26,10 +27,21 @@ Doc = dict[str, Any]
 
 @dataclass(frozen=True, slots=True)
 class WindowPolicy:
-    """How big the window is and how often a model's document is emitted."""
+    """The window (``size`` records, or ``duration_ms`` of event time when ``kind`` is
+    "time") and how often a model's document is emitted."""
 
     size: int
     emit_every: int
+    kind: str = "count"
+    duration_ms: int = 0
+
+    def new_window(self) -> CountWindow | TimeWindow:
+        return TimeWindow(self.duration_ms) if self.kind == "time" else CountWindow(self.size)
+
+    def restore_window(self, state: dict[str, Any]) -> CountWindow | TimeWindow:
+        if self.kind == "time":
+            return TimeWindow.restore(state, self.duration_ms)
+        return CountWindow.restore(state, self.size)
 
 
 class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Doc, dict[str, Any]]):
@@ -41,14 +53,15 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Doc, dict[str, Any]]):
         self.model = "" if resume is None else resume["model"]
         self.policy = policy
         self.clock = clock
+        self.window: CountWindow | TimeWindow
         if resume is None:
-            self.window = CountWindow(policy.size)
+            self.window = policy.new_window()
             self.emitted_seq = 0
         else:
             if resume.get("v") != STATE_VERSION:
                 raise SnapshotError(f"state of model {self.model!r} has version "
                                     f"{resume.get('v')!r}, this build reads {STATE_VERSION}")
-            self.window = CountWindow.restore(resume["window"], policy.size)
+            self.window = policy.restore_window(resume["window"])
             self.emitted_seq = resume["emitted_seq"]
 
     def _emit(self) -> Doc:
@@ -67,7 +80,7 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Doc, dict[str, Any]]):
             while pos < n:
                 # Feed up to the next multiple of emit_every, then emit at exactly that record.
                 end = pos + min(n - pos, every - window.seq % every)
-                window.add_codes(truth[pos:end], pred[pos:end])
+                window.add_codes(truth[pos:end], pred[pos:end], cols.ts[pos:end])
                 pos = end
                 if window.seq % every == 0:
                     docs.append(self._emit())

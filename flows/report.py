@@ -17,6 +17,7 @@ class ModelTrend:
     seq: int = 0
     count: int = 0
     size: int = 0
+    kind: str = "count"
     classes: int = 0
     first_accuracy: float | None = None
     min_accuracy: float | None = None
@@ -36,6 +37,7 @@ class ModelTrend:
             return
         self.seq = doc["seq"]
         self.count, self.size = doc["window"]["count"], doc["window"]["size"]
+        self.kind = doc["window"]["kind"]
         self.classes = len(doc["metrics"]["per_class"])
         self.accuracy, self.macro_f1 = acc, doc["metrics"]["macro_f1"]
         self.mcc = doc["metrics"]["mcc"]
@@ -45,12 +47,18 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _window(trend: ModelTrend) -> str:
+    if trend.kind == "time":
+        return f"{trend.count:,} in {trend.size / 1000:g}s"
+    return f"{trend.count:,}/{trend.size:,}"
+
+
 def table(trends: Iterable[ModelTrend]) -> str:
     """A plain-text table, one row per model, sorted by name."""
     header = ("model", "records", "window", "classes", "acc first", "acc min", "acc last",
               "macro F1", "MCC")
     rows = [header] + [
-        (t.model, f"{t.seq:,}", f"{t.count:,}/{t.size:,}", str(t.classes),
+        (t.model, f"{t.seq:,}", _window(t), str(t.classes),
          _num(t.first_accuracy), _num(t.min_accuracy), _num(t.accuracy), _num(t.macro_f1),
          _num(t.mcc))
         for t in sorted(trends, key=lambda t: t.model)]

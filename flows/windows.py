@@ -212,6 +212,8 @@ class WindowView:
     matrix: Counts
     first: tuple[str | int, int]
     last: tuple[str | int, int]
+    kind: str = "count"
+    full: bool = False
 
 
 class CountWindow:
@@ -221,6 +223,8 @@ class CountWindow:
     that holds it (one byte per record up to 16 labels), so the matrix is a bincount of the
     ring and eviction is a bincount of the slots being overwritten.
     """
+
+    kind = "count"
 
     __slots__ = ("_cap", "_log", "_pairs", "codes", "held", "matrix", "seq", "size")
 
@@ -317,8 +321,8 @@ class CountWindow:
         cap = self._cap
         return np.bincount(pairs, minlength=cap * cap).reshape(cap, cap)
 
-    def add_codes(self, truth: Codes, pred: Codes) -> None:
-        """Add already-encoded records (codes must be below the label capacity)."""
+    def add_codes(self, truth: Codes, pred: Codes, ts: Any = None) -> None:
+        """Add already-encoded records (codes below the label capacity; ``ts`` is unused)."""
         n = len(truth)
         if n <= SCALAR_BELOW:  # emitting every record or so: numpy's per-call cost dominates
             self._add_scalar(truth.tolist(), pred.tolist())
@@ -375,7 +379,8 @@ class CountWindow:
             labels = [labels[i] for i in seen]
             matrix = matrix[seen][:, seen]
         return WindowView(self.size, self.seq, self.count, labels, matrix,
-                          self._log.get(self.seq - self.count), self._log.get(self.seq - 1))
+                          self._log.get(self.seq - self.count), self._log.get(self.seq - 1),
+                          self.kind, self.held == self.size)
 
     def nbytes(self) -> int:
         """Bytes of state held for this window (ring, matrix, record log, labels)."""
@@ -388,16 +393,16 @@ class CountWindow:
 
     def snapshot(self) -> dict[str, Any]:
         """A versioned, picklable copy; the matrix is left out because it is a recount."""
-        return {"v": SNAPSHOT_VERSION, "size": self.size, "seq": self.seq,
+        return {"v": SNAPSHOT_VERSION, "kind": self.kind, "size": self.size, "seq": self.seq,
                 "labels": list(self.codes.labels), "cap": self._cap,
                 "pairs": self._window_pairs(), "log": self._log.snapshot()}
 
     @classmethod
     def restore(cls, state: dict[str, Any], size: int | None = None) -> CountWindow:
         """Rebuild a window from `snapshot`; a new ``size`` keeps the newest records that fit."""
-        if state.get("v") != SNAPSHOT_VERSION:
-            raise SnapshotError(f"window snapshot version {state.get('v')!r} is not "
-                                f"{SNAPSHOT_VERSION}; reset the recovery directory")
+        if state.get("v") != SNAPSHOT_VERSION or state.get("kind", cls.kind) != cls.kind:
+            raise SnapshotError("the checkpoint holds a different window kind or version; "
+                                "reset the recovery directory to change CONFUSION_WINDOW_KIND")
         window = cls(size or state["size"])
         window.codes = LabelCodes(state["labels"])
         window._grow(len(window.codes))
