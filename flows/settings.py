@@ -30,8 +30,10 @@ from flows.errors import ConfigError
 ENV_PREFIX = "CONFUSION_"
 KAFKA_OPT_PREFIX = "CONFUSION_KAFKA_OPT_"
 # Read by scripts/services, not by the job; listed so they do not trigger the typo warning.
-_SCRIPT_VARIABLES = {"KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "ES_PORT", "SERVICES_DIR",
-                     "SERVICES_CACHE", "JAVA_HOME", "ES_JAVA_HOME", "KAFKA_JAVA_HOME"}
+_SCRIPT_VARIABLES = {"KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "ES_PORT", "ES_TRANSPORT_PORT",
+                     "SERVICES_DIR", "SERVICES_CACHE", "SERVICES_TIMEOUT",
+                     "SERVICES_STOP_TIMEOUT", "ES_JAVA_HOME", "KAFKA_JAVA_HOME",
+                     "ES_JAVA_OPTS", "KAFKA_JAVA_OPTS", "LOG_LINES"}
 
 
 class Settings(BaseModel):
@@ -47,7 +49,9 @@ class Settings(BaseModel):
     output: Path = Path("out/confusion.jsonl")
     dead_letter_path: Path = Path("out/dead-letter.jsonl")
 
+    window_kind: Literal["count", "time"] = "count"
     window_size: int = Field(1000, ge=1, le=100_000_000)
+    window_duration: str | None = None
     emit_every: int = Field(100, ge=1, le=100_000_000)
     ensemble_weights: str = ""
     ensemble_name: str = Field("ensemble", min_length=1)
@@ -61,6 +65,8 @@ class Settings(BaseModel):
     kafka_topic: str | None = None
     kafka_start: Literal["earliest", "latest"] = "earliest"
     kafka_config_file: Path | None = None
+    kafka_group: str | None = None
+    kafka_stop_at_end: bool = False
     dlq_topic: str | None = None
 
     es_url: str | None = None
@@ -74,7 +80,15 @@ class Settings(BaseModel):
     es_bulk_docs: int = Field(500, ge=1, le=100_000)
     es_bulk_bytes: int = Field(5_000_000, ge=10_000, le=100_000_000)
     es_max_backoff: float = Field(30.0, gt=0)
+    es_flush_interval: float = Field(1.0, ge=0)
     es_partitions: int = Field(12, ge=1, le=1024)
+
+    @field_validator("window_duration")
+    @classmethod
+    def _duration_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration_ms(value)
+        return value
 
     @field_validator("ensemble_weights")
     @classmethod
@@ -109,10 +123,17 @@ class Settings(BaseModel):
                                  "CONFUSION_ES_PASSWORD, not both")
             if (self.es_username is None) != (self.es_password is None):
                 raise ValueError("CONFUSION_ES_USERNAME and CONFUSION_ES_PASSWORD go together")
+        if self.window_kind == "time" and self.window_duration is None:
+            raise ValueError("CONFUSION_WINDOW_KIND=time needs CONFUSION_WINDOW_DURATION "
+                             "(e.g. 15m, 90s, 1h, 500ms)")
         if self.ensemble_name in self.weights:
             raise ValueError(f"CONFUSION_ENSEMBLE_NAME={self.ensemble_name!r} is also a model "
                              "in CONFUSION_ENSEMBLE_WEIGHTS; pick another name")
         return self
+
+    @property
+    def window_duration_ms(self) -> int:
+        return parse_duration_ms(self.window_duration) if self.window_duration else 0
 
     @property
     def weights(self) -> dict[str, float]:
@@ -126,6 +147,25 @@ class Settings(BaseModel):
     @property
     def dead_letter_topic(self) -> str:
         return self.dlq_topic or f"{self.kafka_topics[0]}.dead-letter"
+
+
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def parse_duration_ms(text: str) -> int:
+    """``500ms``, ``90s``, ``15m``, ``1h``, ``1d`` or plain seconds, in milliseconds."""
+    raw = text.strip().lower()
+    unit = next((u for u in ("ms", "s", "m", "h", "d") if raw.endswith(u)), "")
+    number = raw[:len(raw) - len(unit)] if unit else raw
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"expected a duration such as 500ms, 90s, 15m or 1h, got {text!r}"
+                         ) from None
+    ms = round(value * _UNITS_MS[unit or "s"])
+    if not math.isfinite(value) or ms < 1:
+        raise ValueError(f"a duration must be at least 1ms, got {text!r}")
+    return ms
 
 
 def parse_weights(text: str) -> dict[str, float]:
