@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 import numpy as np
-import orjson
 from numpy.typing import NDArray
 
 from flows.columns import LabelTable, Wire, decode_batch, predictions
@@ -25,6 +25,7 @@ from flows.ensemble import Ensemble
 # Epoch milliseconds that datetime can represent (years 1..9999).
 _MIN_MS = -62_135_596_800_000
 _MAX_MS = 253_402_300_799_999
+ID_MIN, ID_MAX = -(2**63), 2**63 - 1  # integer ids must fit Elasticsearch's long
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
 
@@ -129,24 +130,39 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def decode(raw: bytes) -> Any:
-    """Decode one JSON document; orjson first, the stdlib only to judge what orjson refused.
+def decode(raw: bytes) -> tuple[Any, bool]:
+    """Decode one JSON document; also say whether its text must be checked for surrogates.
 
-    orjson refuses integers wider than 64 bits, which are still valid JSON, so a refusal is
-    checked again with the stdlib (NaN/Infinity stay refused: they are not JSON).
+    msgspec decodes first (integers of any size stay exact). What it refuses the stdlib decodes
+    again, because some of it is valid JSON the contract judges more finely: a score of 1e400 is
+    a refused entry, not a broken record. The stdlib lets unpaired UTF-16 surrogate escapes
+    through, which no sink can encode, so those documents need `parse_record`'s text checks.
     """
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return msgspec.json.decode(raw), False
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         first = str(exc)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RecordError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError:
+        return json.loads(text, parse_constant=_reject_constant), True
+    except (ValueError, RecursionError):
         raise RecordError(f"not valid JSON: {first}") from None
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_text(value: str, what: str) -> None:
+    if _has_surrogate(value):
+        raise RecordError(f"{what} holds an unpaired UTF-16 surrogate escape")
 
 
 def label_of(value: Any, what: str) -> str:
@@ -239,8 +255,11 @@ class Record:
     entry_errors: dict[str, str]
 
 
-def parse_record(obj: Any, ensemble: Ensemble | None = None) -> Record:
-    """Validate one decoded record; raise RecordError if the record as a whole is refused."""
+def parse_record(obj: Any, ensemble: Ensemble | None = None, check_text: bool = False) -> Record:
+    """Validate one decoded record; raise RecordError if the record as a whole is refused.
+
+    ``check_text`` asks for the surrogate checks `decode` says the document needs.
+    """
     if type(obj) is not dict:
         raise RecordError(f"record must be a JSON object, got {_json_type(obj)}")
     if "id" not in obj:
@@ -248,9 +267,15 @@ def parse_record(obj: Any, ensemble: Ensemble | None = None) -> Record:
     rid = obj["id"]
     if not ((type(rid) is str and rid) or type(rid) is int):
         raise RecordError(f"'id' must be a non-empty string or an integer, got {_json_type(rid)}")
+    if type(rid) is int and not ID_MIN <= rid <= ID_MAX:
+        raise RecordError("'id' is an integer that does not fit in 64 bits")
+    if check_text and type(rid) is str:
+        _check_text(rid, "'id'")
     if "label" not in obj:
         raise RecordError("missing 'label'")
     label = label_of(obj["label"], "'label'")
+    if check_text:
+        _check_text(label, "'label'")
     raw_ts = obj.get("ts")
     ts = None if raw_ts is None else timestamp_ms(raw_ts)
     if "predictions" not in obj:
@@ -272,6 +297,10 @@ def parse_record(obj: Any, ensemble: Ensemble | None = None) -> Record:
                 raise RecordError(f"model name {model!r} is reserved for the ensemble "
                                   "(CONFUSION_ENSEMBLE_NAME)")
             pred, scores = predicted(entry)
+            if check_text:
+                _check_text(model, "model name")
+                for text in scores or (pred,):
+                    _check_text(text, "predicted label")
         except RecordError as exc:
             errors[model] = f"model {model!r}: {exc}"
             continue
@@ -337,6 +366,11 @@ def _merge(model: str, table: LabelTable, fast: ModelColumns | None, fast_rows: 
                         np.concatenate([fast.ts, ts])[order])
 
 
+def _judge(raw: bytes, ensemble: Ensemble | None) -> Record:
+    obj, check_text = decode(raw)
+    return parse_record(obj, ensemble, check_text)
+
+
 def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatch:
     """Parse a batch into per-model columns, keeping read order within each model.
 
@@ -362,6 +396,8 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatc
     cols = predictions(table, [w.predictions for w in ws], None)
     bad |= cols.bad
     ids = [w.id for w in ws]
+    if int in set(map(type, ids)):  # integer ids must fit in 64 bits; the slow path says why
+        bad |= np.asarray([type(i) is int and not ID_MIN <= i <= ID_MAX for i in ids])
     rows = np.asarray(fast, dtype=np.int64)
     keep = ~bad
 
@@ -381,7 +417,7 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatc
     rejected_records = rejected_entries = 0
     for i in slow:
         try:
-            rec = parse_record(decode(values[i]), ensemble)
+            rec = _judge(values[i], ensemble)
         except RecordError as exc:
             rejected_records += 1
             dead.append(DeadLetter(bytes(values[i]), str(exc), batch.origin,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from bytewax.inputs import Source
@@ -37,7 +38,11 @@ def make_document_sink(settings: Settings) -> Sink[tuple[str, dict[str, Any]]]:
 
 
 def _encode_dead_letter(letter: DeadLetter) -> bytes:
-    return encode_json(letter.to_json())
+    doc = letter.to_json()
+    try:
+        return encode_json(doc)
+    except TypeError:  # a model name with an unpaired surrogate: keep it, as a JSON \u escape
+        return json.dumps(doc, ensure_ascii=True).encode() + b"\n"
 
 
 def make_dead_letter_sink(settings: Settings) -> Sink[tuple[str, DeadLetter]]:
