@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import operator
+import sys
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,6 +95,11 @@ class LabelCodes:
                         self.first_seen.append(-1)
                     codes[i] = known
         return codes
+
+
+def _list_bytes(ids: list[str | int], ts: list[int]) -> int:
+    return (sys.getsizeof(ids) + sys.getsizeof(ts) + sum(map(sys.getsizeof, ids))
+            + sum(map(sys.getsizeof, ts)))
 
 
 class RecordLog:
@@ -180,10 +186,10 @@ class RecordLog:
         return self._cache[1][seq - start], self._cache[2][seq - start]
 
     def nbytes(self) -> int:
-        """Approximate bytes held: blobs, plus 16 per open record."""
-        if not self._compress:
-            return 16 * (self.end - (self._starts[0] if self._starts else self._open_start))
-        return sum(len(blob) for _, blob in self._sealed) + 16 * len(self._open_ids)
+        """Bytes held: compressed blobs, or the Python lists and objects of plain chunks."""
+        total = sum(len(blob) if isinstance(blob, bytes) else _list_bytes(*blob)
+                    for _, blob in self._sealed)
+        return total + _list_bytes(self._open_ids, self._open_ts)
 
     def snapshot(self) -> dict[str, Any]:
         return {"chunk": self._chunk, "compress": self._compress, "sealed": list(self._sealed),
