@@ -30,7 +30,7 @@ Counts = NDArray[np.int64]
 
 SNAPSHOT_VERSION = 1
 SCALAR_BELOW = 4  # segments this short are added record by record
-COMPRESS_FROM = 65_536  # window size from which the record log compresses its chunks
+COMPRESS_FROM = 8_192  # window size from which the record log compresses its chunks
 
 
 def count_pairs(truth: Codes, pred: Codes, n_labels: int) -> Counts:
