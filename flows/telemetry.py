@@ -7,6 +7,7 @@ place twice a second on a terminal, one plain line every ten seconds otherwise (
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -88,6 +89,17 @@ class Progress:
                 self.stream.write("\r\033[K")
             text = self.line(rate).replace("rec/s", f"rec/s over {elapsed:.1f}s")
         return text
+
+
+def job_logger(name: str) -> logging.Logger:
+    """A logger under ``confusion`` that prints to stderr even when nobody configured logging."""
+    root = logging.getLogger("confusion")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("confusion-stream: %(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+    return root.getChild(name)
 
 
 class Heartbeat:

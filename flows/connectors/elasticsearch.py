@@ -16,10 +16,8 @@ logged with its reason and counted, never retried.
 
 from __future__ import annotations
 
-import logging
 import queue
 import random
-import sys
 import threading
 import time
 import zlib
@@ -38,6 +36,7 @@ from pydantic import SecretStr
 from flows.documents import document_id
 from flows.errors import SinkError
 from flows.settings import Settings
+from flows.telemetry import job_logger
 
 Doc = dict[str, Any]
 T = TypeVar("T")
@@ -57,17 +56,6 @@ TEMPLATE_VERSION = 1
 _DATE = {"type": "date"}
 _METRIC = {"type": "double"}
 _KEYWORD = {"type": "keyword"}
-
-
-def job_logger(name: str) -> logging.Logger:
-    """A logger under ``confusion`` that prints to stderr even when nobody configured logging."""
-    root = logging.getLogger("confusion")
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("confusion-stream: %(name)s: %(message)s"))
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-    return root.getChild(name)
 
 
 log = job_logger("elasticsearch")

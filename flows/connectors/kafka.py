@@ -15,8 +15,6 @@ silently; see `DeadLetterTopicSink`.
 from __future__ import annotations
 
 import json
-import logging
-import sys
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -43,7 +41,7 @@ from flows.documents import now_ms
 from flows.errors import ConfigError, SinkError
 from flows.records import DeadLetter, RawBatch
 from flows.settings import Settings, kafka_options
-from flows.telemetry import Heartbeat
+from flows.telemetry import Heartbeat, job_logger
 
 KAFKA_ERRORS = Counter("confusion_kafka_errors",
                        "Kafka errors reported to the job (logged, not raised)", ["client", "code"])
@@ -60,17 +58,6 @@ MASK = "***"
 IDLE_WAIT_MS = (5, 100)
 METADATA_TIMEOUT_S = 10.0
 WARN_EVERY_S = 10.0  # the same Kafka error code is logged at most this often per partition
-
-
-def job_logger(name: str) -> logging.Logger:
-    """A logger under ``confusion`` that prints to stderr even when nobody configured logging."""
-    root = logging.getLogger("confusion")
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("confusion-stream: %(name)s: %(message)s"))
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-    return root.getChild(name)
 
 
 log = job_logger("kafka")
