@@ -129,16 +129,27 @@ def test_every_container_has_requests_and_limits_that_fit(deployment: Objects) -
 BASE_PROCESS_MIB = 256  # Python + Bytewax + Kafka and ES clients; 174 MiB measured, + probes
 
 
+PLAIN_RECORD_BYTES = 128  # an uncompressed log entry: id (<= ~30 chars), int time, list slots
+
+
 def window_state_bytes(window: int, classes: int, log_bytes: float) -> int:
     """One model's window (flows/windows.py `CountWindow.nbytes`), at its largest.
 
-    Codes: one byte each (two per record) while the label capacity, which doubles as labels
-    appear, stays <= 256, else two; the int64 matrix is capacity^2; the record log holds
-    ``log_bytes`` per record compressed plus one open chunk of <= 4096 records at 16 bytes.
+    The ring holds one pair code per record: 1 byte while the label capacity, which doubles as
+    labels appear, stays <= 16, 2 up to 256, else 4; the int64 matrix is capacity^2. From
+    COMPRESS_FROM records the record log holds ``log_bytes`` per record compressed plus one
+    plain open chunk; below, every record is plain.
     """
+    from flows.windows import COMPRESS_FROM
+
     capacity = 2 * classes
-    code = 1 if capacity <= 256 else 2
-    return window * (2 * code + math.ceil(log_bytes)) + 8 * capacity**2 + 16 * 4096
+    code = 1 if capacity <= 16 else 2 if capacity <= 256 else 4
+    chunk = max(16, min(4096, window // 8))
+    if window >= COMPRESS_FROM:
+        log = window * math.ceil(log_bytes) + PLAIN_RECORD_BYTES * chunk
+    else:
+        log = PLAIN_RECORD_BYTES * (window + chunk)
+    return window * code + 8 * capacity**2 + log
 
 
 def memory_needed(d: Objects) -> tuple[float, float]:
@@ -173,15 +184,16 @@ def test_sizing_formula_matches_the_window_implementation() -> None:
     """The formula bounds what `CountWindow.nbytes()` reports for a full window."""
     from flows.windows import CountWindow
 
-    window, classes = 5000, 20
-    w = CountWindow(window)
-    labels = [f"class-{i}" for i in range(classes)]
-    n = 2 * window
-    truth = [labels[(i * 7) % classes] for i in range(n)]
-    pred = [labels[(i * 3) % classes] for i in range(n)]
-    ids: list[str | int] = [f"r-{i:09d}" for i in range(n)]
-    w.add(truth, pred, ids, [1_795_341_600_000 + 50 * i for i in range(n)])
-    assert 0 < w.nbytes() <= window_state_bytes(window, classes, log_bytes=24)
+    for window in (5000, 20_000):  # a plain and a compressed record log
+        classes = 20
+        w = CountWindow(window)
+        labels = [f"class-{i}" for i in range(classes)]
+        n = 2 * window
+        truth = [labels[(i * 7) % classes] for i in range(n)]
+        pred = [labels[(i * 3) % classes] for i in range(n)]
+        ids: list[str | int] = [f"r-{i:09d}" for i in range(n)]
+        w.add(truth, pred, ids, [1_795_341_600_000 + 50 * i for i in range(n)])
+        assert 0 < w.nbytes() <= window_state_bytes(window, classes, log_bytes=24)
 
 
 # --------------------------------------------------------------------------- probes
