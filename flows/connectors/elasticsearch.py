@@ -61,6 +61,9 @@ _KEYWORD = {"type": "keyword"}
 log = job_logger("elasticsearch")
 
 
+REFRESH_INTERVAL = "500ms"
+
+
 def mappings() -> dict[str, Any]:
     """Explicit mappings: what is queried is typed, what is bulky is stored but not indexed.
 
@@ -233,7 +236,11 @@ class BulkWriter:
         def put_template() -> object:
             return indices.put_index_template(
                 name=f"{name}-template", index_patterns=[name], priority=TEMPLATE_PRIORITY,
-                version=TEMPLATE_VERSION, template={"mappings": mappings()},
+                version=TEMPLATE_VERSION,
+                template={"mappings": mappings(),
+                          # searchable within half a second: documents are few (one per model
+                          # per emission), so a short refresh costs little
+                          "settings": {"index": {"refresh_interval": REFRESH_INTERVAL}}},
                 meta={"managed_by": "confusion-stream"})
 
         def exists() -> bool:
@@ -370,24 +377,43 @@ class _ElasticsearchPartition(StatefulSinkPartition[Doc, None]):
         self._newest: dict[str, tuple[int, bytes]] = {}  # model -> (seq, encoded document)
         self._bytes = 0
         self._since = 0.0
+        # Bytewax calls a sink only when items arrive: a flusher thread sends a buffer that has
+        # waited ``flush_interval`` even if its models have gone quiet.
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._flusher: threading.Thread | None = None
 
     def write_batch(self, values: list[Doc]) -> None:
-        if not self._history:
-            self._since = time.monotonic()
-        for doc in values:
-            source = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
-            action = _action(self._index, document_id(doc), source, None)
-            self._history.append(action)
-            self._bytes += len(action.lines)
-            model, seq = doc["model"], int(doc["seq"])
-            if model not in self._newest or seq >= self._newest[model][0]:
-                self._newest[model] = (seq, source)
-        pending = len(self._history) + len(self._newest)
-        if (pending >= self._writer.bulk_docs or self._bytes >= self._writer.bulk_bytes
-                or time.monotonic() - self._since >= self._flush_interval):
-            self.flush()
+        with self._lock:
+            if not self._history:
+                self._since = time.monotonic()
+            for doc in values:
+                source = orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY)
+                action = _action(self._index, document_id(doc), source, None)
+                self._history.append(action)
+                self._bytes += len(action.lines)
+                model, seq = doc["model"], int(doc["seq"])
+                if model not in self._newest or seq >= self._newest[model][0]:
+                    self._newest[model] = (seq, source)
+            pending = len(self._history) + len(self._newest)
+            if (pending >= self._writer.bulk_docs or self._bytes >= self._writer.bulk_bytes
+                    or time.monotonic() - self._since >= self._flush_interval):
+                self._flush()
+        if self._flusher is None and self._flush_interval > 0:
+            self._flusher = threading.Thread(target=self._flush_when_due, name="es-flush",
+                                             daemon=True)
+            self._flusher.start()
 
-    def flush(self) -> None:
+    def _flush_when_due(self) -> None:
+        while not self._closed.wait(self._flush_interval / 2):
+            with self._lock:
+                if self._history and time.monotonic() - self._since >= self._flush_interval:
+                    try:
+                        self._flush()
+                    except BaseException:  # the sender raises it again in the dataflow thread
+                        return
+
+    def _flush(self) -> None:
         """Hand the history documents, then each model's newest for latest, to the sender."""
         if not self._history:
             return
@@ -396,13 +422,20 @@ class _ElasticsearchPartition(StatefulSinkPartition[Doc, None]):
         self._ticket = self._sender.submit(actions)
         self._history, self._newest, self._bytes = [], {}, 0
 
+    def flush(self) -> None:
+        with self._lock:
+            self._flush()
+
     def snapshot(self) -> None:
         """Block until everything written to this partition is in Elasticsearch."""
-        self.flush()
-        self._sender.wait(self._ticket)
+        with self._lock:
+            self._flush()
+            ticket = self._ticket
+        self._sender.wait(ticket)
 
     def close(self) -> None:
         self.snapshot()
+        self._closed.set()
 
 
 class ElasticsearchSink(FixedPartitionedSink[Doc, None]):
@@ -418,7 +451,7 @@ class ElasticsearchSink(FixedPartitionedSink[Doc, None]):
 
     def __init__(self, options: EsClientOptions, index: str, *, bulk_docs: int = 500,
                  bulk_bytes: int = 5_000_000, max_backoff: float = 30.0,
-                 flush_interval: float = 1.0, partitions: int = 12) -> None:
+                 flush_interval: float = 0.2, partitions: int = 12) -> None:
         self.options = options
         self.index = index
         self.bulk_docs, self.bulk_bytes, self.max_backoff = bulk_docs, bulk_bytes, max_backoff
