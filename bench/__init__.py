@@ -1,0 +1,1 @@
+"""Benchmarks of confusion-stream: ``python bench/<name>.py`` runs one, ``bench/run`` all."""

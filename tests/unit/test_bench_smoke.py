@@ -1,0 +1,73 @@
+"""Every benchmark runs at tiny sizes (``--quick``) and writes a report; nothing is measured.
+
+The five scripts run side by side (each in its own process) to keep this under ~20 s on two
+cores. End to end is pointed at no server (``BENCH_NO_SERVICES``), so it must skip cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ("core_update", "flow", "state", "profile_flow", "end_to_end")
+HEADINGS = {"core_update": "Core update", "flow": "Flow:", "state": "State:",
+            "profile_flow": "Profile", "end_to_end": "End to end"}
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("bench")
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CONFUSION_KAFKA_BOOTSTRAP", "CONFUSION_ES_URL")}
+    env["BENCH_NO_SERVICES"] = "1"
+    procs = {name: subprocess.Popen(
+        [sys.executable, f"bench/{name}.py", "--quick", "--json", str(tmp / f"{name}.json")],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for name in SCRIPTS}
+    out: dict[str, dict[str, Any]] = {}
+    for name, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"bench/{name}.py --quick failed:\n{stderr[-3000:]}"
+        report = json.loads((tmp / f"{name}.json").read_text())
+        report["stdout"] = stdout
+        out[name] = report
+    return out
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_benchmark_runs_and_reports(reports: dict[str, dict[str, Any]], name: str) -> None:
+    report = reports[name]
+    assert HEADINGS[name] in report["title"]
+    assert report["command"].startswith(f"python bench/{name}.py --quick")
+    assert report["title"] in report["stdout"]
+    if name == "end_to_end":
+        assert report["skipped"], "with no server, end to end must say why it skipped"
+        return
+    assert report["sections"], f"{name} reported no table"
+    for section in report["sections"]:
+        assert section["table"].startswith("| ")
+
+
+def test_core_and_flow_report_their_targets(reports: dict[str, dict[str, Any]]) -> None:
+    goals = [t["goal"] for name in ("core_update", "flow") for t in reports[name]["targets"]]
+    assert any("River" in goal for goal in goals)
+    assert any("naive" in goal for goal in goals)
+    assert any("300,000" in goal for goal in goals)
+
+
+def test_render_writes_targets_and_sections(reports: dict[str, dict[str, Any]]) -> None:
+    sys.path.insert(0, str(ROOT))
+    from bench.run_all import render
+
+    text = render(list(reports.values()), quick=True, total=1.0)
+    assert text.startswith("# Benchmarks")
+    assert "## Targets" in text and "## Machine and versions" in text
+    for report in reports.values():
+        assert f"## {report['title']}" in text
