@@ -162,10 +162,9 @@ def parse_duration_ms(text: str) -> int:
     except ValueError:
         raise ValueError(f"expected a duration such as 500ms, 90s, 15m or 1h, got {text!r}"
                          ) from None
-    ms = round(value * _UNITS_MS[unit or "s"])
-    if not math.isfinite(value) or ms < 1:
-        raise ValueError(f"a duration must be at least 1ms, got {text!r}")
-    return ms
+    if not math.isfinite(value) or round(value * _UNITS_MS[unit or "s"]) < 1:
+        raise ValueError(f"a duration must be a finite time of at least 1ms, got {text!r}")
+    return round(value * _UNITS_MS[unit or "s"])
 
 
 def parse_weights(text: str) -> dict[str, float]:

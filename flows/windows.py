@@ -222,30 +222,27 @@ class WindowView:
     full: bool = False
 
 
-class CountWindow:
-    """The last ``size`` records of one model: a ring of pair codes and their count matrix.
+class PairWindow:
+    """What count and time windows share: label codes, a ring of pair codes, the count matrix.
 
     Each record is one pair code ``truth * capacity + pred`` in the smallest unsigned dtype
     that holds it (one byte per record up to 16 labels), so the matrix is a bincount of the
-    ring and eviction is a bincount of the slots being overwritten.
+    ring and eviction is a bincount of the slots being let go. Subclasses decide which records
+    the window holds; ids and timestamps for the document live in a `RecordLog`.
     """
 
-    kind = "count"
+    kind = ""
 
-    __slots__ = ("_cap", "_log", "_pairs", "codes", "held", "matrix", "seq", "size")
+    __slots__ = ("_cap", "_log", "_pairs", "codes", "held", "matrix", "seq")
 
-    def __init__(self, size: int) -> None:
-        if size < 1:
-            raise ValueError("window size must be >= 1")
-        self.size = size
-        self.seq = 0  # records added so far; record n (0-based) sits at ring slot n % size
-        self.held = 0  # records in the window: the newest ``held`` of them
+    def __init__(self, ring: int, log: RecordLog) -> None:
+        self.seq = 0  # records added so far
+        self.held = 0  # records in the window: the newest ``held`` in read order
         self.codes = LabelCodes()
         self._cap = 0  # label capacity: the matrix is cap x cap
         self.matrix: Counts = np.zeros((0, 0), dtype=np.int64)
-        self._pairs: Codes = np.zeros(size, dtype=np.uint8)
-        # Small windows keep ids as they are; big ones pay a little CPU for a lot less memory.
-        self._log = RecordLog(max(16, min(4096, size // 8)), compress=size >= COMPRESS_FROM)
+        self._pairs: Codes = np.zeros(ring, dtype=np.uint8)
+        self._log = log
 
     @property
     def count(self) -> int:
@@ -265,25 +262,6 @@ class CountWindow:
             pairs = (pairs // old) * cap + pairs % old
         self._pairs = pairs.astype(code_dtype(cap * cap))
         self._cap = cap
-
-    def add(self, truth: Sequence[str], pred: Sequence[str], ids: Sequence[str | int],
-            ts: Sequence[int]) -> None:
-        """Add records given as label strings, in order (a convenience over `add_columns`)."""
-        table: dict[str, int] = {}
-        t = [table.setdefault(label, len(table)) for label in truth]
-        p = [table.setdefault(label, len(table)) for label in pred]
-        self.add_columns(list(table), np.asarray(t, dtype=np.int32),
-                         np.asarray(p, dtype=np.int32), ids, ts)
-
-    def add_columns(self, labels: Sequence[str], truth: Codes, pred: Codes,
-                    ids: Sequence[str | int], ts: Sequence[int] | NDArray[np.int64]) -> None:
-        """Add records whose codes index ``labels``, in order, evicting what falls out."""
-        if len(truth) == 0:
-            return
-        t, p = self.encode(labels, truth, pred)
-        self.log(ids, ts)
-        self.add_codes(t, p)
-        self.forget()
 
     def encode(self, labels: Sequence[str], truth: Codes, pred: Codes) -> tuple[Codes, Codes]:
         """Map batch codes (indexes into ``labels``) to this window's codes.
@@ -316,16 +294,67 @@ class CountWindow:
         """Drop logged ids and timestamps of records no longer in the window."""
         self._log.forget_before(self.seq - self.count)
 
+    def _counts(self, pairs: Codes) -> Counts:
+        cap = self._cap
+        return np.bincount(pairs, minlength=cap * cap).reshape(cap, cap)
+
+    def _seen(self) -> tuple[list[str], Counts]:
+        """Labels seen up to the last added record, and their matrix (a copy)."""
+        n = len(self.codes)
+        labels = list(self.codes.labels)
+        matrix = self.matrix[:n, :n].copy()
+        if self.codes.first_seen and max(self.codes.first_seen) >= self.seq:
+            seen = [i for i, at in enumerate(self.codes.first_seen) if at < self.seq]
+            labels = [labels[i] for i in seen]
+            matrix = matrix[seen][:, seen]
+        return labels, matrix
+
+    def nbytes(self) -> int:
+        """Bytes of state held (ring, matrix, record log, labels)."""
+        return (self._pairs.nbytes + self.matrix.nbytes + self._log.nbytes()
+                + sum(len(label) + 50 for label in self.codes.labels))
+
+
+class CountWindow(PairWindow):
+    """The last ``size`` records of one model; record n sits at ring slot n % size."""
+
+    kind = "count"
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError("window size must be >= 1")
+        # Small windows keep ids as they are; big ones pay a little CPU for a lot less memory.
+        super().__init__(size, RecordLog(max(16, min(4096, size // 8)),
+                                         compress=size >= COMPRESS_FROM))
+        self.size = size
+
+    def add(self, truth: Sequence[str], pred: Sequence[str], ids: Sequence[str | int],
+            ts: Sequence[int]) -> None:
+        """Add records given as label strings, in order (a convenience over `add_columns`)."""
+        table: dict[str, int] = {}
+        t = [table.setdefault(label, len(table)) for label in truth]
+        p = [table.setdefault(label, len(table)) for label in pred]
+        self.add_columns(list(table), np.asarray(t, dtype=np.int32),
+                         np.asarray(p, dtype=np.int32), ids, ts)
+
+    def add_columns(self, labels: Sequence[str], truth: Codes, pred: Codes,
+                    ids: Sequence[str | int], ts: Sequence[int] | NDArray[np.int64]) -> None:
+        """Add records whose codes index ``labels``, in order, evicting what falls out."""
+        if len(truth) == 0:
+            return
+        t, p = self.encode(labels, truth, pred)
+        self.log(ids, ts)
+        self.add_codes(t, p)
+        self.forget()
+
     def _slots(self, first: int, stop: int) -> list[tuple[int, int]]:
         """Ring slot ranges of records ``first .. stop - 1`` (at most ``size`` records)."""
         lo, n = first % self.size, stop - first
         if lo + n <= self.size:
             return [(lo, lo + n)]
         return [(lo, self.size), (0, lo + n - self.size)]
-
-    def _counts(self, pairs: Codes) -> Counts:
-        cap = self._cap
-        return np.bincount(pairs, minlength=cap * cap).reshape(cap, cap)
 
     def add_codes(self, truth: Codes, pred: Codes, ts: Any = None) -> None:
         """Add already-encoded records (codes below the label capacity; ``ts`` is unused)."""
@@ -377,21 +406,10 @@ class CountWindow:
 
     def view(self) -> WindowView:
         """The window as a document needs it: labels seen so far, and their matrix."""
-        n = len(self.codes)
-        labels = list(self.codes.labels)
-        matrix = self.matrix[:n, :n].copy()
-        if self.codes.first_seen and max(self.codes.first_seen) >= self.seq:
-            seen = [i for i, at in enumerate(self.codes.first_seen) if at < self.seq]
-            labels = [labels[i] for i in seen]
-            matrix = matrix[seen][:, seen]
+        labels, matrix = self._seen()
         return WindowView(self.size, self.seq, self.count, labels, matrix,
                           self._log.get(self.seq - self.count), self._log.get(self.seq - 1),
                           self.kind, self.held == self.size)
-
-    def nbytes(self) -> int:
-        """Bytes of state held for this window (ring, matrix, record log, labels)."""
-        return (self._pairs.nbytes + self.matrix.nbytes + self._log.nbytes()
-                + sum(len(label) + 50 for label in self.codes.labels))
 
     def _window_pairs(self) -> Codes:
         slots = self._slots(self.seq - self.held, self.seq) if self.held else [(0, 0)]

@@ -1,0 +1,125 @@
+"""Time windows: the matrix equals a recount of the records the window should hold."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from flows.errors import SnapshotError
+from flows.settings import parse_duration_ms
+from flows.time_windows import TimeWindow
+from flows.windows import CountWindow
+
+Record = tuple[str, str, int]  # truth, prediction, event time (ms)
+
+
+def held_by_definition(records: list[Record], batches: list[int],
+                       duration: int) -> list[tuple[int, Record]]:
+    """(record number, record) held after each batch boundary in ``batches``.
+
+    A record outside the window when its batch arrives is never held; held records leave in
+    read order, from the front, once their time is at or before the cutoff.
+    """
+    held: list[tuple[int, Record]] = []
+    newest: int | None = None
+    start = 0
+    for end in batches:
+        chunk = records[start:end]
+        top = max(ts for _, _, ts in chunk)
+        newest = top if newest is None else max(newest, top)
+        cutoff = newest - duration
+        held += [(start + i, r) for i, r in enumerate(chunk) if r[2] > cutoff]
+        while held and held[0][1][2] <= cutoff:
+            held.pop(0)
+        start = end
+    return held
+
+
+def feed(window: TimeWindow, records: list[Record], start: int) -> None:
+    table: dict[str, int] = {}
+    truth = np.asarray([table.setdefault(t, len(table)) for t, _, _ in records])
+    pred = np.asarray([table.setdefault(p, len(table)) for _, p, _ in records])
+    ts = np.asarray([ts for _, _, ts in records], dtype=np.int64)
+    t, p = window.encode(list(table), truth, pred)
+    window.log(list(range(start, start + len(records))), ts)
+    window.add_codes(t, p, ts)
+    window.forget()
+
+
+batches = st.lists(st.lists(st.tuples(st.sampled_from("abcde"), st.sampled_from("abcdef"),
+                                      st.integers(0, 40), st.booleans()),
+                            min_size=1, max_size=30), min_size=1, max_size=8)
+
+
+@given(duration=st.integers(1, 300), batches=batches, restore_at=st.integers(0, 8))
+def test_matrix_is_a_recount_of_the_held_records(duration: int, batches: list[list[tuple[
+        str, str, int, bool]]], restore_at: int) -> None:
+    window = TimeWindow(duration)
+    records: list[Record] = []
+    ends: list[int] = []
+    clock = 0
+    for i, batch in enumerate(batches):
+        chunk: list[Record] = []
+        for truth, pred, step, late in batch:
+            clock += step
+            chunk.append((truth, pred, clock - (duration + 5 if late else 0)))
+        feed(window, chunk, len(records))
+        records += chunk
+        ends.append(len(records))
+        if i == restore_at:
+            window = TimeWindow.restore(pickle.loads(pickle.dumps(window.snapshot())))
+        held = held_by_definition(records, ends, duration)
+        view = window.view()
+        expected = np.zeros((len(view.labels),) * 2, dtype=np.int64)
+        for _, (truth, pred, _) in held:
+            expected[view.labels.index(truth), view.labels.index(pred)] += 1
+        assert view.count == len(held)
+        assert view.seq == len(records)
+        assert (view.matrix == expected).all()
+        assert view.kind == "time" and view.size == duration
+        if held:
+            assert view.first == (held[0][0], held[0][1][2])
+        assert view.last == (len(records) - 1, records[-1][2])
+
+
+def test_a_late_record_counts_in_seq_but_never_in_the_matrix() -> None:
+    window = TimeWindow(1000)
+    feed(window, [("a", "a", 10_000), ("a", "b", 10_500)], 0)
+    feed(window, [("b", "b", 2_000)], 2)  # far older than the window's start
+    view = window.view()
+    assert view.seq == 3
+    assert view.count == 2
+    assert int(view.matrix.sum()) == 2
+
+
+def test_full_once_the_stream_covers_the_duration() -> None:
+    window = TimeWindow(1000)
+    feed(window, [("a", "a", 0), ("a", "a", 999)], 0)
+    assert not window.view().full
+    feed(window, [("a", "a", 1000)], 2)
+    assert window.view().full
+
+
+def test_a_count_checkpoint_is_not_read_as_a_time_window() -> None:
+    count = CountWindow(10)
+    count.add(["a"], ["a"], [1], [0])
+    with pytest.raises(SnapshotError, match="CONFUSION_WINDOW_KIND"):
+        TimeWindow.restore(count.snapshot())
+    with pytest.raises(SnapshotError, match="CONFUSION_WINDOW_KIND"):
+        CountWindow.restore(TimeWindow(5).snapshot())
+
+
+@pytest.mark.parametrize(("text", "ms"), [("500ms", 500), ("90s", 90_000), ("15m", 900_000),
+                                          ("1h", 3_600_000), ("1d", 86_400_000), ("2.5", 2_500)])
+def test_durations(text: str, ms: int) -> None:
+    assert parse_duration_ms(text) == ms
+
+
+@pytest.mark.parametrize("text", ["", "abc", "0s", "-5m", "nanh", "5 minutes"])
+def test_bad_durations_are_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration_ms(text)
