@@ -58,6 +58,8 @@ from bench.common import (
     scaled_stream,
     table,
 )
+from flows.connectors.elasticsearch import REFRESH_INTERVAL
+from flows.settings import Settings
 
 MODELS = 3
 EMIT_EVERY = 100
@@ -426,9 +428,10 @@ def main(argv: list[str] | None = None) -> Report:
         [f"{_describe(t)}: {num(lat['offered'])} records/s really offered (from the documents' "
          f"produce times), {lat['documents']:,} of {lat['expected']:,} documents seen"
          for t, lat in lats]
-        + ["built -> searchable: the sink's buffering (CONFUSION_ES_FLUSH_INTERVAL, 1 s by "
-           "default), the bulk request, Elasticsearch's refresh (1 s by default) and the "
-           "50 ms poll."]))
+        + ["built -> searchable: the sink's buffering (CONFUSION_ES_FLUSH_INTERVAL, "
+           f"{Settings.model_fields['es_flush_interval'].default} s by default), the bulk "
+           "request, the index's refresh (the templates set "
+           f"{REFRESH_INTERVAL}) and the 50 ms poll."]))
     tuning, lat = lats[0]
     p99 = pct(lat["total_ms"], 0.99)
     tuned = [(t, other) for t, other in lats[1:]]

@@ -80,7 +80,7 @@ class Settings(BaseModel):
     es_bulk_docs: int = Field(500, ge=1, le=100_000)
     es_bulk_bytes: int = Field(5_000_000, ge=10_000, le=100_000_000)
     es_max_backoff: float = Field(30.0, gt=0)
-    es_flush_interval: float = Field(0.2, ge=0)
+    es_flush_interval: float = Field(0.1, ge=0)
     es_partitions: int = Field(12, ge=1, le=1024)
 
     @field_validator("window_duration")

@@ -61,7 +61,7 @@ _KEYWORD = {"type": "keyword"}
 log = job_logger("elasticsearch")
 
 
-REFRESH_INTERVAL = "500ms"
+REFRESH_INTERVAL = "100ms"
 
 
 def mappings() -> dict[str, Any]:
@@ -238,8 +238,8 @@ class BulkWriter:
                 name=f"{name}-template", index_patterns=[name], priority=TEMPLATE_PRIORITY,
                 version=TEMPLATE_VERSION,
                 template={"mappings": mappings(),
-                          # searchable within half a second: documents are few (one per model
-                          # per emission), so a short refresh costs little
+                          # searchable within a fraction of a second: documents are few (one per
+                          # model per emission), so a short refresh costs little
                           "settings": {"index": {"refresh_interval": REFRESH_INTERVAL}}},
                 meta={"managed_by": "confusion-stream"})
 
@@ -451,7 +451,7 @@ class ElasticsearchSink(FixedPartitionedSink[Doc, None]):
 
     def __init__(self, options: EsClientOptions, index: str, *, bulk_docs: int = 500,
                  bulk_bytes: int = 5_000_000, max_backoff: float = 30.0,
-                 flush_interval: float = 0.2, partitions: int = 12) -> None:
+                 flush_interval: float = 0.1, partitions: int = 12) -> None:
         self.options = options
         self.index = index
         self.bulk_docs, self.bulk_bytes, self.max_backoff = bulk_docs, bulk_bytes, max_backoff
