@@ -124,6 +124,15 @@ class Columns:
     bad: NDArray[np.bool_]  # rows the fast path refuses to judge
 
 
+def best_label(scores: dict[str, float]) -> str:
+    """The label with the highest score, ties going to the label that sorts first."""
+    best = max(scores, key=scores.__getitem__)
+    top = scores[best]
+    if list(scores.values()).count(top) > 1:
+        best = min(label for label, score in scores.items() if score == top)
+    return best
+
+
 def _argmax_codes(table: LabelTable, keys: tuple[str, ...], entries: list[Any],
                   present: list[dict[str, float]]) -> Codes:
     """Arg-max over score maps that share ``keys``; ties go to the label that sorts first."""
@@ -152,11 +161,7 @@ def _one_by_one(table: LabelTable, entries: list[Any], bad: NDArray[np.bool_]) -
         elif kind is int:
             names.append(str(entry))
         elif kind is dict and entry and "" not in entry:
-            best = max(entry, key=entry.__getitem__)
-            top = entry[best]
-            if list(entry.values()).count(top) > 1:
-                best = min(label for label, score in entry.items() if score == top)
-            names.append(best)
+            names.append(best_label(entry))
         else:
             bad[i] = True
             names.append(None)

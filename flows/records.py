@@ -19,7 +19,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from flows.columns import LabelTable, Wire, decode_batch, predictions
+from flows.columns import LabelTable, Wire, best_label, decode_batch, predictions
 from flows.ensemble import Ensemble
 
 # Epoch milliseconds that datetime can represent (years 1..9999).
@@ -208,8 +208,6 @@ def argmax_label(scores: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
     """
     if not scores:
         raise RecordError("empty score map")
-    best_label = ""
-    best_score = -math.inf
     checked: dict[str, float] = {}
     for label, score in scores.items():
         if not label:
@@ -225,9 +223,7 @@ def argmax_label(scores: Mapping[str, Any]) -> tuple[str, dict[str, float]]:
         if not math.isfinite(score):
             raise RecordError(f"score of {label!r} is not a finite number: {score!r}")
         checked[label] = score
-        if score > best_score or (score == best_score and label < best_label):
-            best_label, best_score = label, score
-    return best_label, checked
+    return best_label(checked), checked
 
 
 def predicted(entry: Any) -> tuple[str, dict[str, float] | None]:

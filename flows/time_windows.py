@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from flows.errors import SnapshotError
 from flows.windows import SNAPSHOT_VERSION, Codes, LabelCodes, PairWindow, RecordLog, WindowView
 
 
@@ -146,9 +145,7 @@ class TimeWindow(PairWindow):
 
     @classmethod
     def restore(cls, state: dict[str, Any], duration_ms: int | None = None) -> TimeWindow:
-        if state.get("v") != SNAPSHOT_VERSION or state.get("kind") != cls.kind:
-            raise SnapshotError("the checkpoint holds a different window kind or version; "
-                                "reset the recovery directory to change CONFUSION_WINDOW_KIND")
+        cls._check(state)
         window = cls(duration_ms or state["duration_ms"])
         window.codes = LabelCodes(state["labels"])
         window._grow(len(window.codes))

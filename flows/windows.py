@@ -33,22 +33,24 @@ SCALAR_BELOW = 4  # segments this short are added record by record
 COMPRESS_FROM = 8_192  # window size from which the record log compresses its chunks
 
 
-def count_pairs(truth: Codes, pred: Codes, n_labels: int) -> Counts:
-    """Count matrix of ``(truth, pred)`` code pairs: rows are truth, columns prediction."""
-    flat = truth.astype(np.int64) * n_labels + pred
-    return np.bincount(flat, minlength=n_labels * n_labels).reshape(n_labels, n_labels)
+def pair_counts(pairs: Codes, cap: int) -> Counts:
+    """Count matrix of pair codes ``truth * cap + pred``: rows are truth, columns prediction.
+
+    The one kernel windows add with and evict with, so eviction is exactly addition undone.
+    """
+    return np.bincount(pairs, minlength=cap * cap).reshape(cap, cap)
 
 
 def add_counts(matrix: Counts, truth: Codes, pred: Codes) -> None:
-    """Add the pairs to ``matrix`` in place."""
-    if len(truth):
-        matrix += count_pairs(truth, pred, matrix.shape[0])
+    """Add the ``(truth, pred)`` code pairs to ``matrix`` in place."""
+    cap = matrix.shape[0]
+    matrix += pair_counts(np.asarray(truth, dtype=np.int64) * cap + pred, cap)
 
 
 def remove_counts(matrix: Counts, truth: Codes, pred: Codes) -> None:
     """Remove the pairs from ``matrix`` in place: the exact inverse of `add_counts`."""
-    if len(truth):
-        matrix -= count_pairs(truth, pred, matrix.shape[0])
+    cap = matrix.shape[0]
+    matrix -= pair_counts(np.asarray(truth, dtype=np.int64) * cap + pred, cap)
 
 
 def code_dtype(n_labels: int) -> np.dtype[Any]:
@@ -129,10 +131,8 @@ class RecordLog:
         """The number of the next record to append."""
         return self._open_start + len(self._open_ids)
 
-    def append(self, start: int, ids: Sequence[str | int], ts: Sequence[int]) -> None:
-        """Append records numbered ``start, start + 1, ...`` (``start`` continues the log)."""
-        if not self._open_ids:
-            self._open_start = start
+    def append(self, ids: Sequence[str | int], ts: Sequence[int]) -> None:
+        """Append the next records, numbered from `end` on."""
         pos = 0
         while pos < len(ids):
             room = self._chunk - len(self._open_ids)
@@ -288,15 +288,14 @@ class PairWindow:
         A batch may be logged ahead of its codes: documents emitted part way through it read
         their last record from the log.
         """
-        self._log.append(self._log.end, ids, ts.tolist() if isinstance(ts, np.ndarray) else ts)
+        self._log.append(ids, ts.tolist() if isinstance(ts, np.ndarray) else ts)
 
     def forget(self) -> None:
         """Drop logged ids and timestamps of records no longer in the window."""
         self._log.forget_before(self.seq - self.count)
 
     def _counts(self, pairs: Codes) -> Counts:
-        cap = self._cap
-        return np.bincount(pairs, minlength=cap * cap).reshape(cap, cap)
+        return pair_counts(pairs, self._cap)
 
     def _seen(self) -> tuple[list[str], Counts]:
         """Labels seen up to the last added record, and their matrix (a copy)."""
@@ -308,6 +307,13 @@ class PairWindow:
             labels = [labels[i] for i in seen]
             matrix = matrix[seen][:, seen]
         return labels, matrix
+
+    @classmethod
+    def _check(cls, state: dict[str, Any]) -> None:
+        """Refuse a snapshot of another version or window kind."""
+        if state.get("v") != SNAPSHOT_VERSION or state.get("kind", "count") != cls.kind:
+            raise SnapshotError("the checkpoint holds a different window kind or version; "
+                                "reset the recovery directory to change CONFUSION_WINDOW_KIND")
 
     def nbytes(self) -> int:
         """Bytes of state held (ring, matrix, record log, labels)."""
@@ -424,9 +430,7 @@ class CountWindow(PairWindow):
     @classmethod
     def restore(cls, state: dict[str, Any], size: int | None = None) -> CountWindow:
         """Rebuild a window from `snapshot`; a new ``size`` keeps the newest records that fit."""
-        if state.get("v") != SNAPSHOT_VERSION or state.get("kind", cls.kind) != cls.kind:
-            raise SnapshotError("the checkpoint holds a different window kind or version; "
-                                "reset the recovery directory to change CONFUSION_WINDOW_KIND")
+        cls._check(state)
         window = cls(size or state["size"])
         window.codes = LabelCodes(state["labels"])
         window._grow(len(window.codes))
