@@ -88,13 +88,20 @@ def decode_batch(values: Sequence[bytes]) -> list[Wire | None]:
 
 
 class LabelTable:
-    """Batch-local label codes; windows map them to their own codes once per batch."""
+    """Labels in order of first appearance, each with a small-integer code that never changes.
+
+    A batch has one (its models share it); each window has its own and maps the batch's codes
+    to its own once per batch.
+    """
 
     __slots__ = ("index", "labels")
 
-    def __init__(self) -> None:
-        self.labels: list[str] = []
-        self.index: dict[str, int] = {}
+    def __init__(self, labels: Sequence[str] = ()) -> None:
+        self.labels: list[str] = list(labels)
+        self.index: dict[str, int] = {label: i for i, label in enumerate(self.labels)}
+
+    def __len__(self) -> int:
+        return len(self.labels)
 
     def code(self, label: str) -> int:
         code = self.index.get(label)
@@ -110,8 +117,7 @@ class LabelTable:
         if -1 in codes:
             for name in dict.fromkeys(names):  # distinct names, in order of appearance
                 if name is not None and name not in self.index:
-                    self.index[name] = len(self.labels)
-                    self.labels.append(name)
+                    self.code(name)
             codes = [get(name, -1) for name in names]  # type: ignore[arg-type]
         return np.asarray(codes, dtype=np.int32)
 

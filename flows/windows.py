@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
+from flows.columns import LabelTable
 from flows.errors import SnapshotError
 
 Codes = NDArray[np.integer[Any]]
@@ -62,41 +63,25 @@ def code_dtype(n_labels: int) -> np.dtype[Any]:
     return np.dtype(np.uint32)
 
 
-class LabelCodes:
-    """Labels in order of first appearance, each with its small-integer code.
+class LabelCodes(LabelTable):
+    """A window's label table, which also notes the record each label first appeared in.
 
-    Codes never change once given, so the ring buffers never need re-encoding; the sorted order
-    the documents need is applied only when a document is built.
+    Codes never change once given, so the ring never needs re-encoding; the sorted order the
+    documents need is applied only when a document is built.
     """
 
-    __slots__ = ("first_seen", "index", "labels")
+    __slots__ = ("first_seen",)
 
     def __init__(self, labels: Sequence[str] = ()) -> None:
-        self.labels: list[str] = list(labels)
-        self.index: dict[str, int] = {label: i for i, label in enumerate(self.labels)}
+        super().__init__(labels)
         # Record number at which each label first appeared (-1: before this window existed),
         # so a document emitted part way through a batch lists only labels seen by then.
         self.first_seen: list[int] = [-1] * len(self.labels)
 
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def encode(self, names: Sequence[str]) -> list[int]:
-        """Codes for ``names``, giving new labels the next codes."""
-        index = self.index
-        get = index.get
-        codes = [get(name, -1) for name in names]
-        if -1 in codes:
-            for i, code in enumerate(codes):
-                if code == -1:
-                    name = names[i]
-                    known = index.get(name)
-                    if known is None:
-                        known = index[name] = len(self.labels)
-                        self.labels.append(name)
-                        self.first_seen.append(-1)
-                    codes[i] = known
-        return codes
+    def code(self, label: str) -> int:
+        if label not in self.index:
+            self.first_seen.append(-1)
+        return super().code(label)
 
 
 def _list_bytes(ids: list[str | int], ts: list[int]) -> int:
