@@ -1,0 +1,183 @@
+"""Change detectors on a model's per-record streams: correctness, and the true class's score.
+
+Each stream is watched by River's ADWIN, fed one record at a time. River's detectors are plain
+picklable objects, so the detector state travels inside the model's Bytewax snapshot and
+survives a crash. ADWIN runs in River's Rust core: with its default ``clock`` of 32 (a change is
+tested every 32 records) one update costs about 0.16 µs here, so a per-record Python loop stays
+cheap next to the ~10 µs a record costs the job (see BENCHMARKS.md, "Drift detection").
+
+ADWIN sees a change in either direction. A drop of the stream's mean is a *degradation* (an alert
+fires); a rise is a *recovery* (an open alert resolves). The direction is read from the means of
+the two parts ADWIN split the stream into: River resets the detector after a change, so what it
+kept is the recent part and the rest, since its last reset, is the older part.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from river.drift import ADWIN
+
+STATE_VERSION = 1
+STREAMS = ("correctness", "true_class_score")
+
+
+@dataclass(frozen=True, slots=True)
+class DriftConfig:
+    """Which detector watches the streams, and its sensitivity."""
+
+    detector: str = "adwin"  # "adwin" or "off"
+    delta: float = 0.002  # ADWIN's significance: lower is fewer false alarms, slower detection
+    clock: int = 32  # ADWIN tests for a change every ``clock`` records
+    scores: bool = True  # also watch the true class's score where the model sends score maps
+
+    @property
+    def enabled(self) -> bool:
+        return self.detector != "off"
+
+    def describe(self) -> dict[str, Any]:
+        """The detector's identity and parameters, as alert documents carry them."""
+        return {"name": self.detector, "delta": self.delta, "clock": self.clock}
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A change ADWIN found in one stream, at record ``index`` of the values just fed.
+
+    ``before`` is the mean of the older part of the stream, ``after`` that of the recent part
+    ADWIN kept; ``records`` is how many records the recent part holds.
+    """
+
+    stream: str
+    index: int
+    before: float
+    after: float
+    records: int
+
+    @property
+    def degraded(self) -> bool:
+        return self.after < self.before
+
+
+def new_adwin(config: DriftConfig) -> ADWIN:
+    detector: ADWIN = ADWIN(delta=config.delta, clock=config.clock)  # type: ignore[no-untyped-call]
+    return detector
+
+
+class StreamDetector:
+    """ADWIN on one stream, plus the running sum since its last reset (for the direction)."""
+
+    __slots__ = ("adwin", "config", "count", "total")
+
+    def __init__(
+        self, config: DriftConfig, adwin: ADWIN | None = None, count: int = 0, total: float = 0.0
+    ) -> None:
+        self.config = config
+        self.adwin = adwin if adwin is not None else new_adwin(config)
+        self.count = count  # values fed since the detector last reset
+        self.total = total  # and their sum
+
+    def update(self, stream: str, values: NDArray[np.float64]) -> list[Change]:
+        """Feed ``values`` in order; return every change found, in order."""
+        changes: list[Change] = []
+        adwin = self.adwin
+        update: Callable[[float], None] = adwin.update
+        start = 0  # first value not yet counted in ``count``/``total``
+        for i, value in enumerate(values.tolist()):
+            update(value)
+            if adwin.drift_detected:
+                fed = self.count + i + 1 - start
+                total = self.total + float(values[start : i + 1].sum())
+                kept, kept_total = adwin.width, adwin.total
+                older = fed - kept
+                after = kept_total / kept if kept else total / fed
+                before = (total - kept_total) / older if older else after
+                changes.append(Change(stream, i, before, after, int(kept)))
+                # River resets ADWIN on the next update: start counting afresh after ``i``.
+                self.count, self.total, start = 0, 0.0, i + 1
+        self.count += len(values) - start
+        self.total += float(values[start:].sum())
+        return changes
+
+    def snapshot(self) -> dict[str, Any]:
+        # Pickled bytes: an immutable copy of the live detector, as Bytewax snapshots must be.
+        return {"adwin": pickle.dumps(self.adwin), "count": self.count, "total": self.total}
+
+    @classmethod
+    def restore(cls, config: DriftConfig, state: dict[str, Any]) -> StreamDetector:
+        adwin = pickle.loads(state["adwin"])  # our own snapshot, never foreign input
+        if (adwin.delta, adwin.clock) != (config.delta, config.clock):
+            return cls(config)  # the sensitivity changed between runs: start afresh
+        return cls(config, adwin, state["count"], state["total"])
+
+
+class DriftWatch:
+    """One model's detectors: correctness always, the true-class score once scores arrive."""
+
+    def __init__(self, config: DriftConfig, resume: dict[str, Any] | None = None) -> None:
+        self.config = config
+        self.streams: dict[str, StreamDetector] = {}
+        if resume is not None and resume.get("v") == STATE_VERSION:
+            self.streams = {
+                name: StreamDetector.restore(config, state)
+                for name, state in resume["streams"].items()
+            }
+
+    def update(
+        self, correct: NDArray[np.bool_], true_score: NDArray[np.float64] | None = None
+    ) -> list[Change]:
+        """Feed one batch of a model's records; changes come back ordered by record index.
+
+        ``true_score`` holds, per record, the score the model gave the true class (NaN where
+        the record carried a bare label); records without a score are skipped by that stream,
+        and a change found there is reported at the record that revealed it.
+        """
+        if not self.config.enabled or len(correct) == 0:
+            return []
+        changes = self._stream("correctness").update("correctness", correct.astype(np.float64))
+        if self.config.scores and true_score is not None:
+            scored = np.flatnonzero(~np.isnan(true_score))
+            if len(scored):
+                found = self._stream("true_class_score").update(
+                    "true_class_score", true_score[scored]
+                )
+                changes += [
+                    Change(c.stream, int(scored[c.index]), c.before, c.after, c.records)
+                    for c in found
+                ]
+                changes.sort(key=lambda c: c.index)
+        return changes
+
+    def _stream(self, name: str) -> StreamDetector:
+        detector = self.streams.get(name)
+        if detector is None:
+            detector = self.streams[name] = StreamDetector(self.config)
+        return detector
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "v": STATE_VERSION,
+            "streams": {name: d.snapshot() for name, d in self.streams.items()},
+        }
+
+
+def true_class_scores(
+    truth: NDArray[np.int32],
+    scores: NDArray[np.float64] | None,
+) -> NDArray[np.float64] | None:
+    """Per record, the score of its true class from a ``(records, labels)`` score matrix.
+
+    Rows of records that carried a bare label are NaN in ``scores`` and stay NaN here.
+    """
+    if scores is None or scores.ndim != 2 or len(truth) == 0:
+        return None
+    inside = truth < scores.shape[1]
+    picked = np.full(len(truth), np.nan)
+    rows = np.flatnonzero(inside)
+    picked[rows] = scores[rows, truth[rows]]
+    return picked
