@@ -15,7 +15,7 @@ kept is the recent part and the rest, since its last reset, is the older part.
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,17 +167,26 @@ class DriftWatch:
 
 
 def true_class_scores(
-    truth: NDArray[np.int32],
+    labels: Sequence[str],
+    truth: NDArray[Any],
+    keys: Sequence[str],
     scores: NDArray[np.float64] | None,
 ) -> NDArray[np.float64] | None:
-    """Per record, the score of its true class from a ``(records, labels)`` score matrix.
+    """Per record, the score its model gave the true label; NaN for records without scores.
 
-    Rows of records that carried a bare label are NaN in ``scores`` and stay NaN here.
+    ``truth`` holds codes into ``labels``; ``scores`` is ``(records, keys)`` with NaN where a
+    record's map lacks a key, and a row of NaN where the record sent a bare label. A scored
+    record whose map lacks its true label gave that label 0.
     """
-    if scores is None or scores.ndim != 2 or len(truth) == 0:
+    if scores is None or not len(keys) or len(truth) == 0:
         return None
-    inside = truth < scores.shape[1]
-    picked = np.full(len(truth), np.nan)
-    rows = np.flatnonzero(inside)
-    picked[rows] = scores[rows, truth[rows]]
+    index = {label: code for code, label in enumerate(labels)}
+    column = np.full(len(labels), -1, dtype=np.int64)
+    for j, key in enumerate(keys):
+        if key in index:
+            column[index[key]] = j
+    col = column[np.asarray(truth, dtype=np.int64)]
+    picked = scores[np.arange(len(truth)), np.maximum(col, 0)]
+    picked = np.where((col < 0) | np.isnan(picked), 0.0, picked)
+    picked[np.isnan(scores).all(axis=1)] = np.nan
     return picked

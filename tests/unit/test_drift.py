@@ -83,9 +83,14 @@ def test_off_watches_nothing() -> None:
     assert feed(watch, stream(6, (5000, 0.9), (5000, 0.1)), 100) == []
 
 
-def test_true_class_scores_pick_the_true_column() -> None:
-    scores = np.array([[0.7, 0.3], [np.nan, np.nan], [0.2, 0.8]])
-    picked = true_class_scores(np.array([0, 1, 1], dtype=np.int32), scores)
+def test_true_class_scores_pick_the_true_label_column() -> None:
+    nan = np.nan
+    labels = ["A", "B", "C"]
+    keys = ["B", "A"]  # the score map's labels, in their own order
+    scores = np.array([[0.3, 0.7], [nan, nan], [0.8, 0.2], [0.6, nan], [0.5, 0.5]])
+    truth = np.array([0, 1, 1, 0, 2], dtype=np.int32)
+    picked = true_class_scores(labels, truth, keys, scores)
     assert picked is not None
-    np.testing.assert_array_equal(picked, [0.7, np.nan, 0.8])
-    assert true_class_scores(np.array([0], dtype=np.int32), None) is None
+    # A -> 0.7; bare label -> NaN; B -> 0.8; A missing from the map -> 0; C never a key -> 0.
+    np.testing.assert_array_equal(picked, [0.7, nan, 0.8, 0.0, 0.0])
+    assert true_class_scores(labels, truth, [], None) is None
