@@ -13,14 +13,30 @@ from typing import Any
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
-from flows.connectors import make_dead_letter_sink, make_document_sink, make_source
+from flows.connectors import (
+    make_alert_sinks,
+    make_dead_letter_sink,
+    make_document_sink,
+    make_source,
+)
 from flows.connectors.summary import SummarySink
 from flows.ensemble import Ensemble
 from flows.errors import ConfigError
-from flows.model_state import ModelWindowLogic, WindowPolicy
+from flows.model_state import Alert, Alerting, Emitted, ModelWindowLogic, WindowPolicy
+from flows.output.gauges import WindowGauges
 from flows.records import DeadLetter, ModelColumns, ParsedBatch, RawBatch, parse_batch
 from flows.settings import Settings, load_settings
-from flows.telemetry import Progress, heartbeat_from_env
+from flows.telemetry import Progress, heartbeat_from_env, serve_metrics
+
+_GAUGES: WindowGauges | None = None
+
+
+def window_gauges(settings: Settings) -> WindowGauges:
+    """The process's gauges (prometheus_client registers a name once per process)."""
+    global _GAUGES
+    if _GAUGES is None:
+        _GAUGES = WindowGauges(settings.metrics_max_models, settings.metrics_max_classes)
+    return _GAUGES
 
 
 def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow:
@@ -29,6 +45,8 @@ def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow
     ensemble = Ensemble(settings.weights, settings.ensemble_name) if settings.weights else None
     policy = WindowPolicy(settings.window_size, settings.emit_every, settings.window_kind,
                           settings.window_duration_ms)
+    alerting = Alerting(settings.drift_config(), settings.alert_policy())
+    gauges = window_gauges(settings)
 
     def parse(batch: RawBatch) -> ParsedBatch:
         parsed = parse_batch(batch, ensemble)
@@ -41,8 +59,19 @@ def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow
     def dead_letters(parsed: ParsedBatch) -> list[tuple[str, DeadLetter]]:
         return [(letter.origin, letter) for letter in parsed.dead]
 
-    def counted(item: tuple[str, dict[str, Any]]) -> None:
+    def is_alert(item: tuple[str, Emitted]) -> bool:
+        return isinstance(item[1], Alert)
+
+    def window_doc(item: tuple[str, Emitted]) -> tuple[str, dict[str, Any]]:
+        assert not isinstance(item[1], Alert)
         progress.emitted()
+        gauges.observe(item[1])
+        return item[0], item[1]
+
+    def alert_doc(item: tuple[str, Emitted]) -> tuple[str, dict[str, Any]]:
+        assert isinstance(item[1], Alert)
+        gauges.alerted(item[1].doc)
+        return item[0], item[1].doc
 
     flow = Dataflow("confusion")
     raw = op.input("read", flow, make_source(settings, heartbeat_from_env()))
@@ -50,9 +79,15 @@ def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow
     op.output("dead_letters", op.flat_map("rejected", parsed, dead_letters),
               make_dead_letter_sink(settings))
     keyed = op.flat_map("by_model", parsed, per_model)
-    docs = op.stateful_batch("window", keyed, lambda resume: ModelWindowLogic(policy, resume))
-    op.inspect("count", docs, lambda _step, item: counted(item))
+    emitted = op.stateful_batch("window", keyed,
+                                lambda resume: ModelWindowLogic(policy, resume,
+                                                                alerting=alerting))
+    split = op.branch("alerts_apart", emitted, is_alert)
+    docs = op.map("documents_out", split.falses, window_doc)
+    alerts = op.map("alerts_out", split.trues, alert_doc)
     op.output("documents", docs, make_document_sink(settings))
+    for k, sink in enumerate(make_alert_sinks(settings)):
+        op.output("alerts" if k == 0 else f"alerts_{k}", alerts, sink)
     if settings.summary:
         op.output("summary", docs, SummarySink(progress))
     return flow
@@ -60,7 +95,15 @@ def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow
 
 def _flow_from_env() -> Dataflow:
     try:
-        return build_flow(load_settings())
+        settings = load_settings()
+        flow = build_flow(settings)
+        serve_metrics(settings.metrics_port, settings.metrics_addr)
+        return flow
+    except OSError as exc:
+        print(f"confusion-stream: cannot serve metrics on CONFUSION_METRICS_ADDR="
+              f"{settings.metrics_addr} CONFUSION_METRICS_PORT={settings.metrics_port}: {exc}",
+              file=sys.stderr)
+        raise SystemExit(2) from None
     except ConfigError as exc:
         print(f"confusion-stream: {exc}\nNothing was started; fix the variables above and "
               "run again (see README, Configuration).", file=sys.stderr)

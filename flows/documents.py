@@ -36,18 +36,23 @@ def document(model: str, view: WindowView, emitted_at_ms: int) -> dict[str, Any]
     matrix = view.matrix
     if order != list(range(len(order))):
         matrix = matrix[order][:, order]
-    (first_id, start), (last_id, end) = view.first, view.last
     return {
         "model": model,
-        "window": {"kind": view.kind, "size": view.size, "count": view.count,
-                   "full": view.full, "first_id": first_id, "last_id": last_id,
-                   "start": iso_ms(start), "end": iso_ms(end)},
+        "window": window_fields(view),
         "labels": labels,
         "matrix": matrix.tolist(),
         "metrics": metrics.compute(labels, matrix),
         "seq": view.seq,
         "emitted_at": iso_ms(emitted_at_ms),
     }
+
+
+def window_fields(view: WindowView) -> dict[str, Any]:
+    """The ``window`` object of a document (and of an alert raised at that record)."""
+    (first_id, start), (last_id, end) = view.first, view.last
+    return {"kind": view.kind, "size": view.size, "count": view.count, "full": view.full,
+            "first_id": first_id, "last_id": last_id, "start": iso_ms(start),
+            "end": iso_ms(end)}
 
 
 def document_id(doc: dict[str, Any]) -> str:

@@ -9,13 +9,15 @@ a bounded input. Its snapshot is the window's versioned copy plus the last emitt
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
-from flows.documents import document, now_ms
+from flows.documents import document, iso_ms, now_ms, window_fields
+from flows.drift import Change, DriftConfig, DriftWatch, true_class_scores
 from flows.errors import SnapshotError
+from flows.output.alerts import AlertBook, AlertPolicy
 from flows.records import ModelColumns
 from flows.time_windows import TimeWindow
 from flows.windows import CountWindow
@@ -23,6 +25,24 @@ from flows.windows import CountWindow
 STATE_VERSION = 1
 
 Doc = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Alerting:
+    """What watches each model: its change detectors and the rules on its documents."""
+
+    drift: DriftConfig = field(default_factory=lambda: DriftConfig(detector="off"))
+    policy: AlertPolicy = field(default_factory=AlertPolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alert document on the operator's output, told apart from window documents."""
+
+    doc: Doc
+
+
+Emitted = Doc | Alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,15 +64,23 @@ class WindowPolicy:
         return CountWindow.restore(state, self.size)
 
 
-class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Doc, dict[str, Any]]):
-    """One model's window inside the dataflow (one instance per model key)."""
+class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, dict[str, Any]]):
+    """One model's window inside the dataflow (one instance per model key).
+
+    With `Alerting`, the model's detectors see every record and its rules every document; the
+    alerts come out in order with the documents, as `Alert` items, and the detector and alert
+    state is part of the snapshot.
+    """
 
     def __init__(self, policy: WindowPolicy, resume: dict[str, Any] | None,
-                 clock: Callable[[], int] = now_ms) -> None:
+                 clock: Callable[[], int] = now_ms, alerting: Alerting | None = None) -> None:
         # Bytewax does not pass the key to the builder: the name arrives with the first batch.
         self.model = "" if resume is None else resume["model"]
         self.policy = policy
         self.clock = clock
+        self.alerting = alerting or Alerting()
+        self.drift = DriftWatch(self.alerting.drift, (resume or {}).get("drift"))
+        self.book = AlertBook(self.alerting.policy, self.model, (resume or {}).get("alerts"))
         self.window: CountWindow | TimeWindow
         if resume is None:
             self.window = policy.new_window()
@@ -64,34 +92,61 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Doc, dict[str, Any]]):
             self.window = policy.restore_window(resume["window"])
             self.emitted_seq = resume["emitted_seq"]
 
-    def _emit(self) -> Doc:
+    def _emit(self, out: list[Emitted]) -> None:
         self.emitted_seq = self.window.seq
-        return document(self.model, self.window.view(), self.clock())
+        doc = document(self.model, self.window.view(), self.clock())
+        out.append(doc)
+        if self.alerting.policy.rules or self.book.open:
+            out.extend(Alert(a) for a in self.book.on_document(doc, iso_ms(self.clock())))
 
-    def on_batch(self, values: list[ModelColumns]) -> tuple[list[Doc], bool]:
-        docs: list[Doc] = []
+    def _changed(self, change: Change, out: list[Emitted]) -> None:
+        alerts = self.book.on_change(
+            f"{self.alerting.drift.detector}:{change.stream}", change.stream, change.degraded,
+            change.before, change.after, change.records, self.window.seq,
+            window_fields(self.window.view()), iso_ms(self.clock()))
+        out.extend(Alert(a) for a in alerts)
+
+    def _changes(self, cols: ModelColumns) -> list[Change]:
+        if not self.alerting.drift.enabled:
+            return []
+        scores = getattr(cols, "scores", None)  # score maps, where the parser keeps them
+        true_score = (true_class_scores(cols.labels, cols.truth, getattr(cols, "keys", []),
+                                        scores) if scores is not None else None)
+        return self.drift.update(cols.truth == cols.pred, true_score)
+
+    def on_batch(self, values: list[ModelColumns]) -> tuple[list[Emitted], bool]:
+        out: list[Emitted] = []
         every = self.policy.emit_every
         window = self.window
         for cols in values:
-            self.model = cols.model
+            self.model = self.book.model = cols.model
+            changes = self._changes(cols)
             truth, pred = window.encode(cols.labels, cols.truth, cols.pred)
             window.log(cols.ids, cols.ts)
-            pos, n = 0, len(cols)
+            pos, n, k = 0, len(cols), 0
             while pos < n:
-                # Feed up to the next multiple of emit_every, then emit at exactly that record.
+                # Feed up to the next multiple of emit_every (or the next change), then emit at
+                # exactly that record.
                 end = pos + min(n - pos, every - window.seq % every)
+                if k < len(changes):
+                    end = min(end, changes[k].index + 1)
                 window.add_codes(truth[pos:end], pred[pos:end], cols.ts[pos:end])
                 pos = end
+                while k < len(changes) and changes[k].index < pos:
+                    self._changed(changes[k], out)
+                    k += 1
                 if window.seq % every == 0:
-                    docs.append(self._emit())
+                    self._emit(out)
             window.forget()
-        return docs, StatefulBatchLogic.RETAIN
+        return out, StatefulBatchLogic.RETAIN
 
-    def on_eof(self) -> tuple[list[Doc], bool]:
+    def on_eof(self) -> tuple[list[Emitted], bool]:
+        out: list[Emitted] = []
         if self.window.seq > self.emitted_seq:
-            return [self._emit()], StatefulBatchLogic.RETAIN
-        return [], StatefulBatchLogic.RETAIN
+            self._emit(out)
+        return out, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict[str, Any]:
         return {"v": STATE_VERSION, "model": self.model, "window": self.window.snapshot(),
-                "emitted_seq": self.emitted_seq}
+                "emitted_seq": self.emitted_seq, "drift": self.drift.snapshot(),
+                "alerts": self.book.snapshot()}

@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from flows.alert_settings import AlertSettings
 from flows.errors import ConfigError
 
 ENV_PREFIX = "CONFUSION_"
@@ -36,8 +37,11 @@ _SCRIPT_VARIABLES = {"KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "ES_PORT", "ES_TRANS
                      "ES_JAVA_OPTS", "KAFKA_JAVA_OPTS", "LOG_LINES"}
 
 
-class Settings(BaseModel):
-    """The job's configuration; field ``x`` is read from ``CONFUSION_X`` by `load_settings`."""
+class Settings(AlertSettings, BaseModel):
+    """The job's configuration; field ``x`` is read from ``CONFUSION_X`` by `load_settings`.
+
+    The alerting and Prometheus fields come from `AlertSettings`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -37,6 +37,24 @@ def make_document_sink(settings: Settings) -> Sink[tuple[str, dict[str, Any]]]:
     return JsonLinesSink(settings.output)
 
 
+def make_alert_sinks(settings: Settings) -> list[Sink[tuple[str, dict[str, Any]]]]:
+    """Where alert documents go: beside the documents (``<index>-alerts`` for Elasticsearch,
+    ``CONFUSION_ALERTS_OUTPUT`` for jsonl, stdout for console), plus ``CONFUSION_ALERTS_TOPIC``."""
+    sinks: list[Sink[tuple[str, dict[str, Any]]]] = []
+    if settings.sink == "console":
+        from flows.connectors.console import ConsoleSink
+        sinks.append(ConsoleSink())
+    elif settings.sink == "elasticsearch":
+        from flows.connectors.alert_sinks import ElasticsearchAlertsSink
+        sinks.append(ElasticsearchAlertsSink.from_settings(settings))
+    else:
+        sinks.append(JsonLinesSink(settings.alerts_output))
+    if settings.alerts_topic:
+        from flows.connectors.alert_sinks import AlertTopicSink
+        sinks.append(AlertTopicSink.from_settings(settings))
+    return sinks
+
+
 def _encode_dead_letter(letter: DeadLetter) -> bytes:
     doc = letter.to_json()
     try:
