@@ -15,6 +15,7 @@ kept is the recent part and the rest, since its last reset, is the older part.
 from __future__ import annotations
 
 import pickle
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -83,24 +84,35 @@ class StreamDetector:
         self.total = total  # and their sum
 
     def update(self, stream: str, values: NDArray[np.float64]) -> list[Change]:
-        """Feed ``values`` in order; return every change found, in order."""
+        """Feed ``values`` in order; return every change found, in order.
+
+        ADWIN tests for a change only when the count since its last reset reaches a multiple
+        of ``clock``, so values go in blocks that end exactly there, through `map` (no Python
+        loop per record), and the detector is asked once per block. tests/unit/test_drift.py
+        checks this against a plain per-record loop.
+        """
         changes: list[Change] = []
-        adwin = self.adwin
+        adwin, clock = self.adwin, self.config.clock
         update: Callable[[float], None] = adwin.update
-        start = 0  # first value not yet counted in ``count``/``total``
-        for i, value in enumerate(values.tolist()):
-            update(value)
+        listed = values.tolist()
+        n = len(listed)
+        pos = start = 0  # next value to feed; first value not yet in ``count``/``total``
+        fed = self.count  # values fed since the last reset
+        while pos < n:
+            end = min(n, pos + clock - fed % clock)
+            deque(map(update, listed[pos:end]), maxlen=0)
+            fed += end - pos
+            pos = end
             if adwin.drift_detected:
-                fed = self.count + i + 1 - start
-                total = self.total + float(values[start : i + 1].sum())
-                kept, kept_total = adwin.width, adwin.total
+                total = self.total + float(values[start:end].sum())
+                kept, kept_total = int(adwin.width), float(adwin.total)
                 older = fed - kept
                 after = kept_total / kept if kept else total / fed
                 before = (total - kept_total) / older if older else after
-                changes.append(Change(stream, i, before, after, int(kept)))
-                # River resets ADWIN on the next update: start counting afresh after ``i``.
-                self.count, self.total, start = 0, 0.0, i + 1
-        self.count += len(values) - start
+                changes.append(Change(stream, end - 1, before, after, kept))
+                # River resets ADWIN on the next update: count afresh from here.
+                self.count, self.total, start, fed = 0, 0.0, end, 0
+        self.count = fed
         self.total += float(values[start:].sum())
         return changes
 

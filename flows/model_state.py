@@ -72,8 +72,13 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, dict[str, Any]]
     state is part of the snapshot.
     """
 
-    def __init__(self, policy: WindowPolicy, resume: dict[str, Any] | None,
-                 clock: Callable[[], int] = now_ms, alerting: Alerting | None = None) -> None:
+    def __init__(
+        self,
+        policy: WindowPolicy,
+        resume: dict[str, Any] | None,
+        clock: Callable[[], int] = now_ms,
+        alerting: Alerting | None = None,
+    ) -> None:
         # Bytewax does not pass the key to the builder: the name arrives with the first batch.
         self.model = "" if resume is None else resume["model"]
         self.policy = policy
@@ -87,8 +92,10 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, dict[str, Any]]
             self.emitted_seq = 0
         else:
             if resume.get("v") != STATE_VERSION:
-                raise SnapshotError(f"state of model {self.model!r} has version "
-                                    f"{resume.get('v')!r}, this build reads {STATE_VERSION}")
+                raise SnapshotError(
+                    f"state of model {self.model!r} has version "
+                    f"{resume.get('v')!r}, this build reads {STATE_VERSION}"
+                )
             self.window = policy.restore_window(resume["window"])
             self.emitted_seq = resume["emitted_seq"]
 
@@ -97,21 +104,34 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, dict[str, Any]]
         doc = document(self.model, self.window.view(), self.clock())
         out.append(doc)
         if self.alerting.policy.rules or self.book.open:
-            out.extend(Alert(a) for a in self.book.on_document(doc, iso_ms(self.clock())))
+            out.extend(Alert(a) for a in self.book.on_document(doc, self._now))
+
+    def _now(self) -> str:
+        return iso_ms(self.clock())
 
     def _changed(self, change: Change, out: list[Emitted]) -> None:
         alerts = self.book.on_change(
-            f"{self.alerting.drift.detector}:{change.stream}", change.stream, change.degraded,
-            change.before, change.after, change.records, self.window.seq,
-            window_fields(self.window.view()), iso_ms(self.clock()))
+            f"{self.alerting.drift.detector}:{change.stream}",
+            change.stream,
+            change.degraded,
+            change.before,
+            change.after,
+            change.records,
+            self.window.seq,
+            window_fields(self.window.view()),
+            iso_ms(self.clock()),
+        )
         out.extend(Alert(a) for a in alerts)
 
     def _changes(self, cols: ModelColumns) -> list[Change]:
         if not self.alerting.drift.enabled:
             return []
         scores = getattr(cols, "scores", None)  # score maps, where the parser keeps them
-        true_score = (true_class_scores(cols.labels, cols.truth, getattr(cols, "keys", []),
-                                        scores) if scores is not None else None)
+        true_score = (
+            true_class_scores(cols.labels, cols.truth, getattr(cols, "keys", []), scores)
+            if scores is not None
+            else None
+        )
         return self.drift.update(cols.truth == cols.pred, true_score)
 
     def on_batch(self, values: list[ModelColumns]) -> tuple[list[Emitted], bool]:
@@ -147,6 +167,11 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, dict[str, Any]]
         return out, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict[str, Any]:
-        return {"v": STATE_VERSION, "model": self.model, "window": self.window.snapshot(),
-                "emitted_seq": self.emitted_seq, "drift": self.drift.snapshot(),
-                "alerts": self.book.snapshot()}
+        return {
+            "v": STATE_VERSION,
+            "model": self.model,
+            "window": self.window.snapshot(),
+            "emitted_seq": self.emitted_seq,
+            "drift": self.drift.snapshot(),
+            "alerts": self.book.snapshot(),
+        }

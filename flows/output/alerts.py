@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
 STATE_VERSION = 1
@@ -33,7 +34,7 @@ _RULE = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Rule:
     """One condition on a window metric.
 
@@ -48,11 +49,11 @@ class Rule:
     cls: str | None = None
     relative: bool = False
 
-    @property
+    @cached_property
     def target(self) -> str:
         return self.metric if self.cls is None else f"{self.metric}[{self.cls}]"
 
-    @property
+    @cached_property
     def name(self) -> str:
         """The canonical text of the rule, e.g. ``accuracy<0.8`` or ``macro_f1-drop>10%``."""
         amount = f"{self.value * 100:g}%" if self.relative else f"{self.value:g}"
@@ -150,7 +151,7 @@ class Baseline:
         return cls(data["metrics"], data.get("seq"), data.get("source", FIRST_FULL_WINDOW))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AlertPolicy:
     """The rules, when they may fire, and pinned baselines by model (settings, not state)."""
 
@@ -158,6 +159,10 @@ class AlertPolicy:
     min_fill: float = 1.0
     pinned: Mapping[str, Baseline] = field(default_factory=dict)
     detector: Mapping[str, Any] = field(default_factory=dict)  # DriftConfig.describe()
+
+    @cached_property
+    def rule_names(self) -> frozenset[str]:
+        return frozenset(rule.name for rule in self.rules)
 
 
 def window_fill(window: Mapping[str, Any]) -> float:
@@ -252,21 +257,25 @@ class AlertBook:
         pinned = self.policy.pinned.get(self.model)
         return pinned if pinned is not None else self.baseline
 
-    def on_document(self, doc: Mapping[str, Any], emitted_at: str) -> list[Doc]:
-        """Judge every rule on one window document; return the transitions."""
+    def on_document(self, doc: Mapping[str, Any], now: Callable[[], str]) -> list[Doc]:
+        """Judge every rule on one window document; return the transitions.
+
+        ``now`` gives the ``emitted_at`` text, asked for only when something changes.
+        """
         self.model = doc["model"]
         window, metrics, seq = doc["window"], doc["metrics"], doc["seq"]
         out: list[Doc] = []
-        names = {rule.name for rule in self.policy.rules}
-        for name in [
-            n for n, info in self.open.items() if info["source"] == "rule" and n not in names
-        ]:
-            out.append(
-                self._resolve(
-                    name, None, seq, window, emitted_at, reason="rule no longer configured"
+        if self.open:
+            names = self.policy.rule_names
+            for name in [
+                n for n, info in self.open.items() if info["source"] == "rule" and n not in names
+            ]:
+                out.append(
+                    self._resolve(
+                        name, None, seq, window, now(), reason="rule no longer configured"
+                    )
                 )
-            )
-        if window_fill(window) < self.policy.min_fill:
+        if not self.policy.rules or window_fill(window) < self.policy.min_fill:
             return out
         if self.baseline is None and window.get("full"):
             self.baseline = Baseline(
@@ -275,9 +284,13 @@ class AlertBook:
         baseline = self._baseline()
         for rule in self.policy.rules:
             value = rule.read(metrics)
-            base = rule.read(baseline.metrics) if (rule.needs_baseline and baseline) else None
-            if value is None or (rule.needs_baseline and base is None):
-                continue  # undefined in this window, or nothing to compare with yet
+            if value is None:
+                continue  # undefined in this window
+            base = None
+            if rule.needs_baseline:
+                base = rule.read(baseline.metrics) if baseline is not None else None
+                if base is None:
+                    continue  # nothing to compare with yet
             breached = rule.breached(value, base)
             is_open = rule.name in self.open
             if breached and not is_open:
@@ -294,7 +307,7 @@ class AlertBook:
                         value,
                         seq,
                         window,
-                        emitted_at,
+                        now(),
                         rule,
                         baseline if rule.needs_baseline else None,
                         base,
@@ -302,7 +315,7 @@ class AlertBook:
                 )
             elif breached is False and is_open:
                 out.append(
-                    self._resolve(rule.name, value, seq, window, emitted_at, rule=rule, base=base)
+                    self._resolve(rule.name, value, seq, window, now(), rule=rule, base=base)
                 )
         return out
 

@@ -78,6 +78,9 @@ class WindowGauges:
         self._classes: dict[str, list[str]] = {}  # model -> classes with their own label
         self._skipped: set[str] = set()
         self._with_other: set[str] = set()  # models whose "other" series exists
+        # Label children looked up once: ``labels()`` costs more than ``set()``.
+        self._model_children: dict[str, list[Any]] = {}
+        self._class_children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
     def _admitted(self, model: str) -> bool:
         if model in self._classes:
@@ -104,10 +107,17 @@ class WindowGauges:
         if not self._admitted(model):
             return
         metrics = doc["metrics"]
-        for name, gauge in self.headline.items():
-            gauge.labels(model).set(_number(metrics.get(name)))
-        self.fill.labels(model).set(window_fill(doc["window"]))
-        self.seq.labels(model).set(doc["seq"])
+        children = self._model_children.get(model)
+        if children is None:
+            children = self._model_children[model] = [
+                *(gauge.labels(model) for gauge in self.headline.values()),
+                self.fill.labels(model),
+                self.seq.labels(model),
+            ]
+        for name, child in zip(HEADLINE_GAUGES, children, strict=False):
+            child.set(_number(metrics.get(name)))
+        children[-2].set(window_fill(doc["window"]))
+        children[-1].set(doc["seq"])
         self._per_class(model, metrics.get("per_class") or {})
 
     def _per_class(self, model: str, per_class: Mapping[str, Mapping[str, Any]]) -> None:
@@ -123,12 +133,24 @@ class WindowGauges:
                 rest_predicted += counts["tp"] + counts["fp"]
         for cls in named:
             found = per_class.get(cls) or {}
-            self.recall.labels(model, cls).set(_number(found.get("recall")))
-            self.precision.labels(model, cls).set(_number(found.get("precision")))
+            recall, precision = self._class_child(model, cls)
+            recall.set(_number(found.get("recall")))
+            precision.set(_number(found.get("precision")))
         if rest_support or rest_predicted or model in self._with_other:
             self._with_other.add(model)
-            self.recall.labels(model, OTHER).set(_ratio(rest_tp, rest_support))
-            self.precision.labels(model, OTHER).set(_ratio(rest_tp, rest_predicted))
+            recall, precision = self._class_child(model, OTHER)
+            recall.set(_ratio(rest_tp, rest_support))
+            precision.set(_ratio(rest_tp, rest_predicted))
+
+    def _class_child(self, model: str, cls: str) -> tuple[Any, Any]:
+        key = (model, cls)
+        found = self._class_children.get(key)
+        if found is None:
+            found = self._class_children[key] = (
+                self.recall.labels(model, cls),
+                self.precision.labels(model, cls),
+            )
+        return found
 
     def alerted(self, alert: Mapping[str, Any]) -> None:
         """Count one alert document."""

@@ -18,6 +18,10 @@ from flows.output.alerts import (
 )
 
 
+def NOW() -> str:
+    return "t"
+
+
 def doc(
     seq: int,
     accuracy: float | None,
@@ -91,15 +95,16 @@ def test_drop_rule_limits_absolute_and_relative() -> None:
 
 def test_floor_fires_once_then_resolves_with_the_same_alert_id() -> None:
     book = AlertBook(AlertPolicy(parse_rules("accuracy<0.8")))
-    assert book.on_document(doc(100, 0.9), "t") == []
-    fired = book.on_document(doc(200, 0.7), "t")
+    assert book.on_document(doc(100, 0.9), NOW) == []
+    fired = book.on_document(doc(200, 0.7), NOW)
     assert [a["status"] for a in fired] == ["fired"]
     assert fired[0]["id"] == "m/accuracy<0.8/200/fired"
     assert fired[0]["alert_id"] == "m/accuracy<0.8/200"
     assert (fired[0]["value"], fired[0]["threshold"], fired[0]["limit"]) == (0.7, 0.8, 0.8)
     assert fired[0]["window"]["last_id"] == "r200" and fired[0]["fired_seq"] == 200
-    assert book.on_document(doc(300, 0.6), "t") == []  # still open: no second document
-    resolved = book.on_document(doc(400, 0.85), "t")
+    assert fired[0]["emitted_at"] == "t"
+    assert book.on_document(doc(300, 0.6), NOW) == []  # still open: no second document
+    resolved = book.on_document(doc(400, 0.85), NOW)
     assert [(a["status"], a["id"], a["seq"], a["fired_seq"]) for a in resolved] == [
         ("resolved", "m/accuracy<0.8/200/resolved", 400, 200)
     ]
@@ -108,20 +113,20 @@ def test_floor_fires_once_then_resolves_with_the_same_alert_id() -> None:
 
 def test_nothing_fires_before_the_minimum_fill_and_undefined_values_are_skipped() -> None:
     book = AlertBook(AlertPolicy(parse_rules("accuracy<0.8; mcc<0.5"), min_fill=0.5))
-    assert book.on_document(doc(40, 0.1, count=40), "t") == []
-    fired = book.on_document(doc(60, 0.1, count=60), "t")
+    assert book.on_document(doc(40, 0.1, count=40), NOW) == []
+    fired = book.on_document(doc(60, 0.1, count=60), NOW)
     assert [a["name"] for a in fired] == ["accuracy<0.8"]  # mcc is None: not judged
-    assert book.on_document(doc(80, None, count=80), "t") == []  # undefined: stays open
+    assert book.on_document(doc(80, None, count=80), NOW) == []  # undefined: stays open
     assert "accuracy<0.8" in book.open
 
 
 def test_drop_rule_compares_with_the_first_full_window() -> None:
     book = AlertBook(AlertPolicy(parse_rules("accuracy drop>0.1"), min_fill=0.5))
-    assert book.on_document(doc(60, 0.5, count=60), "t") == []  # not full: no baseline
-    assert book.on_document(doc(100, 0.9), "t") == []  # the baseline
+    assert book.on_document(doc(60, 0.5, count=60), NOW) == []  # not full: no baseline
+    assert book.on_document(doc(100, 0.9), NOW) == []  # the baseline
     assert book.baseline is not None and book.baseline.seq == 100
-    assert book.on_document(doc(200, 0.85), "t") == []
-    (fired,) = book.on_document(doc(300, 0.75), "t")
+    assert book.on_document(doc(200, 0.85), NOW) == []
+    (fired,) = book.on_document(doc(300, 0.75), NOW)
     assert (fired["baseline"], fired["baseline_seq"], fired["baseline_source"]) == (
         0.9,
         100,
@@ -133,7 +138,7 @@ def test_drop_rule_compares_with_the_first_full_window() -> None:
 def test_pinned_baseline_wins_over_the_first_window() -> None:
     pinned = read_baselines({"v": 1, "models": {"m": {"seq": 7, "metrics": {"accuracy": 0.99}}}})
     book = AlertBook(AlertPolicy(parse_rules("accuracy drop>0.05"), pinned=pinned))
-    (fired,) = book.on_document(doc(100, 0.9), "t")
+    (fired,) = book.on_document(doc(100, 0.9), NOW)
     assert (fired["baseline"], fired["baseline_seq"], fired["baseline_source"]) == (
         0.99,
         7,
@@ -151,10 +156,10 @@ def test_bad_baseline_files_are_refused(data: dict[str, Any]) -> None:
 
 def test_a_removed_rule_resolves_its_open_alert() -> None:
     book = AlertBook(AlertPolicy(parse_rules("accuracy<0.8")))
-    book.on_document(doc(100, 0.5), "t")
+    book.on_document(doc(100, 0.5), NOW)
     state = pickle.loads(pickle.dumps(book.snapshot()))
     later = AlertBook(AlertPolicy(parse_rules("macro_f1<0.1")), resume=state)
-    (resolved,) = later.on_document(doc(200, 0.5), "t")
+    (resolved,) = later.on_document(doc(200, 0.5), NOW)
     assert resolved["status"] == "resolved" and resolved["reason"] == "rule no longer configured"
     assert resolved["alert_id"] == "m/accuracy<0.8/100"
 
@@ -170,7 +175,7 @@ def test_detector_changes_fire_on_degradation_and_resolve_on_recovery() -> None:
         "adwin:correctness", "correctness", True, 0.9, 0.7, 64, 500, window, "t"
     )
     assert fired["id"] == "m/adwin:correctness/500/fired" and fired["source"] == "detector"
-    assert (fired["value"], fired["baseline"]) == (0.7, 0.9)
+    assert (fired["value"], fired["baseline"], fired["emitted_at"]) == (0.7, 0.9, "t")
     assert fired["detector"] == {"name": "adwin", "delta": 0.002, "clock": 32, "records": 64}
     assert (
         book.on_change("adwin:correctness", "correctness", True, 0.7, 0.6, 64, 600, window, "t")
@@ -189,11 +194,11 @@ def test_a_resumed_book_emits_exactly_what_an_uninterrupted_one_does() -> None:
         for k, acc in enumerate([0.95, 0.9, 0.7, 0.72, 0.9, 0.6, 0.95, 0.82], start=1)
     ]
     whole = AlertBook(policy)
-    expected = [a for d in stream for a in whole.on_document(d, "t")]
+    expected = [a for d in stream for a in whole.on_document(d, NOW)]
     first = AlertBook(policy)
-    got = [a for d in stream[:3] for a in first.on_document(d, "t")]
+    got = [a for d in stream[:3] for a in first.on_document(d, NOW)]
     resumed = AlertBook(policy, resume=pickle.loads(pickle.dumps(first.snapshot())))
-    got += [a for d in stream[3:] for a in resumed.on_document(d, "t")]
+    got += [a for d in stream[3:] for a in resumed.on_document(d, NOW)]
     assert got == expected
     assert [a["id"] for a in expected] == [
         "m/accuracy<0.8/300/fired",

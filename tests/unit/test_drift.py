@@ -94,3 +94,19 @@ def test_true_class_scores_pick_the_true_label_column() -> None:
     # A -> 0.7; bare label -> NaN; B -> 0.8; A missing from the map -> 0; C never a key -> 0.
     np.testing.assert_array_equal(picked, [0.7, nan, 0.8, 0.0, 0.0])
     assert true_class_scores(labels, truth, [], None) is None
+
+
+@pytest.mark.parametrize("clock", [1, 5, 32])
+def test_block_feeding_finds_what_a_per_record_loop_finds(clock: int) -> None:
+    """The detector feeds River in blocks ending where ADWIN tests; a plain loop is the oracle."""
+    from river.drift import ADWIN
+
+    for seed in range(8):
+        correct = stream(seed, (3000, 0.9), (3000, 0.55), (3000, 0.95), (2000, 0.7))
+        oracle, adwin = [], ADWIN(clock=clock)
+        for i, value in enumerate(correct.astype(float).tolist()):
+            adwin.update(value)
+            if adwin.drift_detected:
+                oracle.append(i)
+        got = feed(DriftWatch(DriftConfig(clock=clock)), correct, 333)
+        assert [i for i, _, _ in got] == oracle and len(oracle) >= 2
