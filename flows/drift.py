@@ -25,6 +25,7 @@ from numpy.typing import NDArray
 from river.drift import ADWIN
 
 STATE_VERSION = 1
+FAST_PATH = True  # feed River's Rust core directly (see StreamDetector._feed)
 STREAMS = ("correctness", "true_class_score")
 
 
@@ -93,17 +94,16 @@ class StreamDetector:
         """
         changes: list[Change] = []
         adwin, clock = self.adwin, self.config.clock
-        update: Callable[[float], None] = adwin.update
         listed = values.tolist()
         n = len(listed)
         pos = start = 0  # next value to feed; first value not yet in ``count``/``total``
         fed = self.count  # values fed since the last reset
         while pos < n:
             end = min(n, pos + clock - fed % clock)
-            deque(map(update, listed[pos:end]), maxlen=0)
+            detected = self._feed(listed[pos:end])
             fed += end - pos
             pos = end
-            if adwin.drift_detected:
+            if detected:
                 total = self.total + float(values[start:end].sum())
                 kept, kept_total = int(adwin.width), float(adwin.total)
                 older = fed - kept
@@ -115,6 +115,26 @@ class StreamDetector:
         self.count = fed
         self.total += float(values[start:].sum())
         return changes
+
+    def _feed(self, block: list[float]) -> bool:
+        """Feed one block that ends where ADWIN tests; whether it found a change there.
+
+        River's ``ADWIN.update`` is two lines around its Rust core (reset after a change, then
+        ``_helper.update``); calling the core directly halves the cost per record (0.14 ->
+        0.07 µs here). Where a River version lacks that core, the public method is used.
+        """
+        adwin = self.adwin
+        helper = getattr(adwin, "_helper", None) if FAST_PATH else None
+        if helper is None or not hasattr(adwin, "_drift_detected"):
+            update: Callable[[float], None] = adwin.update
+            deque(map(update, block), maxlen=0)
+            return bool(adwin.drift_detected)
+        if adwin._drift_detected:
+            adwin._reset()  # type: ignore[no-untyped-call]
+            helper = adwin._helper
+        flags = list(map(helper.update, block))
+        adwin._drift_detected = bool(flags[-1])
+        return bool(adwin._drift_detected)
 
     def snapshot(self) -> dict[str, Any]:
         # Pickled bytes: an immutable copy of the live detector, as Bytewax snapshots must be.

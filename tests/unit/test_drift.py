@@ -96,11 +96,17 @@ def test_true_class_scores_pick_the_true_label_column() -> None:
     assert true_class_scores(labels, truth, [], None) is None
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["rust-core", "public-update"])
 @pytest.mark.parametrize("clock", [1, 5, 32])
-def test_block_feeding_finds_what_a_per_record_loop_finds(clock: int) -> None:
+def test_block_feeding_finds_what_a_per_record_loop_finds(
+    clock: int, fast: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The detector feeds River in blocks ending where ADWIN tests; a plain loop is the oracle."""
     from river.drift import ADWIN
 
+    import flows.drift
+
+    monkeypatch.setattr(flows.drift, "FAST_PATH", fast)
     for seed in range(8):
         correct = stream(seed, (3000, 0.9), (3000, 0.55), (3000, 0.95), (2000, 0.7))
         oracle, adwin = [], ADWIN(clock=clock)
@@ -108,5 +114,13 @@ def test_block_feeding_finds_what_a_per_record_loop_finds(clock: int) -> None:
             adwin.update(value)
             if adwin.drift_detected:
                 oracle.append(i)
-        got = feed(DriftWatch(DriftConfig(clock=clock)), correct, 333)
+        watch = DriftWatch(DriftConfig(clock=clock))
+        got = feed(watch, correct, 333)
         assert [i for i, _, _ in got] == oracle and len(oracle) >= 2
+        # and the detector's own state after the stream is River's
+        ours = watch.streams["correctness"].adwin
+        assert (ours.width, ours.total, ours.drift_detected) == (
+            adwin.width,
+            adwin.total,
+            adwin.drift_detected,
+        )
