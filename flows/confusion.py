@@ -14,7 +14,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from flows.connectors import make_dead_letter_sink, make_document_sink, make_source
-from flows.connectors.summary import SummarySink
+from flows.connectors.summary import SummarySink, Tally
 from flows.ensemble import Ensemble
 from flows.errors import ConfigError
 from flows.model_state import ModelWindowLogic, WindowPolicy
@@ -54,7 +54,9 @@ def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow
     op.inspect("count", docs, lambda _step, item: counted(item))
     op.output("documents", docs, make_document_sink(settings))
     if settings.summary:
-        op.output("summary", docs, SummarySink(progress))
+        # The totals go through the dataflow too: the one summary partition sees every process.
+        tallies = op.map("tally", parsed, lambda p: ("summary", Tally.of(p)))
+        op.output("summary", op.merge("to_summary", docs, tallies), SummarySink(progress))
     return flow
 
 

@@ -33,12 +33,16 @@ class _LinesPartition(StatefulSourcePartition[RawBatch, tuple[int, int]]):
         self._f.seek(self._offset)
         self._batch_size = batch_size
         self._heartbeat = heartbeat
+        self._ended = False
 
     def next_batch(self) -> list[RawBatch]:
         self._heartbeat.beat()
         lines = list(islice(self._f, self._batch_size))
         if not lines:
-            raise StopIteration
+            if self._ended:
+                raise StopIteration
+            self._ended = True  # one empty batch says "end reached" (see connectors.summary)
+            return [RawBatch([], [], str(self._path), [])]
         first = self._line + 1
         self._line += len(lines)
         self._offset = self._f.tell()
