@@ -19,8 +19,17 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from flows.columns import LabelTable, Wire, best_label, decode_batch, predictions
+from flows.columns import (
+    MAX_DEPTH,
+    LabelTable,
+    Wire,
+    best_label,
+    decode_batch,
+    predictions,
+    too_deep,
+)
 from flows.ensemble import Ensemble
+from flows.limits import Limits, reached
 
 # Epoch milliseconds that datetime can represent (years 1..9999).
 _MIN_MS = -62_135_596_800_000
@@ -130,14 +139,22 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def decode(raw: bytes) -> tuple[Any, bool]:
+def decode(raw: bytes, max_bytes: int | None = None) -> tuple[Any, bool]:
     """Decode one JSON document; also say whether its text must be checked for surrogates.
 
     msgspec decodes first (integers of any size stay exact). What it refuses the stdlib decodes
     again, because some of it is valid JSON the contract judges more finely: a score of 1e400 is
     a refused entry, not a broken record. The stdlib lets unpaired UTF-16 surrogate escapes
     through, which no sink can encode, so those documents need `parse_record`'s text checks.
+    Size and nesting are checked on the bytes first, so neither decoder can exhaust memory or
+    the stack.
     """
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise RecordError(reached("CONFUSION_MAX_RECORD_BYTES",
+                                  f"record is {len(raw)} bytes, more than "
+                                  f"CONFUSION_MAX_RECORD_BYTES={max_bytes}"))
+    if too_deep(raw):
+        raise RecordError(f"arrays and objects nest deeper than {MAX_DEPTH} levels")
     try:
         return msgspec.json.decode(raw), False
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
@@ -251,10 +268,12 @@ class Record:
     entry_errors: dict[str, str]
 
 
-def parse_record(obj: Any, ensemble: Ensemble | None = None, check_text: bool = False) -> Record:
+def parse_record(obj: Any, ensemble: Ensemble | None = None, check_text: bool = False,
+                 max_models: int | None = None) -> Record:
     """Validate one decoded record; raise RecordError if the record as a whole is refused.
 
-    ``check_text`` asks for the surrogate checks `decode` says the document needs.
+    ``check_text`` asks for the surrogate checks `decode` says the document needs;
+    ``max_models`` is CONFUSION_MAX_MODELS.
     """
     if type(obj) is not dict:
         raise RecordError(f"record must be a JSON object, got {_json_type(obj)}")
@@ -282,6 +301,10 @@ def parse_record(obj: Any, ensemble: Ensemble | None = None, check_text: bool = 
                           f"got {_json_type(entries)}")
     if not entries:
         raise RecordError("'predictions' is empty")
+    if max_models is not None and len(entries) > max_models:
+        raise RecordError(reached("CONFUSION_MAX_MODELS",
+                                  f"record has {len(entries)} model entries, more than "
+                                  f"CONFUSION_MAX_MODELS={max_models}"))
     preds: dict[str, str] = {}
     errors: dict[str, str] = {}
     scored: list[tuple[str, str, dict[str, float] | None]] = []
@@ -362,12 +385,16 @@ def _merge(model: str, table: LabelTable, fast: ModelColumns | None, fast_rows: 
                         np.concatenate([fast.ts, ts])[order])
 
 
-def _judge(raw: bytes, ensemble: Ensemble | None) -> Record:
-    obj, check_text = decode(raw)
-    return parse_record(obj, ensemble, check_text)
+def _judge(raw: bytes, ensemble: Ensemble | None, limits: Limits) -> Record:
+    obj, check_text = decode(raw, limits.record_bytes)
+    return parse_record(obj, ensemble, check_text, limits.models)
 
 
-def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatch:
+DEFAULT_LIMITS = Limits()
+
+
+def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None,
+                limits: Limits = DEFAULT_LIMITS) -> ParsedBatch:
     """Parse a batch into per-model columns, keeping read order within each model.
 
     Well-formed records take the columnar fast path (`flows.columns`); the rest, and every
@@ -375,7 +402,7 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatc
     for each refusal. Both paths reach the same verdict on every record.
     """
     values = batch.values
-    wires = decode_batch(values)
+    wires = decode_batch(values, limits.record_bytes)
     table = LabelTable()
     fast: list[int] = []
     ws: list[Wire] = []
@@ -389,8 +416,11 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatc
     if int in set(map(type, labels)):
         labels = [label if type(label) is str else str(label) for label in labels]
     truth = table.encode(labels)  # type: ignore[arg-type]
-    cols = predictions(table, [w.predictions for w in ws], None)
+    preds = [w.predictions for w in ws]
+    cols = predictions(table, preds, None)
     bad |= cols.bad
+    if len(cols.pred) > limits.models:  # some record may have too many entries
+        bad |= np.asarray([len(p) > limits.models for p in preds], dtype=bool)
     ids = [w.id for w in ws]
     if int in set(map(type, ids)):  # integer ids must fit in 64 bits; the slow path says why
         bad |= np.asarray([type(i) is int and not ID_MIN <= i <= ID_MAX for i in ids])
@@ -413,7 +443,7 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatc
     rejected_records = rejected_entries = 0
     for i in slow:
         try:
-            rec = _judge(values[i], ensemble)
+            rec = _judge(values[i], ensemble, limits)
         except RecordError as exc:
             rejected_records += 1
             dead.append(DeadLetter(bytes(values[i]), str(exc), batch.origin,
