@@ -28,7 +28,7 @@ from flows.columns import (
     predictions,
     too_deep,
 )
-from flows.ensemble import Ensemble
+from flows.ensemble import Ensemble, NoVerdict
 from flows.limits import Limits, reached
 
 # Epoch milliseconds that datetime can represent (years 1..9999).
@@ -328,7 +328,11 @@ def parse_record(obj: Any, ensemble: Ensemble | None = None, check_text: bool = 
     if not preds:
         raise RecordError("no valid model entry: " + "; ".join(errors.values()))
     if ensemble is not None:
-        combined = ensemble.predict(scored)
+        try:
+            combined = ensemble.predict(scored)
+        except NoVerdict as exc:
+            errors[ensemble.name] = f"model {ensemble.name!r}: {exc}"
+            combined = None
         if combined is not None:
             preds[ensemble.name] = combined
     return Record(rid, ts, label, preds, errors)

@@ -235,6 +235,8 @@ def ensemble_vote(weights: Mapping[str, float],
         voted = True
         for name, score in (scores or {label: 1.0}).items():
             totals[name] = totals.get(name, 0.0) + weights[model] * score
+    if any(math.isnan(total) for total in totals.values()):
+        raise Refused("weighted score sum is not a number")
     return arg_max(totals) if voted else None
 
 
@@ -277,7 +279,11 @@ def parse_line(index: int, raw: bytes, weights: Mapping[str, float] | None = Non
     if not predictions:
         return None, [Rejection(index, raw, "record", None, "no valid model entry")]
     if weights:
-        combined = ensemble_vote(weights, votes)
+        try:
+            combined = ensemble_vote(weights, votes)
+        except Refused as exc:
+            refused.append(Rejection(index, raw, "entry", ensemble_name, str(exc)))
+            combined = None
         if combined is not None:
             predictions[ensemble_name] = combined
     return ValidRecord(index, rid, ts, label, predictions), refused
