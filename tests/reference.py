@@ -8,7 +8,8 @@ Kafka/Elasticsearch integration tests, compare what the job wrote with `expected
 
 Where the contract leaves a choice open, the oracle takes the one a user would expect and says so:
 
-- a blank (whitespace-only) line is not a record: skipped, not dead-lettered;
+- a blank line (JSON whitespace only: space, tab, CR) is not a record: skipped, not
+  dead-lettered; a line of \x0b or \x0c is a broken record;
 - ``ts`` absent or ``null`` means "use the fallback" (message time or arrival time);
 - an RFC 3339 ``ts`` keeps whole milliseconds (sub-millisecond digits are dropped) and must fall in
   the years 1..9999 once converted to UTC; ``T``/``Z`` may be lower case and the date and time may
@@ -525,7 +526,7 @@ def expected_run(lines: Sequence[bytes | str], *, window_size: int, emit_every: 
     records = 0
     for index, line in enumerate(lines):
         raw = _as_bytes(line)
-        if skip_blank and not raw.strip():
+        if skip_blank and not raw.strip(b" \t\r\n"):  # JSON whitespace only
             continue
         record, refused = parse_line(index, raw, weights, ensemble_name)
         rejections.extend(refused)

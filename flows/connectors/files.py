@@ -22,6 +22,7 @@ from flows.records import RawBatch
 from flows.telemetry import Heartbeat
 
 X = TypeVar("X")
+JSON_WHITESPACE = b" \t\r\n"  # RFC 8259 whitespace; bytes.strip() would also take \x0b \x0c
 
 
 class _LinesPartition(StatefulSourcePartition[RawBatch, tuple[int, int]]):
@@ -45,7 +46,9 @@ class _LinesPartition(StatefulSourcePartition[RawBatch, tuple[int, int]]):
         values = [line.rstrip(b"\r\n") for line in lines]
         positions = list(range(first, first + len(values)))
         if b"" in values or any(map(bytes.isspace, values)):  # a blank line holds no record
-            kept = [(v, p) for v, p in zip(values, positions, strict=True) if v.strip()]
+            # Blank means JSON whitespace only: a line of \x0b or \x0c is a broken record.
+            kept = [(v, p) for v, p in zip(values, positions, strict=True)
+                    if v.strip(JSON_WHITESPACE)]
             values, positions = [v for v, _ in kept], [p for _, p in kept]
         arrival = now_ms()
         return [RawBatch(values, [arrival] * len(values), str(self._path), positions)]

@@ -7,10 +7,12 @@ a batch against the same lines parsed one per batch.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from flows.connectors.files import JsonLinesSource
 from flows.records import ParsedBatch, RawBatch, parse_batch
 from tests.streams import dumps
 
@@ -146,3 +148,19 @@ def test_break4_the_nesting_limit_is_64_levels_on_every_path() -> None:
     assert counted["m"] == ["r64", "r0", "r3"]
     assert [p for p, _, _ in dead] == [2]
     assert (counted, dead) == one_by_one(values)
+
+
+def test_break7_lines_of_vertical_tab_or_form_feed_are_dead_lettered_not_dropped(
+        tmp_path: Path) -> None:
+    """bytes.strip() took \\x0b and \\x0c for blank; JSON whitespace is space, tab, CR, LF."""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"\n".join([record(1), b"\x0b", b" \t\r", b"\x0c", b"", record(2)]) + b"\n")
+    part = JsonLinesSource(path, 1000).build_part("read", str(path), None)
+    try:
+        batch = part.next_batch()[0]
+    finally:
+        part.close()
+    assert list(batch.positions) == [1, 2, 4, 6]
+    parsed = parse_batch(batch)
+    assert [(d.position, d.raw) for d in parsed.dead] == [(2, b"\x0b"), (4, b"\x0c")]
+    assert all(d.reason.startswith("not valid JSON") for d in parsed.dead)
