@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -36,6 +37,10 @@ _MIN_MS = -62_135_596_800_000
 _MAX_MS = 253_402_300_799_999
 ID_MIN, ID_MAX = -(2**63), 2**63 - 1  # integer ids must fit Elasticsearch's long
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# RFC 3339 section 5.6 date-time; T and Z may be lower case and a space may separate date and
+# time (its note). No week dates, basic format, comma fractions or +0000 offsets.
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+                      r"(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})\Z")
 _ONE_MS = timedelta(milliseconds=1)
 
 
@@ -211,6 +216,9 @@ def timestamp_ms(value: Any) -> int:
             raise RecordError(f"'ts' is not an RFC 3339 timestamp: {value!r}") from None
     if parsed.tzinfo is None or len(value) < 20:
         raise RecordError(f"'ts' needs a date, a time and a UTC offset (RFC 3339): {value!r}")
+    if _RFC3339.match(value) is None:  # fromisoformat also takes other ISO 8601 forms
+        raise RecordError(f"'ts' is ISO 8601 but not RFC 3339 (YYYY-MM-DDTHH:MM:SS[.frac] and "
+                          f"Z or +HH:MM): {value!r}")
     ms: int = (parsed - _EPOCH) // _ONE_MS  # exact integer arithmetic; sub-ms digits floored
     if not _MIN_MS <= ms <= _MAX_MS:
         raise RecordError(f"'ts' {value!r} is out of range: in UTC it falls outside years "

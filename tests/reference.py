@@ -59,8 +59,9 @@ WINDOW_KEYS = frozenset({"kind", "size", "count", "full", "first_id", "last_id",
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "mcc", "kappa")
 PER_CLASS_KEYS = ("tp", "fp", "fn", "tn", "precision", "recall", "f1", "support")
 TIME_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(  # ASCII: \d would also take other scripts' digits
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z",
+    re.ASCII)
 # Epoch milliseconds of 0001-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z.
 _MIN_MS = calendar.timegm((1, 1, 1, 0, 0, 0)) * 1000
 _MAX_MS = calendar.timegm((9999, 12, 31, 23, 59, 59)) * 1000 + 999
