@@ -77,6 +77,10 @@ class ModelColumns:
     pred: NDArray[np.int32]
     ids: list[str | int]
     ts: NDArray[np.int64]
+    # Where each record came from, for dead letters written after parsing (the class limit).
+    origin: str = ""
+    positions: NDArray[np.int64] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.truth)
@@ -477,8 +481,15 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None,
                                    model, batch.headers))
 
     by_model = {model: cols_ for model, (cols_, _) in by_fast.items()}
+    model_rows = {model: rows_ for model, (_, rows_) in by_fast.items()}
     for model, j in judged.items():
         fast_cols, fast_rows = by_fast.get(model, (None, rows[:0]))
         by_model[model] = _merge(model, table, fast_cols, fast_rows, j)
+        model_rows[model] = np.sort(np.concatenate([fast_rows, np.asarray(j.rows, np.int64)]))
+    if by_model:
+        where = np.asarray(batch.positions, dtype=np.int64)
+        for model, cols_ in by_model.items():
+            cols_.origin, cols_.headers = batch.origin, batch.headers
+            cols_.positions = where[model_rows[model]]
     return ParsedBatch(by_model, dead, len(values) - rejected_records, rejected_records,
                        rejected_entries)
