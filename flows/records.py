@@ -168,10 +168,15 @@ def decode(raw: bytes, max_bytes: int | None = None) -> tuple[Any, bool]:
         return msgspec.json.decode(raw), False
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         first = str(exc)
+        # Only a number out of range (ValidationError) or a \u escape (a lone surrogate) can
+        # be JSON the stdlib reads; anything else it refuses too, so do not pay for asking it.
+        retry = isinstance(exc, msgspec.ValidationError) or b"\\u" in raw
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RecordError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not retry:
+        raise RecordError(f"not valid JSON: {first}")
     try:
         return json.loads(text, parse_constant=_reject_constant), True
     except (ValueError, RecursionError):
