@@ -83,8 +83,12 @@ def _aligned(joined: bytes, n: int) -> bool:
     holds two. (A document count alone can be fooled: a record split over two values next to
     a value holding two documents adds up to the same count.)
     """
-    return (joined[:1] == b"{" and joined[-1:] == b"}"
-            and joined.count(b"\n") == n - 1 and joined.count(b"}\n{") == n - 1)
+    if joined[:1] != b"{" or joined[-1:] != b"}":
+        return False
+    text = np.frombuffer(joined, dtype=np.uint8)
+    newlines = np.flatnonzero(text == ord("\n"))
+    return (len(newlines) == n - 1 and bool((text[newlines - 1] == ord("}")).all())
+            and bool((text[newlines + 1] == ord("{")).all()))
 
 
 def decode_batch(values: Sequence[bytes], max_bytes: int = 1 << 62) -> list[Wire | None]:

@@ -57,6 +57,8 @@ def over_class_limit(known: LabelTable, cols: ModelColumns, limit: int) -> list[
     common case (every label known, or room for all new ones) costs two bincounts.
     """
     n_labels = len(cols.labels)
+    if len(known) + n_labels <= limit:  # room even if every label of the batch were new
+        return []
     used = np.flatnonzero(np.bincount(cols.truth, minlength=n_labels)
                           + np.bincount(cols.pred, minlength=n_labels))
     new = [int(c) for c in used if cols.labels[c] not in known.index]
