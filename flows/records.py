@@ -162,8 +162,8 @@ def decode(raw: bytes, max_bytes: int | None = None) -> tuple[Any, bool]:
     """
     if max_bytes is not None and len(raw) > max_bytes:
         raise RecordError(reached("CONFUSION_MAX_RECORD_BYTES",
-                                  f"record is {len(raw)} bytes, more than "
-                                  f"CONFUSION_MAX_RECORD_BYTES={max_bytes}"))
+                                  f"record is longer than CONFUSION_MAX_RECORD_BYTES="
+                                  f"{max_bytes} bytes"))
     if too_deep(raw):
         raise RecordError(f"arrays and objects nest deeper than {MAX_DEPTH} levels")
     try:

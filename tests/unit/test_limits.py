@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from flows.connectors.files import JsonLinesSource
 from flows.limits import Limits
 from flows.model_state import ModelWindowLogic, WindowPolicy
 from flows.records import DeadLetter, RawBatch, parse_batch
@@ -35,7 +37,7 @@ def test_a_record_over_max_record_bytes_is_refused_naming_the_variable(size: int
     limits = Limits(record_bytes=200)
     values = [record(1), record(2, note="x" * 300), record(3)]
     assert dead_of(values, limits, size) == [
-        (2, None, f"record is {len(values[1])} bytes, more than CONFUSION_MAX_RECORD_BYTES=200")]
+        (2, None, "record is longer than CONFUSION_MAX_RECORD_BYTES=200 bytes")]
 
 
 @pytest.mark.parametrize("size", [1, 4, 100])
@@ -100,3 +102,26 @@ def test_the_limit_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     lines = [r for r in caplog.records if "CONFUSION_MAX_RECORD_BYTES" in r.getMessage()]
     assert len(lines) == 1
 
+
+
+def test_the_file_source_never_holds_more_of_a_line_than_the_limit(tmp_path: Path) -> None:
+    """A line of megabytes is cut at the limit + 1 byte and the rest skipped, not read whole."""
+    path = tmp_path / "in.jsonl"
+    huge = record(2, note="x" * 3_000_000)
+    exact = record(3, note="y" * (300 - len(record(3, note=""))))
+    assert len(exact) == 300
+    cut_at_cr = record(5, note="z" * (299 - len(record(5, note=""))))[:-1] + b"\r\r\rjunk\"}"
+    path.write_bytes(record(1) + b"\n" + huge + b"\r\n" + exact + b"\r\n" + cut_at_cr + b"\n"
+                     + record(4))
+    part = JsonLinesSource(path, 1000, max_bytes=300).build_part("read", str(path), None)
+    try:
+        batch = part.next_batch()[0]
+    finally:
+        part.close()
+    assert [len(v) for v in batch.values] == [len(record(1)), 301, 300, 301, len(record(4))]
+    assert batch.values[1] == huge[:301]
+    assert list(batch.positions) == [1, 2, 3, 4, 5]
+    parsed = parse_batch(batch, None, Limits(record_bytes=300))
+    assert [(d.position, d.reason) for d in parsed.dead] == [
+        (2, "record is longer than CONFUSION_MAX_RECORD_BYTES=300 bytes"),
+        (4, "record is longer than CONFUSION_MAX_RECORD_BYTES=300 bytes")]
