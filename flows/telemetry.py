@@ -70,6 +70,12 @@ class Progress:
             self.rejected_entries += batch.rejected_entries
         self._maybe_print()
 
+    def refused_entries(self, n: int) -> None:
+        """Entries refused after parsing (CONFUSION_MAX_CLASSES, in the window step)."""
+        REJECTED_ENTRIES.inc(n)
+        with self._lock:
+            self.rejected_entries += n
+
     def emitted(self, n: int = 1) -> None:
         DOCUMENTS.inc(n)
         with self._lock:
