@@ -19,10 +19,11 @@ from flows.connectors import (
     make_document_sink,
     make_source,
 )
-from flows.connectors.summary import SummarySink
+from flows.connectors.summary import SummarySink, Tally
 from flows.ensemble import Ensemble
 from flows.errors import ConfigError
-from flows.model_state import Alert, Alerting, Emitted, ModelWindowLogic, WindowPolicy
+from flows.limits import Limits
+from flows.model_state import Alert, Alerting, Doc, Emitted, ModelWindowLogic, WindowPolicy
 from flows.output.gauges import WindowGauges
 from flows.records import DeadLetter, ModelColumns, ParsedBatch, RawBatch, parse_batch
 from flows.settings import Settings, load_settings
@@ -44,12 +45,13 @@ def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow
     progress = progress or Progress(settings.progress)
     ensemble = Ensemble(settings.weights, settings.ensemble_name) if settings.weights else None
     policy = WindowPolicy(settings.window_size, settings.emit_every, settings.window_kind,
-                          settings.window_duration_ms)
+                          settings.window_duration_ms, settings.max_classes)
+    limits = Limits(settings.max_record_bytes, settings.max_models, settings.max_classes)
     alerting = Alerting(settings.drift_config(), settings.alert_policy())
     gauges = window_gauges(settings)
 
     def parse(batch: RawBatch) -> ParsedBatch:
-        parsed = parse_batch(batch, ensemble)
+        parsed = parse_batch(batch, ensemble, limits)
         progress.parsed(parsed)
         return parsed
 
@@ -59,37 +61,45 @@ def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow
     def dead_letters(parsed: ParsedBatch) -> list[tuple[str, DeadLetter]]:
         return [(letter.origin, letter) for letter in parsed.dead]
 
-    def is_alert(item: tuple[str, Emitted]) -> bool:
-        return isinstance(item[1], Alert)
-
-    def window_doc(item: tuple[str, Emitted]) -> tuple[str, dict[str, Any]]:
-        assert not isinstance(item[1], Alert)
+    def counted(item: tuple[str, dict[str, Any]]) -> None:
         progress.emitted()
         gauges.observe(item[1])
-        return item[0], item[1]
 
-    def alert_doc(item: tuple[str, Emitted]) -> tuple[str, dict[str, Any]]:
+    def alert_doc(item: tuple[str, Emitted]) -> tuple[str, Doc]:
         assert isinstance(item[1], Alert)
         gauges.alerted(item[1].doc)
         return item[0], item[1].doc
 
+    def over_limit(item: tuple[str, Emitted]) -> tuple[str, DeadLetter]:
+        letter = item[1]
+        assert isinstance(letter, DeadLetter)
+        progress.refused_entries(1)
+        return (letter.origin, letter)
+
     flow = Dataflow("confusion")
     raw = op.input("read", flow, make_source(settings, heartbeat_from_env()))
     parsed = op.map("parse", raw, parse)
-    op.output("dead_letters", op.flat_map("rejected", parsed, dead_letters),
-              make_dead_letter_sink(settings))
+    rejected = op.flat_map("rejected", parsed, dead_letters)
     keyed = op.flat_map("by_model", parsed, per_model)
-    emitted = op.stateful_batch("window", keyed,
-                                lambda resume: ModelWindowLogic(policy, resume,
-                                                                alerting=alerting))
-    split = op.branch("alerts_apart", emitted, is_alert)
-    docs = op.map("documents_out", split.falses, window_doc)
-    alerts = op.map("alerts_out", split.trues, alert_doc)
-    op.output("documents", docs, make_document_sink(settings))
+    out = op.stateful_batch("window", keyed,
+                            lambda resume: ModelWindowLogic(policy, resume, alerting=alerting))
+    # The window step also refuses records over CONFUSION_MAX_CLASSES: those join the others;
+    # and it raises alerts, which go to their own sinks.
+    split = op.branch("split", out, lambda item: not isinstance(item[1], DeadLetter))
+    by_kind = op.branch("alerts_apart", split.trues, lambda item: isinstance(item[1], Alert))
+    docs: Any = by_kind.falses
+    alerts = op.map("alerts_out", by_kind.trues, alert_doc)
     for k, sink in enumerate(make_alert_sinks(settings)):
         op.output("alerts" if k == 0 else f"alerts_{k}", alerts, sink)
+    limited = op.map("over_limit", split.falses, over_limit)
+    op.output("dead_letters", op.merge("all_rejected", rejected, limited),
+              make_dead_letter_sink(settings))
+    op.inspect("count", docs, lambda _step, item: counted(item))
+    op.output("documents", docs, make_document_sink(settings))
     if settings.summary:
-        op.output("summary", docs, SummarySink(progress))
+        # The totals go through the dataflow too: the one summary partition sees every process.
+        tallies = op.map("tally", parsed, lambda p: ("summary", Tally.of(p)))
+        op.output("summary", op.merge("to_summary", docs, tallies), SummarySink(progress))
     return flow
 
 

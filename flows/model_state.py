@@ -12,13 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+import orjson
 from bytewax.operators import StatefulBatchLogic
 
+from flows.columns import LabelTable
 from flows.documents import document, iso_ms, now_ms, window_fields
 from flows.drift import Change, DriftConfig, DriftWatch, true_class_scores
 from flows.errors import SnapshotError
+from flows.limits import MAX_CLASSES, reached
 from flows.output.alerts import AlertBook, AlertPolicy
-from flows.records import ModelColumns
+from flows.records import DeadLetter, ModelColumns
 from flows.time_windows import TimeWindow
 from flows.windows import CountWindow
 
@@ -42,7 +46,7 @@ class Alert:
     doc: Doc
 
 
-Emitted = Doc | Alert
+Emitted = Doc | DeadLetter | Alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +58,7 @@ class WindowPolicy:
     emit_every: int
     kind: str = "count"
     duration_ms: int = 0
+    max_classes: int = MAX_CLASSES
 
     def new_window(self) -> CountWindow | TimeWindow:
         return TimeWindow(self.duration_ms) if self.kind == "time" else CountWindow(self.size)
@@ -64,6 +69,62 @@ class WindowPolicy:
         return CountWindow.restore(state, self.size)
 
 
+def over_class_limit(known: LabelTable, cols: ModelColumns, limit: int) -> list[int]:
+    """Rows whose labels would take the model past ``limit`` classes (truth and predictions).
+
+    Rows are judged in read order, as if they came one by one: a row is admitted when all its
+    new labels still fit, so the verdict does not depend on how the stream was batched. The
+    common case (every label known, or room for all new ones) costs two bincounts.
+    """
+    n_labels = len(cols.labels)
+    if len(known) + n_labels <= limit:  # room even if every label of the batch were new
+        return []
+    used = np.flatnonzero(np.bincount(cols.truth, minlength=n_labels)
+                          + np.bincount(cols.pred, minlength=n_labels))
+    new = [int(c) for c in used if cols.labels[c] not in known.index]
+    if len(known) + len(new) <= limit:
+        return []
+    is_new = np.zeros(n_labels, dtype=bool)
+    is_new[new] = True
+    room = limit - len(known)
+    admitted: set[int] = set()
+    refused: list[int] = []
+    for row in np.flatnonzero(is_new[cols.truth] | is_new[cols.pred]).tolist():
+        need = {int(cols.truth[row]), int(cols.pred[row])} - admitted
+        need = {c for c in need if is_new[c]}
+        if len(need) <= room:
+            admitted |= need
+            room -= len(need)
+        else:
+            refused.append(row)
+    return refused
+
+
+def _class_letters(cols: ModelColumns, rows: list[int], limit: int) -> list[DeadLetter]:
+    """Dead letters of refused rows; ``raw`` is the refused entry as a record of its own, so
+    replaying it after raising the limit counts exactly what was refused."""
+    letters = []
+    for row in rows:
+        truth, pred = cols.labels[cols.truth[row]], cols.labels[cols.pred[row]]
+        reason = reached("CONFUSION_MAX_CLASSES",
+                         f"model {cols.model!r} already holds its limit of {limit} classes "
+                         f"(CONFUSION_MAX_CLASSES) and this record brings a new one")
+        raw = orjson.dumps({"id": cols.ids[row], "ts": int(cols.ts[row]), "label": truth,
+                            "predictions": {cols.model: pred}})
+        position = -1 if cols.positions is None else int(cols.positions[row])
+        letters.append(DeadLetter(raw, reason, cols.origin, position, cols.model, cols.headers))
+    return letters
+
+
+def _without(cols: ModelColumns, rows: list[int]) -> ModelColumns:
+    keep = np.ones(len(cols), dtype=bool)
+    keep[rows] = False
+    sel = np.flatnonzero(keep)
+    return ModelColumns(cols.model, cols.labels, cols.truth[sel], cols.pred[sel],
+                        [cols.ids[i] for i in sel.tolist()], cols.ts[sel], cols.origin,
+                        None if cols.positions is None else cols.positions[sel], cols.headers)
+
+
 class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, dict[str, Any]]):
     """One model's window inside the dataflow (one instance per model key).
 
@@ -72,13 +133,8 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, dict[str, Any]]
     state is part of the snapshot.
     """
 
-    def __init__(
-        self,
-        policy: WindowPolicy,
-        resume: dict[str, Any] | None,
-        clock: Callable[[], int] = now_ms,
-        alerting: Alerting | None = None,
-    ) -> None:
+    def __init__(self, policy: WindowPolicy, resume: dict[str, Any] | None,
+                 clock: Callable[[], int] = now_ms, alerting: Alerting | None = None) -> None:
         # Bytewax does not pass the key to the builder: the name arrives with the first batch.
         self.model = "" if resume is None else resume["model"]
         self.policy = policy
@@ -92,10 +148,8 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, dict[str, Any]]
             self.emitted_seq = 0
         else:
             if resume.get("v") != STATE_VERSION:
-                raise SnapshotError(
-                    f"state of model {self.model!r} has version "
-                    f"{resume.get('v')!r}, this build reads {STATE_VERSION}"
-                )
+                raise SnapshotError(f"state of model {self.model!r} has version "
+                                    f"{resume.get('v')!r}, this build reads {STATE_VERSION}")
             self.window = policy.restore_window(resume["window"])
             self.emitted_seq = resume["emitted_seq"]
 
@@ -111,35 +165,31 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, dict[str, Any]]
 
     def _changed(self, change: Change, out: list[Emitted]) -> None:
         alerts = self.book.on_change(
-            f"{self.alerting.drift.detector}:{change.stream}",
-            change.stream,
-            change.degraded,
-            change.before,
-            change.after,
-            change.records,
-            self.window.seq,
-            window_fields(self.window.view()),
-            iso_ms(self.clock()),
-        )
+            f"{self.alerting.drift.detector}:{change.stream}", change.stream, change.degraded,
+            change.before, change.after, change.records, self.window.seq,
+            window_fields(self.window.view()), self._now())
         out.extend(Alert(a) for a in alerts)
 
     def _changes(self, cols: ModelColumns) -> list[Change]:
         if not self.alerting.drift.enabled:
             return []
         scores = getattr(cols, "scores", None)  # score maps, where the parser keeps them
-        true_score = (
-            true_class_scores(cols.labels, cols.truth, getattr(cols, "keys", []), scores)
-            if scores is not None
-            else None
-        )
+        true_score = (true_class_scores(cols.labels, cols.truth, getattr(cols, "keys", []),
+                                        scores) if scores is not None else None)
         return self.drift.update(cols.truth == cols.pred, true_score)
 
     def on_batch(self, values: list[ModelColumns]) -> tuple[list[Emitted], bool]:
+        """Documents at each emission point, alerts where they happen, and dead letters of
+        records over the class limit."""
         out: list[Emitted] = []
         every = self.policy.emit_every
         window = self.window
         for cols in values:
             self.model = self.book.model = cols.model
+            refused = over_class_limit(window.codes, cols, self.policy.max_classes)
+            if refused:
+                out += _class_letters(cols, refused, self.policy.max_classes)
+                cols = _without(cols, refused)
             changes = self._changes(cols)
             truth, pred = window.encode(cols.labels, cols.truth, cols.pred)
             window.log(cols.ids, cols.ts)
@@ -167,11 +217,6 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, dict[str, Any]]
         return out, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> dict[str, Any]:
-        return {
-            "v": STATE_VERSION,
-            "model": self.model,
-            "window": self.window.snapshot(),
-            "emitted_seq": self.emitted_seq,
-            "drift": self.drift.snapshot(),
-            "alerts": self.book.snapshot(),
-        }
+        return {"v": STATE_VERSION, "model": self.model, "window": self.window.snapshot(),
+                "emitted_seq": self.emitted_seq, "drift": self.drift.snapshot(),
+                "alerts": self.book.snapshot()}
