@@ -99,7 +99,10 @@ def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow
     if settings.summary:
         # The totals go through the dataflow too: the one summary partition sees every process.
         tallies = op.map("tally", parsed, lambda p: ("summary", Tally.of(p)))
-        op.output("summary", op.merge("to_summary", docs, tallies), SummarySink(progress))
+        # Entries refused in the window step (CONFUSION_MAX_CLASSES) count in the totals too.
+        refused = op.map("tally_refused", limited, lambda _item: ("summary", Tally(0, 0, 1)))
+        op.output("summary", op.merge("to_summary", docs, tallies, refused),
+                  SummarySink(progress))
     return flow
 
 
