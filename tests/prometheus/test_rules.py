@@ -64,3 +64,15 @@ def test_the_prometheusrule_object_holds_the_same_rules() -> None:
     assert obj["kind"] == "PrometheusRule"
     assert obj["metadata"]["namespace"] == "confusion-stream"
     assert obj["spec"] == yaml.safe_load(RULES.read_text())
+
+
+def test_the_podmonitor_scrapes_the_dataflow_pods_metrics_port() -> None:
+    monitor = yaml.safe_load((RULES_DIR / "podmonitor.yml").read_text())
+    statefulset = yaml.safe_load((RULES_DIR.parent / "base" / "statefulset.yaml").read_text())
+    pod = statefulset["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    assert monitor["kind"] == "PodMonitor"
+    assert monitor["metadata"]["namespace"] == statefulset["metadata"]["namespace"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    ports = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    assert {e["port"] for e in monitor["spec"]["podMetricsEndpoints"]} <= ports
