@@ -27,9 +27,10 @@ from flows.model_state import Alert, Alerting, Doc, Emitted, ModelWindowLogic, W
 from flows.output.gauges import WindowGauges
 from flows.records import DeadLetter, ModelColumns, ParsedBatch, RawBatch, parse_batch
 from flows.settings import Settings, load_settings
-from flows.telemetry import Progress, heartbeat_from_env, serve_metrics
+from flows.telemetry import Progress, heartbeat_from_env, job_logger, serve_metrics
 
 _GAUGES: WindowGauges | None = None
+alert_log = job_logger("alert")
 
 
 def window_gauges(settings: Settings) -> WindowGauges:
@@ -38,6 +39,10 @@ def window_gauges(settings: Settings) -> WindowGauges:
     if _GAUGES is None:
         _GAUGES = WindowGauges(settings.metrics_max_models, settings.metrics_max_classes)
     return _GAUGES
+
+
+def _short(value: float | None) -> str:
+    return "null" if value is None else f"{value:.3f}"
 
 
 def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow:
@@ -67,8 +72,12 @@ def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow
 
     def alert_doc(item: tuple[str, Emitted]) -> tuple[str, Doc]:
         assert isinstance(item[1], Alert)
-        gauges.alerted(item[1].doc)
-        return item[0], item[1].doc
+        doc = item[1].doc
+        gauges.alerted(doc)
+        alert_log.info("%s %s %s at record %d: %s %s (baseline %s)", doc["model"],
+                       doc["name"], doc["status"], doc["seq"], doc["metric"],
+                       _short(doc["value"]), _short(doc["baseline"]))
+        return item[0], doc
 
     def over_limit(item: tuple[str, Emitted]) -> tuple[str, DeadLetter]:
         letter = item[1]
