@@ -102,3 +102,54 @@ def test_a_file_that_is_not_a_baseline_is_refused(tmp_path: Path) -> None:
     bad.write_text("{")
     with pytest.raises(ValueError, match="not JSON"):
         load_baseline_file(bad)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("CONFUSION_ALERT_RULES", "accuracy <= 0.8"),
+        ("CONFUSION_ALERT_MIN_FILL", "0"),
+        ("CONFUSION_ALERT_BASELINE_FILE", "/nonexistent/baseline.json"),
+        ("CONFUSION_DRIFT_DETECTOR", "kswin"),
+        ("CONFUSION_DRIFT_CLOCK", "0"),
+        ("CONFUSION_METRICS_PORT", "http"),
+        ("CONFUSION_METRICS_MAX_MODELS", "-1"),
+    ],
+)
+def test_the_job_refuses_to_start_naming_the_variable(name: str, value: str) -> None:
+    from flows.errors import ConfigError
+    from flows.settings import load_settings
+
+    with pytest.raises(ConfigError, match=name):
+        load_settings({name: value})
+
+
+def test_a_port_in_use_stops_the_job_with_exit_2(tmp_path: Path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "CONFUSION_METRICS_PORT": str(port),
+            "CONFUSION_METRICS_ADDR": "127.0.0.1",
+            "CONFUSION_DEMO_RECORDS": "10",
+            "CONFUSION_OUTPUT": str(tmp_path / "c.jsonl"),
+            "CONFUSION_ALERTS_OUTPUT": str(tmp_path / "a.jsonl"),
+            "CONFUSION_DEAD_LETTER_PATH": str(tmp_path / "d.jsonl"),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "bytewax.run", "flows.confusion"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "CONFUSION_METRICS_PORT" in done.stderr
+    assert not (tmp_path / "c.jsonl").exists()
