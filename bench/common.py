@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from flows.records import ModelColumns
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 CACHE = RESULTS / "cache"
@@ -318,3 +320,14 @@ def bench_env(**settings: object) -> dict[str, str]:
     env.update({f"CONFUSION_{key.upper()}": str(value) for key, value in settings.items()})
     env.setdefault("CONFUSION_PROGRESS", "off")
     return env
+
+
+def model_columns(truth: Sequence[str], pred: Sequence[str], ids: Sequence[str | int],
+                  ts: Sequence[int], model: str = "m") -> ModelColumns:
+    """One model's records in the shape `parse_batch` hands a window: batch-local label codes."""
+    table: dict[str, int] = {}
+    t = [table.setdefault(label, len(table)) for label in truth]
+    p = [table.setdefault(label, len(table)) for label in pred]
+    return ModelColumns(model, list(table), np.asarray(t, dtype=np.int32),
+                        np.asarray(p, dtype=np.int32), list(ids), np.asarray(ts, dtype=np.int64))
+

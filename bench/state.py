@@ -40,6 +40,7 @@ from bench.common import (
     bench_env,
     command_line,
     finish,
+    model_columns,
     num,
     parser,
     sample_records,
@@ -67,8 +68,8 @@ def fill(size: int, sample: list[dict[str, Any]]) -> tuple[CountWindow, int, int
         hi = min(lo + BATCH, size)
         ids = [f"r-{i + 1:07d}" for i in range(lo, hi)]
         ts = [1_795_341_600_250 + 250 * i for i in range(lo, hi)]
-        window.add([truth[i % n] for i in range(lo, hi)], [pred[i % n] for i in range(lo, hi)],
-                   ids, ts)
+        window.add(model_columns([truth[i % n] for i in range(lo, hi)],
+                                 [pred[i % n] for i in range(lo, hi)], ids, ts))
         del ids, ts
     gc.collect()
     current, peak = tracemalloc.get_traced_memory()

@@ -1,34 +1,73 @@
-"""The dataflow: parse -> key by model -> update window state -> document -> sink.
+"""The dataflow: parse -> key by model -> update window state -> document -> sinks.
 
 Run it with ``python -m bytewax.run flows.confusion``; every setting comes from ``CONFUSION_*``
-environment variables (see README). A configuration error stops the job here, before Bytewax
-starts, with a message naming the variable to fix.
+environment variables (see README). ``flow`` is built from the environment when ``bytewax.run``
+asks for it, so importing this module builds nothing; a configuration error then stops the job
+before Bytewax starts (exit 2), with a message naming the variable to fix. Tests, benchmarks and
+other entry points call `build_flow` with their own source and sinks instead.
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
 
 from flows.connectors import make_dead_letter_sink, make_document_sink, make_source
 from flows.connectors.summary import SummarySink
 from flows.ensemble import Ensemble
 from flows.errors import ConfigError
-from flows.model_state import ModelWindowLogic, WindowPolicy
+from flows.model_state import ModelWindowLogic
 from flows.records import DeadLetter, ModelColumns, ParsedBatch, RawBatch, parse_batch
 from flows.settings import Settings, load_settings
 from flows.telemetry import Progress, heartbeat_from_env
+from flows.time_windows import TimePolicy
+from flows.windows import CountPolicy, WindowKind, WindowPolicy
+
+Doc = dict[str, Any]
 
 
-def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow:
-    """Wire the job for ``settings``; connectors are built lazily by Bytewax, per partition."""
-    progress = progress or Progress(settings.progress)
+@dataclass(frozen=True, slots=True)
+class Sinks:
+    """Where each output stream of the flow goes: one field per stream.
+
+    Items are ``(model, document)`` and ``(origin, dead letter)``. A new output stream (e.g.
+    alerts) is a new field here and one ``op.output`` in `build_flow`.
+    """
+
+    documents: Sink[tuple[str, Doc]]
+    dead_letters: Sink[tuple[str, DeadLetter]]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Sinks:
+        """The sinks ``CONFUSION_SINK`` and the source kind name."""
+        return cls(make_document_sink(settings), make_dead_letter_sink(settings))
+
+
+def window_policy(settings: Settings) -> WindowPolicy[Any, Any]:
+    """The window kind ``CONFUSION_WINDOW_KIND`` names, with its size or duration."""
+    if WindowKind(settings.window_kind) is WindowKind.TIME:
+        return TimePolicy(settings.window_duration_ms)
+    return CountPolicy(settings.window_size)
+
+
+def build_flow(settings: Settings, *, source: Source[RawBatch] | None = None,
+               sinks: Sinks | None = None) -> Dataflow:
+    """Wire the job for ``settings``; ``source`` and ``sinks`` default to those it names.
+
+    Connectors are built lazily by Bytewax, per partition, so nothing connects here.
+    """
+    progress = Progress(settings.progress)
     ensemble = Ensemble(settings.weights, settings.ensemble_name) if settings.weights else None
-    policy = WindowPolicy(settings.window_size, settings.emit_every, settings.window_kind,
-                          settings.window_duration_ms)
+    policy = window_policy(settings)
+    emit_every = settings.emit_every
+    source = source or make_source(settings, heartbeat_from_env())
+    sinks = sinks or Sinks.from_settings(settings)
 
     def parse(batch: RawBatch) -> ParsedBatch:
         parsed = parse_batch(batch, ensemble)
@@ -41,18 +80,15 @@ def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow
     def dead_letters(parsed: ParsedBatch) -> list[tuple[str, DeadLetter]]:
         return [(letter.origin, letter) for letter in parsed.dead]
 
-    def counted(item: tuple[str, dict[str, Any]]) -> None:
-        progress.emitted()
-
     flow = Dataflow("confusion")
-    raw = op.input("read", flow, make_source(settings, heartbeat_from_env()))
+    raw = op.input("read", flow, source)
     parsed = op.map("parse", raw, parse)
-    op.output("dead_letters", op.flat_map("rejected", parsed, dead_letters),
-              make_dead_letter_sink(settings))
+    op.output("dead_letters", op.flat_map("rejected", parsed, dead_letters), sinks.dead_letters)
     keyed = op.flat_map("by_model", parsed, per_model)
-    docs = op.stateful_batch("window", keyed, lambda resume: ModelWindowLogic(policy, resume))
-    op.inspect("count", docs, lambda _step, item: counted(item))
-    op.output("documents", docs, make_document_sink(settings))
+    docs = op.stateful_batch("window", keyed,
+                             lambda resume: ModelWindowLogic(policy, emit_every, resume))
+    op.inspect("count", docs, lambda _step, _item: progress.emitted())
+    op.output("documents", docs, sinks.documents)
     if settings.summary:
         op.output("summary", docs, SummarySink(progress))
     return flow
@@ -67,4 +103,9 @@ def _flow_from_env() -> Dataflow:
         raise SystemExit(2) from None
 
 
-flow = _flow_from_env()
+def __getattr__(name: str) -> Dataflow:
+    """``flow``, the job as the environment configures it, built on first access and kept."""
+    if name == "flow":
+        built = globals()["flow"] = _flow_from_env()
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

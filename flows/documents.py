@@ -39,7 +39,7 @@ def document(model: str, view: WindowView, emitted_at_ms: int) -> dict[str, Any]
     (first_id, start), (last_id, end) = view.first, view.last
     return {
         "model": model,
-        "window": {"kind": view.kind, "size": view.size, "count": view.count,
+        "window": {"kind": view.kind.value, "size": view.size, "count": view.count,
                    "full": view.full, "first_id": first_id, "last_id": last_id,
                    "start": iso_ms(start), "end": iso_ms(end)},
         "labels": labels,

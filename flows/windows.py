@@ -1,11 +1,15 @@
-"""Sliding count windows of a confusion matrix, held compactly and updated exactly.
+"""Sliding windows of a confusion matrix, held compactly and updated exactly.
 
-A window keeps the last ``size`` records of one model as two small-integer label codes each (truth
-and prediction) in ring buffers, plus the count matrix those codes add up to. Adding a batch adds
-its codes to the matrix; the records it pushes out are subtracted with the very same operation, so
+A window keeps the records of one model as one small-integer pair code each (truth and
+prediction) in a ring buffer, plus the count matrix those codes add up to. Adding records adds
+their codes to the matrix; the records that leave are subtracted with the very same operation, so
 eviction is the exact inverse of addition and the matrix always equals a recount of the ring.
 Record ids and timestamps (needed only for the window's first and last record) live in a
 `RecordLog` of compressed chunks instead of a Python object per record.
+
+`SlidingWindow` is fed one way only, `add(batch, every)`; a window kind decides which records it
+holds (`CountWindow` here, `TimeWindow` in `flows.time_windows`) and is chosen by its policy
+(`CountPolicy`, `TimePolicy`), which builds new windows and restores them from snapshots.
 """
 
 from __future__ import annotations
@@ -15,9 +19,11 @@ import itertools
 import operator
 import sys
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, ClassVar, Generic, Literal, NotRequired, TypedDict, TypeVar
 
 import numpy as np
 import orjson
@@ -25,13 +31,21 @@ from numpy.typing import NDArray
 
 from flows.columns import LabelTable
 from flows.errors import SnapshotError
+from flows.records import ModelColumns
 
 Codes = NDArray[np.integer[Any]]
 Counts = NDArray[np.int64]
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION: Literal[1] = 1
 SCALAR_BELOW = 4  # segments this short are added record by record
 COMPRESS_FROM = 8_192  # window size from which the record log compresses its chunks
+
+
+class WindowKind(StrEnum):
+    """The window kinds; the value is what documents and snapshots say."""
+
+    COUNT = "count"
+    TIME = "time"
 
 
 def pair_counts(pairs: Codes, cap: int) -> Counts:
@@ -40,18 +54,6 @@ def pair_counts(pairs: Codes, cap: int) -> Counts:
     The one kernel windows add with and evict with, so eviction is exactly addition undone.
     """
     return np.bincount(pairs, minlength=cap * cap).reshape(cap, cap)
-
-
-def add_counts(matrix: Counts, truth: Codes, pred: Codes) -> None:
-    """Add the ``(truth, pred)`` code pairs to ``matrix`` in place."""
-    cap = matrix.shape[0]
-    matrix += pair_counts(np.asarray(truth, dtype=np.int64) * cap + pred, cap)
-
-
-def remove_counts(matrix: Counts, truth: Codes, pred: Codes) -> None:
-    """Remove the pairs from ``matrix`` in place: the exact inverse of `add_counts`."""
-    cap = matrix.shape[0]
-    matrix -= pair_counts(np.asarray(truth, dtype=np.int64) * cap + pred, cap)
 
 
 def code_dtype(n_labels: int) -> np.dtype[Any]:
@@ -82,6 +84,20 @@ class LabelCodes(LabelTable):
         if label not in self.index:
             self.first_seen.append(-1)
         return super().code(label)
+
+
+# ------------------------------------------------------------------------------ record log
+
+
+class RecordLogSnapshot(TypedDict):
+    """A `RecordLog` as checkpointed. ``compress`` is absent from the first checkpoints."""
+
+    chunk: int
+    compress: NotRequired[bool]
+    sealed: list[tuple[int, Any]]  # (first record number, zlib blob or (ids, ts) lists)
+    open_start: int
+    open_ids: list[str | int]
+    open_ts: list[int]
 
 
 def _list_bytes(ids: list[str | int], ts: list[int]) -> int:
@@ -176,13 +192,13 @@ class RecordLog:
                     for _, blob in self._sealed)
         return total + _list_bytes(self._open_ids, self._open_ts)
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> RecordLogSnapshot:
         return {"chunk": self._chunk, "compress": self._compress, "sealed": list(self._sealed),
                 "open_start": self._open_start, "open_ids": list(self._open_ids),
                 "open_ts": list(self._open_ts)}
 
     @classmethod
-    def restore(cls, state: dict[str, Any]) -> RecordLog:
+    def restore(cls, state: RecordLogSnapshot) -> RecordLog:
         log = cls(state["chunk"], state.get("compress", True))
         log._sealed = list(state["sealed"])
         log._starts = [start for start, _ in log._sealed]
@@ -190,6 +206,9 @@ class RecordLog:
         log._open_ids = list(state["open_ids"])
         log._open_ts = list(state["open_ts"])
         return log
+
+
+# ---------------------------------------------------------------------------- the windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,26 +222,42 @@ class WindowView:
     matrix: Counts
     first: tuple[str | int, int]
     last: tuple[str | int, int]
-    kind: str = "count"
+    kind: WindowKind = WindowKind.COUNT
     full: bool = False
 
 
-class PairWindow:
-    """What count and time windows share: label codes, a ring of pair codes, the count matrix.
+class WindowSnapshot(TypedDict):
+    """What every window kind checkpoints; the matrix is left out because it is a recount.
+
+    ``pairs`` are the held records' pair codes ``truth * cap + pred``, oldest first. ``kind``
+    is absent from the first count-window checkpoints.
+    """
+
+    v: Literal[1]
+    kind: NotRequired[str]
+    seq: int
+    labels: list[str]
+    cap: int
+    pairs: Codes
+    log: RecordLogSnapshot
+
+
+class SlidingWindow(ABC):
+    """What every window kind shares: label codes, a ring of pair codes, the count matrix.
 
     Each record is one pair code ``truth * capacity + pred`` in the smallest unsigned dtype
     that holds it (one byte per record up to 16 labels), so the matrix is a bincount of the
-    ring and eviction is a bincount of the slots being let go. Subclasses decide which records
-    the window holds; ids and timestamps for the document live in a `RecordLog`.
+    ring and eviction is a bincount of the slots being let go. A kind decides which records
+    the window holds (`_push`, `_forget`, `view`); ids and timestamps live in a `RecordLog`.
     """
 
-    kind = ""
+    kind: ClassVar[WindowKind]
 
     __slots__ = ("_cap", "_log", "_pairs", "codes", "held", "matrix", "seq")
 
     def __init__(self, ring: int, log: RecordLog) -> None:
         self.seq = 0  # records added so far
-        self.held = 0  # records in the window: the newest ``held`` in read order
+        self.held = 0  # records in the window
         self.codes = LabelCodes()
         self._cap = 0  # label capacity: the matrix is cap x cap
         self.matrix: Counts = np.zeros((0, 0), dtype=np.int64)
@@ -234,21 +269,51 @@ class PairWindow:
         """Records currently in the window."""
         return self.held
 
-    def _grow(self, n_labels: int) -> None:
-        old = self._cap
-        if n_labels <= old:
-            return
-        cap = max(n_labels, 2 * old, 2)
-        grown = np.zeros((cap, cap), dtype=np.int64)
-        grown[:old, :old] = self.matrix
-        self.matrix = grown
-        pairs = self._pairs.astype(np.int64)
-        if old:
-            pairs = (pairs // old) * cap + pairs % old
-        self._pairs = pairs.astype(code_dtype(cap * cap))
-        self._cap = cap
+    def add(self, batch: ModelColumns, every: int = 0) -> list[WindowView]:
+        """Add a batch's records in read order, letting out those the window no longer holds.
 
-    def encode(self, labels: Sequence[str], truth: Codes, pred: Codes) -> tuple[Codes, Codes]:
+        Returns the window as it stood after each record whose number (`seq`) is a multiple
+        of ``every`` (none when ``every`` is 0): the moments a document is due, even inside
+        the batch. The batch's codes index its own ``labels``; they are mapped to this
+        window's codes once per batch.
+        """
+        n = len(batch)
+        if n == 0:
+            return []
+        truth, pred = self._encode(batch.labels, batch.truth, batch.pred)
+        # The whole batch is logged first: a view part way through reads its last record here.
+        self._log.append(batch.ids, batch.ts.tolist())
+        views: list[WindowView] = []
+        if every <= 0:
+            self._push(truth, pred, batch.ts)
+        else:
+            pos = 0
+            while pos < n:
+                end = pos + min(n - pos, every - self.seq % every)
+                self._push(truth[pos:end], pred[pos:end], batch.ts[pos:end])
+                pos = end
+                if self.seq % every == 0:
+                    views.append(self.view())
+        self._log.forget_before(self._first_logged())
+        return views
+
+    @abstractmethod
+    def _push(self, truth: Codes, pred: Codes, ts: NDArray[np.int64]) -> None:
+        """Add encoded records (``ts``: their event times) and let out what leaves."""
+
+    @abstractmethod
+    def _first_logged(self) -> int:
+        """The number of the oldest record whose id and time a view may still need."""
+
+    @abstractmethod
+    def view(self) -> WindowView:
+        """The window as a document needs it: labels seen so far, and their matrix."""
+
+    @abstractmethod
+    def snapshot(self) -> WindowSnapshot:
+        """A versioned, picklable copy (arrays are copies, never the live buffers)."""
+
+    def _encode(self, labels: Sequence[str], truth: Codes, pred: Codes) -> tuple[Codes, Codes]:
         """Map batch codes (indexes into ``labels``) to this window's codes.
 
         Only the labels these records use join the window, so a label another model uses in
@@ -267,20 +332,33 @@ class PairWindow:
         self._grow(len(self.codes))
         return remap[truth], remap[pred]
 
-    def log(self, ids: Sequence[str | int], ts: Sequence[int] | NDArray[np.int64]) -> None:
-        """Record ids and timestamps of records about to be added with `add_codes`.
+    def _grow(self, n_labels: int) -> None:
+        old = self._cap
+        if n_labels <= old:
+            return
+        cap = max(n_labels, 2 * old, 2)
+        grown = np.zeros((cap, cap), dtype=np.int64)
+        grown[:old, :old] = self.matrix
+        self.matrix = grown
+        pairs = self._pairs.astype(np.int64)
+        if old:
+            pairs = (pairs // old) * cap + pairs % old
+        self._pairs = pairs.astype(code_dtype(cap * cap))
+        self._cap = cap
 
-        A batch may be logged ahead of its codes: documents emitted part way through it read
-        their last record from the log.
-        """
-        self._log.append(ids, ts.tolist() if isinstance(ts, np.ndarray) else ts)
-
-    def forget(self) -> None:
-        """Drop logged ids and timestamps of records no longer in the window."""
-        self._log.forget_before(self.seq - self.count)
+    def _pair_codes(self, truth: Codes, pred: Codes) -> Codes:
+        return (np.asarray(truth, dtype=np.int64) * self._cap + pred).astype(self._pairs.dtype)
 
     def _counts(self, pairs: Codes) -> Counts:
         return pair_counts(pairs, self._cap)
+
+    def _slots(self, start: int, n: int) -> list[tuple[int, int]]:
+        """Ring slot ranges of ``n`` consecutive slots from slot ``start`` (mod the ring)."""
+        size = len(self._pairs)
+        lo = start % size
+        if lo + n <= size:
+            return [(lo, lo + n)]
+        return [(lo, size), (0, lo + n - size)]
 
     def _seen(self) -> tuple[list[str], Counts]:
         """Labels seen up to the last added record, and their matrix (a copy)."""
@@ -293,12 +371,28 @@ class PairWindow:
             matrix = matrix[seen][:, seen]
         return labels, matrix
 
+    def _snapshot_base(self, pairs: Codes) -> WindowSnapshot:
+        return {"v": SNAPSHOT_VERSION, "kind": self.kind.value, "seq": self.seq,
+                "labels": list(self.codes.labels), "cap": self._cap, "pairs": pairs,
+                "log": self._log.snapshot()}
+
     @classmethod
-    def _check(cls, state: dict[str, Any]) -> None:
+    def _check(cls, state: WindowSnapshot) -> None:
         """Refuse a snapshot of another version or window kind."""
         if state.get("v") != SNAPSHOT_VERSION or state.get("kind", "count") != cls.kind:
             raise SnapshotError("the checkpoint holds a different window kind or version; "
                                 "reset the recovery directory to change CONFUSION_WINDOW_KIND")
+
+    def _restore_base(self, state: WindowSnapshot) -> Counts:
+        """Take labels, sequence number and record log from ``state`` (checked by `_check`);
+        return its pair codes, oldest first, re-coded to this window's label capacity."""
+        self.codes = LabelCodes(state["labels"])
+        self._grow(len(self.codes))
+        self.seq = state["seq"]
+        self._log = RecordLog.restore(state["log"])
+        pairs = np.asarray(state["pairs"], dtype=np.int64)
+        cap = max(state["cap"], 1)
+        return (pairs // cap) * max(self._cap, 1) + pairs % cap
 
     def nbytes(self) -> int:
         """Bytes of state held (ring, matrix, record log, labels)."""
@@ -306,10 +400,35 @@ class PairWindow:
                 + sum(len(label) + 50 for label in self.codes.labels))
 
 
-class CountWindow(PairWindow):
+W = TypeVar("W", bound=SlidingWindow)
+S = TypeVar("S", bound=WindowSnapshot)
+
+
+class WindowPolicy(ABC, Generic[W, S]):
+    """A window kind and its extent: builds new windows and restores checkpointed ones."""
+
+    kind: ClassVar[WindowKind]
+
+    @abstractmethod
+    def new(self) -> W:
+        """An empty window."""
+
+    @abstractmethod
+    def restore(self, state: S) -> W:
+        """The window of a snapshot, fitted to this policy's extent."""
+
+
+# ---------------------------------------------------------------------------- count windows
+
+
+class CountSnapshot(WindowSnapshot):
+    size: int
+
+
+class CountWindow(SlidingWindow):
     """The last ``size`` records of one model; record n sits at ring slot n % size."""
 
-    kind = "count"
+    kind = WindowKind.COUNT
 
     __slots__ = ("size",)
 
@@ -321,43 +440,17 @@ class CountWindow(PairWindow):
                                          compress=size >= COMPRESS_FROM))
         self.size = size
 
-    def add(self, truth: Sequence[str], pred: Sequence[str], ids: Sequence[str | int],
-            ts: Sequence[int]) -> None:
-        """Add records given as label strings, in order (a convenience over `add_columns`)."""
-        table: dict[str, int] = {}
-        t = [table.setdefault(label, len(table)) for label in truth]
-        p = [table.setdefault(label, len(table)) for label in pred]
-        self.add_columns(list(table), np.asarray(t, dtype=np.int32),
-                         np.asarray(p, dtype=np.int32), ids, ts)
-
-    def add_columns(self, labels: Sequence[str], truth: Codes, pred: Codes,
-                    ids: Sequence[str | int], ts: Sequence[int] | NDArray[np.int64]) -> None:
-        """Add records whose codes index ``labels``, in order, evicting what falls out."""
-        if len(truth) == 0:
-            return
-        t, p = self.encode(labels, truth, pred)
-        self.log(ids, ts)
-        self.add_codes(t, p)
-        self.forget()
-
-    def _slots(self, first: int, stop: int) -> list[tuple[int, int]]:
-        """Ring slot ranges of records ``first .. stop - 1`` (at most ``size`` records)."""
-        lo, n = first % self.size, stop - first
-        if lo + n <= self.size:
-            return [(lo, lo + n)]
-        return [(lo, self.size), (0, lo + n - self.size)]
-
-    def add_codes(self, truth: Codes, pred: Codes, ts: Any = None) -> None:
-        """Add already-encoded records (codes below the label capacity; ``ts`` is unused)."""
+    def _push(self, truth: Codes, pred: Codes, ts: NDArray[np.int64]) -> None:
+        """Count windows let records out by number; the times only go to the record log."""
         n = len(truth)
         if n <= SCALAR_BELOW:  # emitting every record or so: numpy's per-call cost dominates
-            self._add_scalar(truth.tolist(), pred.tolist())
+            self._push_scalar(truth.tolist(), pred.tolist())
             return
-        pairs = (np.asarray(truth, dtype=np.int64) * self._cap + pred).astype(self._pairs.dtype)
+        pairs = self._pair_codes(truth, pred)
         if n >= self.size:  # the batch alone fills the window: recount its tail
             pairs = pairs[n - self.size:]
             self.seq += n
-            for (lo, hi), offset in zip(self._slots(self.seq - self.size, self.seq),
+            for (lo, hi), offset in zip(self._slots(self.seq - self.size, self.size),
                                         (0, self.size - self.seq % self.size), strict=False):
                 self._pairs[lo:hi] = pairs[offset:offset + hi - lo]
             self.matrix[:] = self._counts(pairs)
@@ -365,17 +458,17 @@ class CountWindow(PairWindow):
             return
         first, stop = self.seq - self.held, self.seq + n - self.size
         if stop > first:  # records first .. stop - 1 fall out
-            for lo, hi in self._slots(first, stop):
+            for lo, hi in self._slots(first, stop - first):
                 self.matrix -= self._counts(self._pairs[lo:hi])
         offset = 0
-        for lo, hi in self._slots(self.seq, self.seq + n):
+        for lo, hi in self._slots(self.seq, n):
             self._pairs[lo:hi] = pairs[offset:offset + hi - lo]
             offset += hi - lo
         self.matrix += self._counts(pairs)
         self.seq += n
         self.held = min(self.held + n, self.size)
 
-    def _add_scalar(self, truth: list[int], pred: list[int]) -> None:
+    def _push_scalar(self, truth: list[int], pred: list[int]) -> None:
         flat, ring, size, cap = self.matrix.reshape(-1), self._pairs, self.size, self._cap
         for t, p in zip(truth, pred, strict=True):
             slot = self.seq % size
@@ -388,42 +481,47 @@ class CountWindow(PairWindow):
             flat[pair] += 1
             self.seq += 1
 
-    def window_codes(self) -> tuple[Codes, Codes]:
-        """The truth and prediction codes in the window, oldest first (copies)."""
-        pairs = self._window_pairs()
-        dtype = code_dtype(max(self._cap, 1))
-        cap = max(self._cap, 1)
-        return (pairs // cap).astype(dtype), (pairs % cap).astype(dtype)
+    def _first_logged(self) -> int:
+        return self.seq - self.held
 
     def view(self) -> WindowView:
-        """The window as a document needs it: labels seen so far, and their matrix."""
         labels, matrix = self._seen()
-        return WindowView(self.size, self.seq, self.count, labels, matrix,
-                          self._log.get(self.seq - self.count), self._log.get(self.seq - 1),
+        return WindowView(self.size, self.seq, self.held, labels, matrix,
+                          self._log.get(self.seq - self.held), self._log.get(self.seq - 1),
                           self.kind, self.held == self.size)
 
-    def _window_pairs(self) -> Codes:
-        slots = self._slots(self.seq - self.held, self.seq) if self.held else [(0, 0)]
-        return np.concatenate([self._pairs[lo:hi] for lo, hi in slots])
+    def _held_pairs(self) -> Codes:
+        """The pair codes in the window, oldest first (a copy)."""
+        if not self.held:
+            return self._pairs[:0].copy()
+        return np.concatenate([self._pairs[lo:hi]
+                               for lo, hi in self._slots(self.seq - self.held, self.held)])
 
-    def snapshot(self) -> dict[str, Any]:
-        """A versioned, picklable copy; the matrix is left out because it is a recount."""
-        return {"v": SNAPSHOT_VERSION, "kind": self.kind, "size": self.size, "seq": self.seq,
-                "labels": list(self.codes.labels), "cap": self._cap,
-                "pairs": self._window_pairs(), "log": self._log.snapshot()}
+    def snapshot(self) -> CountSnapshot:
+        return {**self._snapshot_base(self._held_pairs()), "size": self.size}
 
     @classmethod
-    def restore(cls, state: dict[str, Any], size: int | None = None) -> CountWindow:
+    def restore(cls, state: CountSnapshot, size: int | None = None) -> CountWindow:
         """Rebuild a window from `snapshot`; a new ``size`` keeps the newest records that fit."""
         cls._check(state)
         window = cls(size or state["size"])
-        window.codes = LabelCodes(state["labels"])
-        window._grow(len(window.codes))
-        pairs = np.asarray(state["pairs"], dtype=np.int64)
-        cap = max(state["cap"], 1)
-        truth, pred = pairs // cap, pairs % cap
-        window.seq = state["seq"] - len(truth)
-        window.add_codes(truth, pred)
-        window._log = RecordLog.restore(state["log"])
-        window._log.forget_before(window.seq - window.count)
+        pairs = window._restore_base(state)
+        window.seq -= len(pairs)  # then the held records are added again, oldest first
+        cap = max(window._cap, 1)
+        window._push(pairs // cap, pairs % cap, np.zeros(len(pairs), dtype=np.int64))
+        window._log.forget_before(window._first_logged())
         return window
+
+
+@dataclass(frozen=True, slots=True)
+class CountPolicy(WindowPolicy[CountWindow, CountSnapshot]):
+    """Windows of the last ``size`` records (``CONFUSION_WINDOW_KIND=count``)."""
+
+    kind: ClassVar[WindowKind] = WindowKind.COUNT
+    size: int
+
+    def new(self) -> CountWindow:
+        return CountWindow(self.size)
+
+    def restore(self, state: CountSnapshot) -> CountWindow:
+        return CountWindow.restore(state, self.size)

@@ -183,6 +183,7 @@ def test_memory_covers_the_sizing_formula(deployment: Objects) -> None:
 def test_sizing_formula_matches_the_window_implementation() -> None:
     """The formula bounds what `CountWindow.nbytes()` reports for a full window."""
     from flows.windows import CountWindow
+    from tests.batches import model_batch
 
     for window in (5000, 20_000):  # a plain and a compressed record log
         classes = 20
@@ -192,7 +193,7 @@ def test_sizing_formula_matches_the_window_implementation() -> None:
         truth = [labels[(i * 7) % classes] for i in range(n)]
         pred = [labels[(i * 3) % classes] for i in range(n)]
         ids: list[str | int] = [f"r-{i:09d}" for i in range(n)]
-        w.add(truth, pred, ids, [1_795_341_600_000 + 50 * i for i in range(n)])
+        w.add(model_batch(truth, pred, ids, [1_795_341_600_000 + 50 * i for i in range(n)]))
         assert 0 < w.nbytes() <= window_state_bytes(window, classes, log_bytes=24)
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from flows.documents import document, document_id, iso_ms
 from flows.windows import CountWindow
+from tests.batches import model_batch
 from tests.reference import (
     DOCUMENT_KEYS,
     PER_CLASS_KEYS,
@@ -26,8 +27,8 @@ RECORDS = [Counted("r-1", T0 + 250, "zeta", "alpha"), Counted(2, T0 + 500, "alph
 
 def build(records: list[Counted], size: int, emitted_at: int = T0 + 5000) -> dict[str, Any]:
     window = CountWindow(size)
-    window.add([r.truth for r in records], [r.pred for r in records], [r.id for r in records],
-               [r.ts or 0 for r in records])
+    window.add(model_batch([r.truth for r in records], [r.pred for r in records],
+                           [r.id for r in records], [r.ts or 0 for r in records]))
     return document("model-é", window.view(), emitted_at)
 
 

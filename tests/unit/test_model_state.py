@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flows.errors import SnapshotError
-from flows.model_state import ModelWindowLogic, WindowPolicy
+from flows.model_state import ModelWindowLogic
 from flows.records import RawBatch, parse_batch
+from flows.windows import CountPolicy
 from tests.reference import assert_documents_match, expected_run
 from tests.streams import dumps
 
@@ -33,8 +34,8 @@ def lines_of(pairs: list[tuple[str, str]], other_every: int) -> list[bytes]:
 def run_logic(lines: list[bytes], window: int, emit: int, cuts: list[int],
               resume_after: int | None) -> list[dict[str, Any]]:
     """Feed model ``m``'s columns batch by batch, optionally through a pickled snapshot."""
-    policy = WindowPolicy(window, emit)
-    logic = ModelWindowLogic(policy, None, clock=lambda: T0)
+    policy = CountPolicy(window)
+    logic = ModelWindowLogic(policy, emit, None, clock=lambda: T0)
     docs: list[dict[str, Any]] = []
     start, turn = 0, 0
     while start < len(lines):
@@ -42,14 +43,18 @@ def run_logic(lines: list[bytes], window: int, emit: int, cuts: list[int],
         parsed = parse_batch(RawBatch(lines[start:stop], [0] * (stop - start), "o",
                                       list(range(start, stop))))
         if "m" in parsed.by_model:
-            out, retain = logic.on_batch([parsed.by_model["m"]])
-            assert retain is False or retain == ModelWindowLogic.RETAIN
+            out, discard = logic.on_batch([parsed.by_model["m"]])
+            # Bytewax drops a key's state when the logic says DISCARD (True): the window and
+            # its emission count must outlive every batch.
+            assert discard is ModelWindowLogic.RETAIN
             docs.extend(out)
         if resume_after is not None and turn == resume_after:
             state = pickle.loads(pickle.dumps(logic.snapshot()))
-            logic = ModelWindowLogic(policy, state, clock=lambda: T0)
+            logic = ModelWindowLogic(policy, emit, state, clock=lambda: T0)
         start, turn = stop, turn + 1
-    docs.extend(logic.on_eof()[0])
+    final, discard = logic.on_eof()
+    assert discard is ModelWindowLogic.RETAIN  # a resumed run may read on after an EOF
+    docs.extend(final)
     return docs
 
 
@@ -76,9 +81,9 @@ def test_no_second_final_document_after_resuming_at_an_emission() -> None:
 
 
 def test_an_unknown_state_version_is_refused() -> None:
-    policy = WindowPolicy(3, 1)
-    logic = ModelWindowLogic(policy, None)
+    policy = CountPolicy(3)
+    logic = ModelWindowLogic(policy, 1, None)
     parsed = parse_batch(RawBatch(lines_of([("a", "b")], 0), [0], "o", [0]))
     logic.on_batch([parsed.by_model["m"]])
     with pytest.raises(SnapshotError):
-        ModelWindowLogic(policy, {**logic.snapshot(), "v": 999})
+        ModelWindowLogic(policy, 1, {**logic.snapshot(), "v": 999})  # type: ignore[typeddict-item]

@@ -13,6 +13,7 @@ from flows.errors import SnapshotError
 from flows.settings import parse_duration_ms
 from flows.time_windows import TimeWindow
 from flows.windows import CountWindow
+from tests.batches import model_batch
 
 Record = tuple[str, str, int]  # truth, prediction, event time (ms)
 
@@ -40,14 +41,9 @@ def held_by_definition(records: list[Record], batches: list[int],
 
 
 def feed(window: TimeWindow, records: list[Record], start: int) -> None:
-    table: dict[str, int] = {}
-    truth = np.asarray([table.setdefault(t, len(table)) for t, _, _ in records])
-    pred = np.asarray([table.setdefault(p, len(table)) for _, p, _ in records])
-    ts = np.asarray([ts for _, _, ts in records], dtype=np.int64)
-    t, p = window.encode(list(table), truth, pred)
-    window.log(list(range(start, start + len(records))), ts)
-    window.add_codes(t, p, ts)
-    window.forget()
+    window.add(model_batch([t for t, _, _ in records], [p for _, p, _ in records],
+                           list(range(start, start + len(records))),
+                           [ts for _, _, ts in records]))
 
 
 batches = st.lists(st.lists(st.tuples(st.sampled_from("abcde"), st.sampled_from("abcdef"),
@@ -106,7 +102,7 @@ def test_full_once_the_stream_covers_the_duration() -> None:
 
 def test_a_count_checkpoint_is_not_read_as_a_time_window() -> None:
     count = CountWindow(10)
-    count.add(["a"], ["a"], [1], [0])
+    count.add(model_batch(["a"], ["a"], [1], [0]))
     with pytest.raises(SnapshotError, match="CONFUSION_WINDOW_KIND"):
         TimeWindow.restore(count.snapshot())
     with pytest.raises(SnapshotError, match="CONFUSION_WINDOW_KIND"):
