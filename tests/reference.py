@@ -19,6 +19,14 @@ Where the contract leaves a choice open, the oracle takes the one a user would e
   refused as a whole (one record-level dead letter, no entry-level ones);
 - ``window.start``/``window.end`` are the times of the window's first and last record (read
   order), formatted ``YYYY-MM-DDTHH:MM:SS.mmmZ``.
+
+Time windows (README, "Time windows") follow the same plain style, record by record: the window
+ends at the newest event time the model has read and holds the records with ``ts > newest -
+duration``; a record already at or before that bound when it is read is never held (but counts in
+``seq``); held records leave in read order, the oldest read first, once their time is at or before
+the bound. ``window.first_id``/``start`` are the oldest held record's; ``last_id``/``end`` are the
+last record read (held or not), and stand for the first too when nothing is held; ``full`` says
+whether the newest time is at least one duration past the model's first record.
 """
 
 from __future__ import annotations
@@ -457,6 +465,7 @@ class _ModelHistory:
     records: list[Counted] = field(default_factory=list)
     labels: set[str] = field(default_factory=set)
     emitted_seq: int = 0
+    time_window: TimeWindowState | None = None
 
 
 @dataclass(slots=True)
@@ -471,22 +480,60 @@ class ExpectedRun:
 
 def expected_document(model: str, history: Sequence[Counted], labels: Iterable[str],
                       window_size: int, engine: MetricsEngine = "sklearn") -> Doc:
-    """The document of ``model`` after ``history`` (every record it has counted, in order)."""
+    """The document of ``model``'s count window after ``history`` (every record it has
+    counted, in order)."""
     window = history[-window_size:]
+    return _document(model, "count", window_size, window, window[0], window[-1],
+                     len(window) == window_size, len(history), labels, engine)
+
+
+def _document(model: str, kind: str, size: int, window: Sequence[Counted], first: Counted,
+              last: Counted, full: bool, seq: int, labels: Iterable[str],
+              engine: MetricsEngine) -> Doc:
     truth = [r.truth for r in window]
     pred = [r.pred for r in window]
     ordered = sorted(labels)
     return {
         "model": model,
-        "window": {"kind": "count", "size": window_size, "count": len(window),
-                   "full": len(window) == window_size,
-                   "first_id": window[0].id, "last_id": window[-1].id,
-                   "start": time_text(window[0].ts), "end": time_text(window[-1].ts)},
+        "window": {"kind": kind, "size": size, "count": len(window), "full": full,
+                   "first_id": first.id, "last_id": last.id,
+                   "start": time_text(first.ts), "end": time_text(last.ts)},
         "labels": ordered,
         "matrix": matrix_of(ordered, truth, pred),
         "metrics": window_metrics(truth, pred, engine),
-        "seq": len(history),
+        "seq": seq,
     }
+
+
+@dataclass(slots=True)
+class TimeWindowState:
+    """One model's time window, kept record by record as the README defines it."""
+
+    duration_ms: int
+    held: list[Counted] = field(default_factory=list)
+    newest: int | None = None
+    first_ts: int | None = None
+    last: Counted | None = None
+
+    def read(self, record: Counted) -> None:
+        if record.ts is None:
+            raise ValueError("a time window needs every record's time (give fallback_ts)")
+        self.newest = record.ts if self.newest is None else max(self.newest, record.ts)
+        if self.first_ts is None:
+            self.first_ts = record.ts
+        bound = self.newest - self.duration_ms
+        if record.ts > bound:
+            self.held.append(record)
+        while self.held and self.held[0].ts is not None and self.held[0].ts <= bound:
+            self.held.pop(0)
+        self.last = record
+
+    def document(self, model: str, seq: int, labels: Iterable[str],
+                 engine: MetricsEngine) -> Doc:
+        assert self.last is not None and self.newest is not None and self.first_ts is not None
+        first = self.held[0] if self.held else self.last
+        return _document(model, "time", self.duration_ms, self.held, first, self.last,
+                         self.newest - self.first_ts >= self.duration_ms, seq, labels, engine)
 
 
 def _as_bytes(line: bytes | str) -> bytes:
@@ -497,12 +544,13 @@ def expected_run(lines: Sequence[bytes | str], *, window_size: int, emit_every: 
                  weights: Mapping[str, float] | None = None, ensemble_name: str = "ensemble",
                  fallback_ts: Sequence[int | None] | None = None,
                  bounded: bool = True, skip_blank: bool = True,
-                 engine: MetricsEngine = "sklearn") -> ExpectedRun:
+                 engine: MetricsEngine = "sklearn",
+                 window_duration_ms: int | None = None) -> ExpectedRun:
     """Recompute every document, dead letter and count the job must produce for ``lines``.
 
     Args:
         lines: the input messages in read order (one JSON document each, no newline).
-        window_size: ``CONFUSION_WINDOW_SIZE``.
+        window_size: ``CONFUSION_WINDOW_SIZE`` (count windows).
         emit_every: ``CONFUSION_EMIT_EVERY``.
         weights: ``CONFUSION_ENSEMBLE_WEIGHTS`` as a mapping (None or empty: no ensemble).
         ensemble_name: ``CONFUSION_ENSEMBLE_NAME``.
@@ -512,8 +560,17 @@ def expected_run(lines: Sequence[bytes | str], *, window_size: int, emit_every: 
         skip_blank: whether whitespace-only lines are skipped (as a JSON-lines file source
             does) rather than refused.
         engine: how metrics are computed, see `window_metrics`.
+        window_duration_ms: ``CONFUSION_WINDOW_DURATION`` in milliseconds: time windows
+            (``CONFUSION_WINDOW_KIND=time``) instead of count windows.
     """
     histories: dict[str, _ModelHistory] = {}
+
+    def document(model: str, history: _ModelHistory) -> Doc:
+        if history.time_window is not None:
+            return history.time_window.document(model, len(history.records), history.labels,
+                                                engine)
+        return expected_document(model, history.records, history.labels, window_size, engine)
+
     documents: dict[DocKey, Doc] = {}
     rejections: list[Rejection] = []
     records = 0
@@ -530,20 +587,25 @@ def expected_run(lines: Sequence[bytes | str], *, window_size: int, emit_every: 
         if ts is None and fallback_ts is not None:
             ts = fallback_ts[index]
         for model, pred in record.predictions.items():
-            history = histories.setdefault(model, _ModelHistory())
-            history.records.append(Counted(record.id, ts, record.label, pred))
+            history = histories.get(model)
+            if history is None:
+                history = histories[model] = _ModelHistory(
+                    time_window=None if window_duration_ms is None
+                    else TimeWindowState(window_duration_ms))
+            counted = Counted(record.id, ts, record.label, pred)
+            history.records.append(counted)
             history.labels.update((record.label, pred))
+            if history.time_window is not None:
+                history.time_window.read(counted)
             seq = len(history.records)
             if seq % emit_every == 0:
-                documents[(model, seq)] = expected_document(
-                    model, history.records, history.labels, window_size, engine)
+                documents[(model, seq)] = document(model, history)
                 history.emitted_seq = seq
     if bounded:
         for model, history in histories.items():
             seq = len(history.records)
             if seq > history.emitted_seq:
-                documents[(model, seq)] = expected_document(
-                    model, history.records, history.labels, window_size, engine)
+                documents[(model, seq)] = document(model, history)
     return ExpectedRun(documents, rejections, records, len(lines))
 
 

@@ -322,3 +322,40 @@ def single_class_stream(n_records: int = 30) -> Stream:
                     "predictions": {"perfect": "only", "always_b": "b" if i >= 20 else "only"}})
              for i in range(n_records)]
     return Stream("single-class", lines)
+
+
+def time_skew_stream(n_records: int = 400, duration_ms: int = 2000, seed: int = 4,
+                     skewed: bool = True) -> Stream:
+    """Records whose event times test a time window of ``duration_ms``: equal times, gaps
+    longer than the window, records slightly behind the newest time, exactly one duration
+    behind it (outside), far behind (late on arrival), and ahead of the others (``skewed=False``
+    keeps only the equal and forward times). Every record has a ``ts`` (epoch ms or RFC 3339),
+    so no fallback time is needed."""
+    rng = random.Random(seed)
+    labels = ["a", "b", "c"]
+    clock = START_MS
+    lines = []
+    for i in range(n_records):
+        clock += rng.choice([0, 0, 1, 50, 250, duration_ms // 2, duration_ms + 1])
+        roll = rng.random() if skewed else 0.0
+        if roll < 0.65:
+            ts = clock
+        elif roll < 0.77:
+            ts = clock - rng.randrange(1, duration_ms)  # behind, still inside when read
+        elif roll < 0.85:
+            ts = clock - duration_ms  # on the window's bound: outside
+        elif roll < 0.93:
+            ts = clock - 3 * duration_ms  # late on arrival
+        else:
+            ts = clock + rng.randrange(1, duration_ms)  # ahead: moves the window's end
+        if i == n_records // 2:
+            labels.append("late-label")
+        truth = rng.choice(labels)
+        predictions: dict[str, Any] = {
+            "scored": {label: round(rng.random(), 2) for label in labels},
+            "bare": truth if rng.random() < 0.7 else rng.choice(labels)}
+        if rng.random() < 0.5:
+            predictions["sometimes"] = rng.choice(labels)
+        lines.append(dumps({"id": f"t{i}", "ts": ts if i % 3 else rfc3339(ts, 60),
+                            "label": truth, "predictions": predictions}))
+    return Stream(f"time-skew-{n_records}-{duration_ms}-{seed}", lines)
