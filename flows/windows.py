@@ -127,13 +127,8 @@ class RecordLog:
         self._open_ts: list[int] = []
         self._cache: tuple[int, list[str | int], list[int]] | None = None
 
-    @property
-    def end(self) -> int:
-        """The number of the next record to append."""
-        return self._open_start + len(self._open_ids)
-
     def append(self, ids: Sequence[str | int], ts: Sequence[int]) -> None:
-        """Append the next records, numbered from `end` on."""
+        """Append the next records, numbered on from the last one appended."""
         pos = 0
         while pos < len(ids):
             room = self._chunk - len(self._open_ids)
@@ -263,11 +258,6 @@ class SlidingWindow(ABC):
         self.matrix: Counts = np.zeros((0, 0), dtype=np.int64)
         self._pairs: Codes = np.zeros(ring, dtype=np.uint8)
         self._log = log
-
-    @property
-    def count(self) -> int:
-        """Records currently in the window."""
-        return self.held
 
     def add(self, batch: ModelColumns, every: int = 0) -> list[WindowView]:
         """Add a batch's records in read order, letting out those the window no longer holds.
