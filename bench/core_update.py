@@ -58,7 +58,8 @@ from bench.common import (
 from bench.naive_consumer import NaiveModel
 from flows.documents import document
 from flows.records import ModelColumns, RawBatch, parse_batch, predicted, timestamp_ms
-from flows.windows import CountPolicy, SlidingWindow
+from flows.windows.base import SlidingWindow
+from flows.windows.count import CountPolicy
 
 WINDOW = 1000
 BATCH = 1000

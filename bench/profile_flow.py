@@ -62,7 +62,7 @@ BYTEWAX = "Bytewax (Python side)"
 # (file prefix as py-spy prints it, area): a sample goes to its innermost frame listed here.
 AREAS = (
     ("flows/records.py", PARSE), ("flows/columns.py", PARSE), ("flows/ensemble.py", PARSE),
-    ("flows/windows.py", WINDOW), ("flows/model_state.py", WINDOW),
+    ("flows/windows/", WINDOW),
     ("flows/documents.py", DOCS), ("flows/metrics.py", DOCS),
     ("flows/connectors/", IO), ("bench/flow_job.py", IO),
     ("flows/telemetry.py", "telemetry"), ("flows/confusion.py", "flow glue"),

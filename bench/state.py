@@ -48,7 +48,7 @@ from bench.common import (
     table,
 )
 from flows.records import predicted
-from flows.windows import CountWindow
+from flows.windows.count import CountWindow
 
 BATCH = 1000
 GROW = 10_000

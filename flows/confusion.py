@@ -22,12 +22,11 @@ from flows.connectors import make_dead_letter_sink, make_document_sink, make_sou
 from flows.connectors.summary import SummarySink
 from flows.ensemble import Ensemble
 from flows.errors import ConfigError
-from flows.model_state import ModelWindowLogic
 from flows.records import DeadLetter, ModelColumns, ParsedBatch, RawBatch, parse_batch
 from flows.settings import Settings, load_settings
 from flows.telemetry import Progress, heartbeat_from_env
-from flows.time_windows import TimePolicy
-from flows.windows import CountPolicy, WindowKind, WindowPolicy
+from flows.windows import window_policy
+from flows.windows.model_state import ModelWindowLogic
 
 Doc = dict[str, Any]
 
@@ -47,13 +46,6 @@ class Sinks:
     def from_settings(cls, settings: Settings) -> Sinks:
         """The sinks ``CONFUSION_SINK`` and the source kind name."""
         return cls(make_document_sink(settings), make_dead_letter_sink(settings))
-
-
-def window_policy(settings: Settings) -> WindowPolicy[Any, Any]:
-    """The window kind ``CONFUSION_WINDOW_KIND`` names, with its size or duration."""
-    if WindowKind(settings.window_kind) is WindowKind.TIME:
-        return TimePolicy(settings.window_duration_ms)
-    return CountPolicy(settings.window_size)
 
 
 def build_flow(settings: Settings, *, source: Source[RawBatch] | None = None,

@@ -7,7 +7,7 @@ from functools import lru_cache
 from typing import Any
 
 from flows import metrics
-from flows.windows import WindowView
+from flows.windows.base import WindowView
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from flows.windows import Counts
+from flows.windows.pairs import Counts
 
 
 def _ratio(num: int, den: int) -> float | None:

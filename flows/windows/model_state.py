@@ -16,7 +16,7 @@ from bytewax.operators import StatefulBatchLogic
 from flows.documents import document, now_ms
 from flows.errors import SnapshotError
 from flows.records import ModelColumns
-from flows.windows import SlidingWindow, WindowPolicy, WindowSnapshot
+from flows.windows.base import SlidingWindow, WindowPolicy, WindowSnapshot
 
 STATE_VERSION: Literal[1] = 1
 

@@ -18,15 +18,9 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from flows.windows import (
-    Codes,
-    RecordLog,
-    SlidingWindow,
-    WindowKind,
-    WindowPolicy,
-    WindowSnapshot,
-    WindowView,
-)
+from flows.windows.base import SlidingWindow, WindowKind, WindowPolicy, WindowSnapshot, WindowView
+from flows.windows.pairs import Codes
+from flows.windows.record_log import RecordLog
 
 
 class TimeSnapshot(WindowSnapshot):

@@ -133,14 +133,14 @@ PLAIN_RECORD_BYTES = 128  # an uncompressed log entry: id (<= ~30 chars), int ti
 
 
 def window_state_bytes(window: int, classes: int, log_bytes: float) -> int:
-    """One model's window (flows/windows.py `CountWindow.nbytes`), at its largest.
+    """One model's window (flows/windows/count.py `CountWindow.nbytes`), at its largest.
 
     The ring holds one pair code per record: 1 byte while the label capacity, which doubles as
     labels appear, stays <= 16, 2 up to 256, else 4; the int64 matrix is capacity^2. From
     COMPRESS_FROM records the record log holds ``log_bytes`` per record compressed plus one
     plain open chunk; below, every record is plain.
     """
-    from flows.windows import COMPRESS_FROM
+    from flows.windows.count import COMPRESS_FROM
 
     capacity = 2 * classes
     code = 1 if capacity <= 16 else 2 if capacity <= 256 else 4
@@ -182,7 +182,7 @@ def test_memory_covers_the_sizing_formula(deployment: Objects) -> None:
 
 def test_sizing_formula_matches_the_window_implementation() -> None:
     """The formula bounds what `CountWindow.nbytes()` reports for a full window."""
-    from flows.windows import CountWindow
+    from flows.windows.count import CountWindow
     from tests.batches import model_batch
 
     for window in (5000, 20_000):  # a plain and a compressed record log

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from flows.documents import document, document_id, iso_ms
-from flows.windows import CountWindow
+from flows.windows.count import CountWindow
 from tests.batches import model_batch
 from tests.reference import (
     DOCUMENT_KEYS,

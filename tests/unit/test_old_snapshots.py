@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from flows.model_state import ModelWindowLogic
 from flows.records import RawBatch, parse_batch
-from flows.time_windows import TimePolicy
-from flows.windows import CountPolicy, WindowPolicy
+from flows.windows.base import WindowPolicy
+from flows.windows.count import CountPolicy
+from flows.windows.model_state import ModelWindowLogic
+from flows.windows.time import TimePolicy
 from tests.reference import assert_documents_match, expected_run
 from tests.streams import time_skew_stream
 

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from flows.errors import SnapshotError
 from flows.settings import parse_duration_ms
-from flows.time_windows import TimeWindow
-from flows.windows import CountWindow
+from flows.windows.count import CountWindow
+from flows.windows.time import TimeWindow
 from tests.batches import model_batch
 
 Record = tuple[str, str, int]  # truth, prediction, event time (ms)

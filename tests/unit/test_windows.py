@@ -15,7 +15,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flows.errors import SnapshotError
-from flows.windows import CountWindow, WindowView, pair_counts
+from flows.windows.base import WindowView
+from flows.windows.count import CountWindow
+from flows.windows.pairs import pair_counts
 from tests.batches import model_batch
 
 LABELS = ["a", "b", "c", "Ω", "7", "10", "zz"]
