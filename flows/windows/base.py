@@ -98,17 +98,17 @@ class SlidingWindow(ABC):
         n = len(batch)
         if n == 0:
             return []
-        truth, pred = self._encode(batch.labels, batch.truth, batch.pred)
+        pairs = self._encode(batch.labels, batch.truth, batch.pred)
         # The whole batch is logged first: a view part way through reads its last record here.
         self._log.append(batch.ids, batch.ts.tolist())
         views: list[WindowView] = []
         if every <= 0:
-            self._push(truth, pred, batch.ts)
+            self._push(pairs, batch.ts)
         else:
             pos = 0
             while pos < n:
                 end = pos + min(n - pos, every - self.seq % every)
-                self._push(truth[pos:end], pred[pos:end], batch.ts[pos:end])
+                self._push(pairs[pos:end], batch.ts[pos:end])
                 pos = end
                 if self.seq % every == 0:
                     views.append(self.view())
@@ -116,8 +116,9 @@ class SlidingWindow(ABC):
         return views
 
     @abstractmethod
-    def _push(self, truth: Codes, pred: Codes, ts: NDArray[np.int64]) -> None:
-        """Add encoded records (``ts``: their event times) and let out what leaves."""
+    def _push(self, pairs: Codes, ts: NDArray[np.int64]) -> None:
+        """Add records given as this window's pair codes (``ts``: their event times) and let
+        out what leaves."""
 
     @abstractmethod
     def _first_logged(self) -> int:
@@ -131,8 +132,8 @@ class SlidingWindow(ABC):
     def snapshot(self) -> WindowSnapshot:
         """A versioned, picklable copy (arrays are copies, never the live buffers)."""
 
-    def _encode(self, labels: Sequence[str], truth: Codes, pred: Codes) -> tuple[Codes, Codes]:
-        """Map batch codes (indexes into ``labels``) to this window's codes.
+    def _encode(self, labels: Sequence[str], truth: Codes, pred: Codes) -> Codes:
+        """The records' pair codes in this window, from batch codes (indexes into ``labels``).
 
         Only the labels these records use join the window, so a label another model uses in
         the same batch does not appear in this model's matrix.
@@ -148,7 +149,7 @@ class SlidingWindow(ABC):
                 at = np.flatnonzero((truth == batch_code) | (pred == batch_code))[0]
                 self.codes.first_seen[code] = self.seq + int(at)
         self._grow(len(self.codes))
-        return remap[truth], remap[pred]
+        return (remap[truth] * self._cap + remap[pred]).astype(self._pairs.dtype)
 
     def _grow(self, n_labels: int) -> None:
         old = self._cap
@@ -163,9 +164,6 @@ class SlidingWindow(ABC):
             pairs = (pairs // old) * cap + pairs % old
         self._pairs = pairs.astype(code_dtype(cap * cap))
         self._cap = cap
-
-    def _pair_codes(self, truth: Codes, pred: Codes) -> Codes:
-        return (np.asarray(truth, dtype=np.int64) * self._cap + pred).astype(self._pairs.dtype)
 
     def _counts(self, pairs: Codes) -> Counts:
         return pair_counts(pairs, self._cap)

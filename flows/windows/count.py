@@ -35,13 +35,12 @@ class CountWindow(SlidingWindow):
                                          compress=size >= COMPRESS_FROM))
         self.size = size
 
-    def _push(self, truth: Codes, pred: Codes, ts: NDArray[np.int64]) -> None:
+    def _push(self, pairs: Codes, ts: NDArray[np.int64]) -> None:
         """Count windows let records out by number; the times only go to the record log."""
-        n = len(truth)
+        n = len(pairs)
         if n <= SCALAR_BELOW:  # emitting every record or so: numpy's per-call cost dominates
-            self._push_scalar(truth.tolist(), pred.tolist())
+            self._push_scalar(pairs.tolist())
             return
-        pairs = self._pair_codes(truth, pred)
         if n >= self.size:  # the batch alone fills the window: recount its tail
             pairs = pairs[n - self.size:]
             self.seq += n
@@ -63,15 +62,14 @@ class CountWindow(SlidingWindow):
         self.seq += n
         self.held = min(self.held + n, self.size)
 
-    def _push_scalar(self, truth: list[int], pred: list[int]) -> None:
-        flat, ring, size, cap = self.matrix.reshape(-1), self._pairs, self.size, self._cap
-        for t, p in zip(truth, pred, strict=True):
+    def _push_scalar(self, pairs: list[int]) -> None:
+        flat, ring, size = self.matrix.reshape(-1), self._pairs, self.size
+        for pair in pairs:
             slot = self.seq % size
             if self.held == size:  # the window is full: its oldest record sits in this slot
                 flat[ring[slot]] -= 1
             else:
                 self.held += 1
-            pair = t * cap + p
             ring[slot] = pair
             flat[pair] += 1
             self.seq += 1
@@ -102,8 +100,7 @@ class CountWindow(SlidingWindow):
         window = cls(size or state["size"])
         pairs = window._restore_base(state)
         window.seq -= len(pairs)  # then the held records are added again, oldest first
-        cap = max(window._cap, 1)
-        window._push(pairs // cap, pairs % cap, np.zeros(len(pairs), dtype=np.int64))
+        window._push(pairs.astype(window._pairs.dtype), np.zeros(len(pairs), dtype=np.int64))
         window._log.forget_before(window._first_logged())
         return window
 

@@ -69,13 +69,13 @@ class TimeWindow(SlidingWindow):
         num[:self.held] = self._num[order]
         self._pairs, self._ts, self._num, self._head = pairs, ts, num, 0
 
-    def _push(self, truth: Codes, pred: Codes, ts: NDArray[np.int64]) -> None:
+    def _push(self, pairs: Codes, ts: NDArray[np.int64]) -> None:
         """Add records with their event times, then let out what the window no longer spans.
 
         A record whose time is already outside the window when it arrives is counted in
         ``seq`` but never held.
         """
-        n = len(truth)
+        n = len(pairs)
         if n == 0:
             return
         times = np.asarray(ts, dtype=np.int64)
@@ -85,7 +85,6 @@ class TimeWindow(SlidingWindow):
             self.first_ts = int(times[0])
         keep = times > self.newest - self.duration_ms
         numbers = self.seq + np.arange(n, dtype=np.int64)
-        pairs = self._pair_codes(truth, pred)
         if not keep.all():
             pairs, times, numbers = pairs[keep], times[keep], numbers[keep]
         self.seq += n
