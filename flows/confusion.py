@@ -19,9 +19,10 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from flows.connectors import make_dead_letter_sink, make_document_sink, make_source
-from flows.connectors.summary import SummarySink
+from flows.connectors.summary import SummarySink, Tally
 from flows.ensemble import Ensemble
 from flows.errors import ConfigError
+from flows.limits import Limits
 from flows.records import DeadLetter, ModelColumns, ParsedBatch, RawBatch, parse_batch
 from flows.settings import Settings, load_settings
 from flows.telemetry import Progress, heartbeat_from_env
@@ -57,12 +58,13 @@ def build_flow(settings: Settings, *, source: Source[RawBatch] | None = None,
     progress = Progress(settings.progress)
     ensemble = Ensemble(settings.weights, settings.ensemble_name) if settings.weights else None
     policy = window_policy(settings)
-    emit_every = settings.emit_every
+    emit_every, max_classes = settings.emit_every, settings.max_classes
+    limits = Limits(settings.max_record_bytes, settings.max_models, settings.max_classes)
     source = source or make_source(settings, heartbeat_from_env())
     sinks = sinks or Sinks.from_settings(settings)
 
     def parse(batch: RawBatch) -> ParsedBatch:
-        parsed = parse_batch(batch, ensemble)
+        parsed = parse_batch(batch, ensemble, limits)
         progress.parsed(parsed)
         return parsed
 
@@ -72,17 +74,33 @@ def build_flow(settings: Settings, *, source: Source[RawBatch] | None = None,
     def dead_letters(parsed: ParsedBatch) -> list[tuple[str, DeadLetter]]:
         return [(letter.origin, letter) for letter in parsed.dead]
 
+    def over_limit(item: tuple[str, Doc | DeadLetter]) -> tuple[str, DeadLetter]:
+        letter = item[1]
+        assert isinstance(letter, DeadLetter)
+        progress.refused_entries(1)
+        return (letter.origin, letter)
+
     flow = Dataflow("confusion")
     raw = op.input("read", flow, source)
     parsed = op.map("parse", raw, parse)
-    op.output("dead_letters", op.flat_map("rejected", parsed, dead_letters), sinks.dead_letters)
+    rejected = op.flat_map("rejected", parsed, dead_letters)
     keyed = op.flat_map("by_model", parsed, per_model)
-    docs = op.stateful_batch("window", keyed,
-                             lambda resume: ModelWindowLogic(policy, emit_every, resume))
+    out = op.stateful_batch("window", keyed, lambda resume: ModelWindowLogic(
+        policy, emit_every, resume, max_classes=max_classes))
+    # The window step also refuses records over CONFUSION_MAX_CLASSES: those join the others.
+    split = op.branch("split", out, lambda item: not isinstance(item[1], DeadLetter))
+    docs: Any = split.trues
+    limited = op.map("over_limit", split.falses, over_limit)
+    op.output("dead_letters", op.merge("all_rejected", rejected, limited), sinks.dead_letters)
     op.inspect("count", docs, lambda _step, _item: progress.emitted())
     op.output("documents", docs, sinks.documents)
     if settings.summary:
-        op.output("summary", docs, SummarySink(progress))
+        # The totals go through the dataflow too: the one summary partition sees every process.
+        tallies = op.map("tally", parsed, lambda p: ("summary", Tally.of(p)))
+        # Entries refused in the window step (CONFUSION_MAX_CLASSES) count in the totals too.
+        refused = op.map("tally_refused", limited, lambda _item: ("summary", Tally(0, 0, 1)))
+        op.output("summary", op.merge("to_summary", docs, tallies, refused),
+                  SummarySink(progress))
     return flow
 
 
