@@ -27,7 +27,7 @@ import numpy as np
 import orjson
 
 from flows.demo import SAMPLE_RECORDS, SAMPLE_SEED, sample_lines
-from flows.records import ModelColumns
+from flows.parsing.batches import ModelColumns
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

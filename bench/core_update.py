@@ -57,7 +57,8 @@ from bench.common import (
 )
 from bench.naive_consumer import NaiveModel
 from flows.documents import document
-from flows.records import ModelColumns, RawBatch, parse_batch, predicted, timestamp_ms
+from flows.parsing.batches import ModelColumns, RawBatch, parse_batch
+from flows.parsing.checks import entry_prediction, timestamp_ms
 from flows.windows.base import SlidingWindow
 from flows.windows.count import CountPolicy
 
@@ -95,7 +96,7 @@ def sample_stream(n: int) -> Stream:
     rows = [sample[i % len(sample)] for i in range(n)]
     models = sorted(rows[0]["predictions"])
     return Stream("3 models x 2 classes", [r["label"] for r in rows],
-                  [[predicted(r["predictions"][m])[0] for r in rows] for m in models],
+                  [[entry_prediction(r["predictions"][m])[0] for r in rows] for m in models],
                   [f"r-{i + 1:07d}" for i in range(n)],
                   [timestamp_ms(r["ts"]) + (i // len(sample)) * 1_500_000
                    for i, r in enumerate(rows)])

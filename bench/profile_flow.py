@@ -61,7 +61,7 @@ PARSE, WINDOW, DOCS, IO = ("parse and validate", "window update", "documents and
 BYTEWAX = "Bytewax (Python side)"
 # (file prefix as py-spy prints it, area): a sample goes to its innermost frame listed here.
 AREAS = (
-    ("flows/records.py", PARSE), ("flows/columns.py", PARSE), ("flows/ensemble.py", PARSE),
+    ("flows/parsing/", PARSE),
     ("flows/windows/", WINDOW),
     ("flows/documents.py", DOCS), ("flows/metrics.py", DOCS),
     ("flows/connectors/", IO), ("bench/flow_job.py", IO),

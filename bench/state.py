@@ -47,7 +47,7 @@ from bench.common import (
     scaled_records,
     table,
 )
-from flows.records import predicted
+from flows.parsing.checks import entry_prediction
 from flows.windows.count import CountWindow
 
 BATCH = 1000
@@ -58,7 +58,7 @@ MB = 1 << 20
 def fill(size: int, sample: list[dict[str, Any]]) -> tuple[CountWindow, int, int]:
     """A window of ``size`` records of model1; the heap it retains and the peak while filling."""
     truth = [r["label"] for r in sample]
-    pred = [predicted(r["predictions"]["model1"])[0] for r in sample]
+    pred = [entry_prediction(r["predictions"]["model1"])[0] for r in sample]
     n = len(sample)
     gc.collect()
     tracemalloc.start()

@@ -20,10 +20,10 @@ from bytewax.outputs import Sink
 
 from flows.connectors import make_dead_letter_sink, make_document_sink, make_source
 from flows.connectors.summary import SummarySink, Tally
-from flows.ensemble import Ensemble
 from flows.errors import ConfigError
 from flows.limits import Limits
-from flows.records import DeadLetter, ModelColumns, ParsedBatch, RawBatch, parse_batch
+from flows.parsing.batches import DeadLetter, ModelColumns, ParsedBatch, RawBatch, parse_batch
+from flows.parsing.ensemble import Ensemble
 from flows.settings import Settings, load_settings
 from flows.telemetry import Progress, heartbeat_from_env
 from flows.windows import window_policy

@@ -18,7 +18,7 @@ from typing import TextIO
 
 from prometheus_client import Counter
 
-from flows.records import ParsedBatch
+from flows.parsing.batches import ParsedBatch
 
 RECORDS = Counter("confusion_records", "Records counted (valid records)")
 REJECTED_RECORDS = Counter("confusion_rejected_records", "Records refused and dead-lettered")

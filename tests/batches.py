@@ -1,7 +1,8 @@
 """Builds the columns the parser hands a window, from plain labels: for window-level tests.
 
-The job's windows are fed `ModelColumns` by `flows.records.parse_batch`; tests that exercise a
-window alone build the same shape here: batch-local label codes, ids, and times as an array.
+The job's windows are fed `ModelColumns` by `flows.parsing.batches.parse_batch`; tests that
+exercise a window alone build the same shape here: batch-local label codes, ids, and times as an
+array.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from flows.records import ModelColumns
+from flows.parsing.batches import ModelColumns
 
 
 def model_batch(truth: Sequence[str], pred: Sequence[str], ids: Sequence[str | int],

@@ -22,7 +22,7 @@ from bytewax.inputs import Source, StatefulSourcePartition
 
 from flows.confusion import build_flow
 from flows.connectors.files import JsonLinesSource
-from flows.records import RawBatch
+from flows.parsing.batches import RawBatch
 from flows.settings import Settings, load_settings
 from flows.telemetry import heartbeat_from_env
 

@@ -9,7 +9,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from flows.connectors.files import JsonLinesSink, JsonLinesSource, encode_json
-from flows.records import DeadLetter, RawBatch
+from flows.parsing.batches import DeadLetter, RawBatch
 from flows.settings import Settings
 from flows.telemetry import Heartbeat
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from flows.demo import START_MS, STEP_MS, demo_lines
-from flows.records import RawBatch
+from flows.parsing.batches import RawBatch
 from flows.telemetry import Heartbeat
 
 

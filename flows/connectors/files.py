@@ -18,7 +18,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from flows.documents import now_ms
 from flows.limits import MAX_RECORD_BYTES
-from flows.records import RawBatch
+from flows.parsing.batches import RawBatch
 from flows.telemetry import Heartbeat
 
 X = TypeVar("X")

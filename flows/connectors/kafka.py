@@ -39,7 +39,7 @@ from prometheus_client import Counter
 
 from flows.documents import now_ms
 from flows.errors import ConfigError, SinkError
-from flows.records import DeadLetter, RawBatch
+from flows.parsing.batches import DeadLetter, RawBatch
 from flows.settings import Settings, kafka_options
 from flows.telemetry import Heartbeat, job_logger
 

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from flows.records import ParsedBatch
+from flows.parsing.batches import ParsedBatch
 from flows.report import ModelTrend, table
 from flows.telemetry import Progress, Totals
 

@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from flows.errors import SnapshotError
-from flows.records import ModelColumns
+from flows.parsing.batches import ModelColumns
 from flows.windows.pairs import Codes, Counts, LabelCodes, code_dtype, pair_counts
 from flows.windows.record_log import RecordLog, RecordLogSnapshot
 

@@ -16,11 +16,11 @@ import numpy as np
 import orjson
 from bytewax.operators import StatefulBatchLogic
 
-from flows.columns import LabelTable
 from flows.documents import document, now_ms
 from flows.errors import SnapshotError
 from flows.limits import MAX_CLASSES, reached
-from flows.records import DeadLetter, ModelColumns
+from flows.parsing.batches import DeadLetter, ModelColumns
+from flows.parsing.labels import LabelTable
 from flows.windows.base import SlidingWindow, WindowPolicy, WindowSnapshot
 
 STATE_VERSION: Literal[1] = 1

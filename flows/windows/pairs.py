@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from flows.columns import LabelTable
+from flows.parsing.labels import LabelTable
 
 Codes = NDArray[np.integer[Any]]
 Counts = NDArray[np.int64]

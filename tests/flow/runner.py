@@ -23,7 +23,7 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 
 from flows.confusion import Sinks, build_flow
 from flows.connectors.files import encode_json
-from flows.records import DeadLetter, RawBatch
+from flows.parsing.batches import DeadLetter, RawBatch
 from flows.settings import Settings, load_settings
 
 Doc = dict[str, Any]

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from flows.connectors.files import JsonLinesSource
 from flows.limits import MAX_CLASSES, Limits
-from flows.records import DEFAULT_LIMITS, DeadLetter, parse_batch
+from flows.parsing.batches import DEFAULT_LIMITS, DeadLetter, parse_batch
 from flows.windows.base import WindowPolicy
 from flows.windows.count import CountPolicy
 from flows.windows.model_state import ModelWindowLogic

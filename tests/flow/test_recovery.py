@@ -18,7 +18,7 @@ import pytest
 from bytewax.recovery import init_db_dir
 from bytewax.testing import TestingSource
 
-from flows.records import RawBatch
+from flows.parsing.batches import RawBatch
 from flows.settings import load_settings
 from tests.flow.runner import FlowOutput, execute, job_env, output_of, raw_batches
 from tests.reference import assert_documents_match, expected_run

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from flows.connectors.kafka import KafkaBatchSource, kafka_source
 from flows.errors import ConfigError
-from flows.records import RawBatch
+from flows.parsing.batches import RawBatch
 from flows.settings import Settings
 from flows.telemetry import Heartbeat
 from tests.integration.pipeline import TopicFactory, free_port, produce, wait_for

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from flows.connectors.files import JsonLinesSource
-from flows.records import ParsedBatch, RawBatch, parse_batch
+from flows.parsing.batches import ParsedBatch, RawBatch, parse_batch
 from tests.streams import dumps
 
 T0 = 1_795_341_600_000

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.ensemble import Ensemble
-from flows.records import ParsedBatch, RawBatch, parse_batch
+from flows.parsing.batches import ParsedBatch, RawBatch, parse_batch
+from flows.parsing.ensemble import Ensemble
 from tests.reference import ensemble_vote, parse_line
 from tests.streams import ENSEMBLE_WEIGHTS, dumps, good_records
 

@@ -9,7 +9,7 @@ import pytest
 
 from flows.connectors.files import JsonLinesSource
 from flows.limits import Limits
-from flows.records import DeadLetter, RawBatch, parse_batch
+from flows.parsing.batches import DeadLetter, RawBatch, parse_batch
 from flows.windows.count import CountPolicy
 from flows.windows.model_state import ModelWindowLogic
 from tests.streams import dumps

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flows.errors import SnapshotError
-from flows.records import RawBatch, parse_batch
+from flows.parsing.batches import RawBatch, parse_batch
 from flows.windows.count import CountPolicy
 from flows.windows.model_state import ModelWindowLogic
 from tests.reference import assert_documents_match, expected_run

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from flows.records import RawBatch, parse_batch
+from flows.parsing.batches import RawBatch, parse_batch
 from flows.windows.base import WindowPolicy
 from flows.windows.count import CountPolicy
 from flows.windows.model_state import ModelWindowLogic

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.ensemble import Ensemble
-from flows.records import DeadLetter, ParsedBatch, RawBatch, parse_batch
+from flows.parsing.batches import DeadLetter, ParsedBatch, RawBatch, parse_batch
+from flows.parsing.ensemble import Ensemble
 from tests.reference import parse_line
 from tests.streams import BAD_LINES, ENSEMBLE_WEIGHTS, BadLine, dumps, good_records
 
