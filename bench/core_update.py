@@ -56,7 +56,7 @@ from bench.common import (
     table,
 )
 from bench.naive_consumer import NaiveModel
-from flows.documents import document
+from flows.output.documents import document
 from flows.records import RawBatch, parse_batch, predicted, timestamp_ms
 from flows.windows import CountWindow
 

@@ -8,16 +8,16 @@ starts, with a message naming the variable to fix.
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 
 from flows.connectors import make_dead_letter_sink, make_document_sink, make_source
-from flows.connectors.summary import SummarySink
+from flows.connectors.console import SummaryTableSink
 from flows.ensemble import Ensemble
 from flows.errors import ConfigError
 from flows.model_state import ModelWindowLogic, WindowPolicy
+from flows.output.documents import Document
 from flows.records import DeadLetter, ModelColumns, ParsedBatch, RawBatch, parse_batch
 from flows.settings import Settings, load_settings
 from flows.telemetry import Progress, heartbeat_from_env
@@ -41,7 +41,7 @@ def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow
     def dead_letters(parsed: ParsedBatch) -> list[tuple[str, DeadLetter]]:
         return [(letter.origin, letter) for letter in parsed.dead]
 
-    def counted(item: tuple[str, dict[str, Any]]) -> None:
+    def counted(item: tuple[str, Document]) -> None:
         progress.emitted()
 
     flow = Dataflow("confusion")
@@ -54,7 +54,7 @@ def build_flow(settings: Settings, progress: Progress | None = None) -> Dataflow
     op.inspect("count", docs, lambda _step, item: counted(item))
     op.output("documents", docs, make_document_sink(settings))
     if settings.summary:
-        op.output("summary", docs, SummarySink(progress))
+        op.output("summary", docs, SummaryTableSink(progress))
     return flow
 
 

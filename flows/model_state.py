@@ -14,15 +14,14 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
-from flows.documents import document, now_ms
 from flows.errors import SnapshotError
+from flows.output.documents import Document as Doc
+from flows.output.documents import document, now_ms
 from flows.records import ModelColumns
 from flows.time_windows import TimeWindow
 from flows.windows import CountWindow
 
 STATE_VERSION = 1
-
-Doc = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from flows.documents import now_ms
+from flows.output.documents import now_ms
 from flows.records import RawBatch
 from flows.telemetry import Heartbeat
 
