@@ -4,7 +4,7 @@ table on stderr when a bounded run ends (``CONFUSION_SUMMARY``)."""
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+from dataclasses import asdict
 from typing import Any, TextIO
 
 from bytewax.outputs import (
@@ -34,10 +34,14 @@ class ConsoleSink(DynamicSink[tuple[str, Any]]):
         return _StdoutPartition()
 
 
-class _SummaryTablePartition(StatefulSinkPartition[Document, dict[str, ModelTrend]]):
-    def __init__(self, resume: dict[str, ModelTrend] | None, progress: Progress,
-                 stream: TextIO) -> None:
-        self._trends = dict(resume or {})
+# A snapshot holds plain dicts, not `ModelTrend` pickles, so it does not depend on where the
+# class lives (a module move would otherwise make old checkpoints unreadable).
+TrendState = dict[str, dict[str, Any]]
+
+
+class _SummaryTablePartition(StatefulSinkPartition[Document, TrendState]):
+    def __init__(self, resume: TrendState | None, progress: Progress, stream: TextIO) -> None:
+        self._trends = {model: ModelTrend(**fields) for model, fields in (resume or {}).items()}
         self._progress = progress
         self._stream = stream
 
@@ -48,8 +52,8 @@ class _SummaryTablePartition(StatefulSinkPartition[Document, dict[str, ModelTren
                 trend = self._trends[doc["model"]] = ModelTrend(doc["model"])
             trend.update(doc)
 
-    def snapshot(self) -> dict[str, ModelTrend]:
-        return {model: replace(trend) for model, trend in self._trends.items()}
+    def snapshot(self) -> TrendState:
+        return {model: asdict(trend) for model, trend in self._trends.items()}
 
     def close(self) -> None:
         print(self._progress.finish(), file=self._stream)
@@ -58,7 +62,7 @@ class _SummaryTablePartition(StatefulSinkPartition[Document, dict[str, ModelTren
         self._stream.flush()
 
 
-class SummaryTableSink(FixedPartitionedSink[Document, dict[str, ModelTrend]]):
+class SummaryTableSink(FixedPartitionedSink[Document, TrendState]):
     """Keeps each model's trend (in snapshots) and prints the run's totals and the summary table
     when Bytewax closes it, which it does only on a bounded end. One partition, so one worker
     sees every model."""
@@ -74,5 +78,5 @@ class SummaryTableSink(FixedPartitionedSink[Document, dict[str, ModelTrend]]):
         return 0
 
     def build_part(self, step_id: str, for_part: str,
-                   resume_state: dict[str, ModelTrend] | None) -> _SummaryTablePartition:
+                   resume_state: TrendState | None) -> _SummaryTablePartition:
         return _SummaryTablePartition(resume_state, self.progress, self.stream)
