@@ -26,7 +26,8 @@ def make_source(settings: Settings, heartbeat: Heartbeat) -> Source[RawBatch]:
     if settings.source == "file":
         from flows.connectors.files import JsonLinesSource
         assert settings.input is not None
-        return JsonLinesSource(settings.input, settings.batch_size, heartbeat)
+        return JsonLinesSource(settings.input, settings.batch_size, heartbeat,
+                               settings.max_record_bytes)
     if settings.source == "kafka":
         from flows.connectors.kafka.source import kafka_source
         return kafka_source(settings, heartbeat)

@@ -7,6 +7,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flows.output.documents import Document
+from flows.records import ParsedBatch
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What one parsed batch adds to the run's totals (the summary's first line)."""
+
+    records: int
+    rejected_records: int
+    rejected_entries: int
+
+    @classmethod
+    def of(cls, batch: ParsedBatch) -> Tally:
+        return cls(batch.records, batch.rejected_records, batch.rejected_entries)
 
 
 @dataclass(slots=True)
