@@ -56,7 +56,7 @@ from bench.common import (
     table,
 )
 from bench.naive_consumer import NaiveModel
-from flows.documents import document
+from flows.output.documents import document
 from flows.parsing.batches import ModelColumns, RawBatch, parse_batch
 from flows.parsing.checks import entry_prediction, timestamp_ms
 from flows.windows.base import SlidingWindow

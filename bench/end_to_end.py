@@ -5,15 +5,15 @@ pair with ``scripts/services up`` (own ports and run directory) and stops it at 
 uses its own topics and indices and deletes them afterwards. ``BENCH_NO_SERVICES=1`` skips the
 benchmark instead of starting servers (the smoke test does that).
 
-* Sustained: N records are produced first (``python -m flows.produce FILE``); then the job
+* Sustained: N records are produced first (``python -m flows.tools.produce FILE``); then the job
   (`bench/flow_job.py` with its real Elasticsearch sink, ``CONFUSION_KAFKA_STOP_AT_END=true``)
   reads them all and exits. Rate = N over its in-process time, which includes installing the
   index templates and the last bulk.
 * Latency: the job runs on an empty topic; records without ``ts`` are produced at a fixed rate
-  (``python -m flows.produce --rate R``), so each record's event time is its Kafka message time,
-  set when it is produced. A poller searches the index every 50 ms; a document's latency is when
-  the poller first saw it minus ``window.end`` (the produce time of the record that completed
-  it). It is split into produce -> document built (``emitted_at``) and built -> searchable
+  (``python -m flows.tools.produce --rate R``), so each record's event time is its Kafka message
+  time, set when it is produced. A poller searches the index every 50 ms; a document's latency
+  is when the poller first saw it minus ``window.end`` (the produce time of the record that
+  completed it). It is split into produce -> document built (``emitted_at``) and built -> searchable
   (sink, Elasticsearch refresh, poll interval). It runs twice: as shipped, then with
   ``CONFUSION_ES_FLUSH_INTERVAL=0.1`` and the index's ``refresh_interval`` set to 100ms by the
   benchmark once the job has created it (``--es-flush-interval``/``--refresh-interval`` run one
@@ -58,7 +58,7 @@ from bench.common import (
     scaled_stream,
     table,
 )
-from flows.connectors.elasticsearch import REFRESH_INTERVAL
+from flows.connectors.elasticsearch.mapping import REFRESH_INTERVAL
 from flows.settings import Settings
 
 MODELS = 3
@@ -74,7 +74,7 @@ class Skip(Exception):
 
 
 def _missing_connectors() -> list[str]:
-    names = ("flows.connectors.kafka", "flows.connectors.elasticsearch")
+    names = ("flows.connectors.kafka.source", "flows.connectors.elasticsearch.sink")
     return [n for n in names if importlib.util.find_spec(n) is None]
 
 
@@ -177,17 +177,17 @@ def _send(producer: Any, topic: str, value: bytes) -> None:
 
 
 def _has_produce() -> bool:
-    return importlib.util.find_spec("flows.produce") is not None
+    return importlib.util.find_spec("flows.tools.produce") is not None
 
 
 def produce_file(bootstrap: str, topic: str, path: Path, rate: float = 0) -> float:
     """Send every line of ``path`` (at ``rate`` records/s, 0 = flat out); seconds taken.
 
-    Uses ``python -m flows.produce`` when the project has it, else a producer of its own.
+    Uses ``python -m flows.tools.produce`` when the project has it, else a producer of its own.
     """
     start = time.perf_counter()
     if _has_produce():
-        subprocess.run([PYTHON, "-m", "flows.produce", str(path), "--topic", topic,
+        subprocess.run([PYTHON, "-m", "flows.tools.produce", str(path), "--topic", topic,
                         "--bootstrap", bootstrap, "--rate", str(rate)], cwd=ROOT, check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        env=bench_env())

@@ -63,7 +63,7 @@ BYTEWAX = "Bytewax (Python side)"
 AREAS = (
     ("flows/parsing/", PARSE),
     ("flows/windows/", WINDOW),
-    ("flows/documents.py", DOCS), ("flows/metrics.py", DOCS),
+    ("flows/output/", DOCS),
     ("flows/connectors/", IO), ("bench/flow_job.py", IO),
     ("flows/telemetry.py", "telemetry"), ("flows/confusion.py", "flow glue"),
     ("operators/", BYTEWAX), ("inputs.py", BYTEWAX), ("outputs.py", BYTEWAX),

@@ -19,18 +19,17 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from flows.connectors import make_dead_letter_sink, make_document_sink, make_source
-from flows.connectors.summary import SummarySink, Tally
+from flows.connectors.console import SummaryTableSink
 from flows.errors import ConfigError
 from flows.limits import Limits
+from flows.output.documents import Document
+from flows.output.summary import Tally
 from flows.parsing.batches import DeadLetter, ModelColumns, ParsedBatch, RawBatch, parse_batch
 from flows.parsing.ensemble import Ensemble
 from flows.settings import Settings, load_settings
 from flows.telemetry import Progress, heartbeat_from_env
 from flows.windows import window_policy
 from flows.windows.model_state import ModelWindowLogic
-
-Doc = dict[str, Any]
-
 
 @dataclass(frozen=True, slots=True)
 class Sinks:
@@ -40,7 +39,7 @@ class Sinks:
     alerts) is a new field here and one ``op.output`` in `build_flow`.
     """
 
-    documents: Sink[tuple[str, Doc]]
+    documents: Sink[tuple[str, Document]]
     dead_letters: Sink[tuple[str, DeadLetter]]
 
     @classmethod
@@ -74,7 +73,7 @@ def build_flow(settings: Settings, *, source: Source[RawBatch] | None = None,
     def dead_letters(parsed: ParsedBatch) -> list[tuple[str, DeadLetter]]:
         return [(letter.origin, letter) for letter in parsed.dead]
 
-    def over_limit(item: tuple[str, Doc | DeadLetter]) -> tuple[str, DeadLetter]:
+    def over_limit(item: tuple[str, Document | DeadLetter]) -> tuple[str, DeadLetter]:
         letter = item[1]
         assert isinstance(letter, DeadLetter)
         progress.refused_entries(1)
@@ -100,7 +99,7 @@ def build_flow(settings: Settings, *, source: Source[RawBatch] | None = None,
         # Entries refused in the window step (CONFUSION_MAX_CLASSES) count in the totals too.
         refused = op.map("tally_refused", limited, lambda _item: ("summary", Tally(0, 0, 1)))
         op.output("summary", op.merge("to_summary", docs, tallies, refused),
-                  SummarySink(progress))
+                  SummaryTableSink(progress))
     return flow
 
 

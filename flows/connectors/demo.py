@@ -22,7 +22,7 @@ class _DemoPartition(StatefulSourcePartition[RawBatch, int]):
         if self._next >= self._total:
             if self._ended:
                 raise StopIteration
-            self._ended = True  # one empty batch says "end reached" (see connectors.summary)
+            self._ended = True  # one empty batch says "end reached" (see connectors.console)
             return [RawBatch([], [], "demo", [])]
         start, stop = self._next, min(self._next + self._batch, self._total)
         values = demo_lines(self._seed, self._total, start, stop)

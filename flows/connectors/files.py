@@ -16,8 +16,8 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from flows.documents import now_ms
 from flows.limits import MAX_RECORD_BYTES
+from flows.output.documents import now_ms
 from flows.parsing.batches import RawBatch
 from flows.telemetry import Heartbeat
 
@@ -66,7 +66,7 @@ class _LinesPartition(StatefulSourcePartition[RawBatch, tuple[int, int]]):
         if not lines:
             if self._ended:
                 raise StopIteration
-            self._ended = True  # one empty batch says "end reached" (see connectors.summary)
+            self._ended = True  # one empty batch says "end reached" (see connectors.console)
             return [RawBatch([], [], str(self._path), [])]
         first = self._line + 1
         self._line += len(lines)

@@ -16,16 +16,14 @@ import numpy as np
 import orjson
 from bytewax.operators import StatefulBatchLogic
 
-from flows.documents import document, now_ms
 from flows.errors import SnapshotError
 from flows.limits import MAX_CLASSES, reached
+from flows.output.documents import Document, document, now_ms
 from flows.parsing.batches import DeadLetter, ModelColumns
 from flows.parsing.labels import LabelTable
 from flows.windows.base import SlidingWindow, WindowPolicy, WindowSnapshot
 
 STATE_VERSION: Literal[1] = 1
-
-Doc = dict[str, Any]
 
 
 class ModelState(TypedDict):
@@ -93,7 +91,7 @@ def _without(cols: ModelColumns, rows: list[int]) -> ModelColumns:
                         None if cols.positions is None else cols.positions[sel], cols.headers)
 
 
-class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Doc | DeadLetter, ModelState]):
+class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Document | DeadLetter, ModelState]):
     """One model's window inside the dataflow (one instance per model key)."""
 
     def __init__(self, policy: WindowPolicy[Any, Any], emit_every: int,
@@ -115,9 +113,9 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Doc | DeadLetter, ModelS
             self.window = policy.restore(resume["window"])
             self.emitted_seq = resume["emitted_seq"]
 
-    def on_batch(self, values: list[ModelColumns]) -> tuple[list[Doc | DeadLetter], bool]:
+    def on_batch(self, values: list[ModelColumns]) -> tuple[list[Document | DeadLetter], bool]:
         """Documents at each emission point, and dead letters of records over the class limit."""
-        docs: list[Doc | DeadLetter] = []
+        docs: list[Document | DeadLetter] = []
         for batch in values:
             self.model = batch.model
             refused = over_class_limit(self.window.codes, batch, self.max_classes)
@@ -129,7 +127,7 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Doc | DeadLetter, ModelS
                 self.emitted_seq = view.seq
         return docs, StatefulBatchLogic.RETAIN
 
-    def on_eof(self) -> tuple[list[Doc | DeadLetter], bool]:
+    def on_eof(self) -> tuple[list[Document | DeadLetter], bool]:
         if self.window.seq > self.emitted_seq:
             view = self.window.view()
             self.emitted_seq = view.seq

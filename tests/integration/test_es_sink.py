@@ -15,7 +15,9 @@ from bytewax.testing import run_main
 from elasticsearch import Elasticsearch
 from prometheus_client import REGISTRY
 
-from flows.connectors.elasticsearch import ElasticsearchSink, EsClientOptions, latest_index
+from flows.connectors.elasticsearch.bulk import EsClientOptions
+from flows.connectors.elasticsearch.mapping import latest_index
+from flows.connectors.elasticsearch.sink import ElasticsearchSink
 from flows.errors import SinkError
 from flows.settings import Settings
 from tests.integration.pipeline import (

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.connectors.kafka import KafkaBatchSource, client_config, describe, read_properties
+from flows.connectors.kafka.config import client_config, describe, read_properties
+from flows.connectors.kafka.source import KafkaBatchSource
 from flows.errors import ConfigError
 from flows.settings import Settings
 
@@ -19,7 +20,7 @@ def test_environment_overrides_the_properties_file(tmp_path: Path) -> None:
                         kafka_config_file=props)
     env = {"CONFUSION_KAFKA_OPT_CLIENT_ID": "env", "CONFUSION_KAFKA_OPT_SASL_MECHANISM": "PLAIN",
            "OTHER": "ignored"}
-    assert client_config(settings, env) == {
+    assert client_config(settings.kafka_config_file, settings.kafka_bootstrap, env) == {
         "bootstrap.servers": "env:9092", "security.protocol": "SASL_SSL",
         "sasl.password": "from-file", "client.id": "env", "sasl.mechanism": "PLAIN"}
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.connectors.elasticsearch import ElasticsearchSink, EsClientOptions, safe_url
+from flows.connectors.elasticsearch.bulk import EsClientOptions, safe_url
+from flows.connectors.elasticsearch.sink import ElasticsearchSink
 from flows.settings import Settings
 from tests.integration.pipeline import (
     IndexNameFactory,

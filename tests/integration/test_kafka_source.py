@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client import REGISTRY
 
-from flows.connectors.kafka import KafkaBatchSource, kafka_source
+from flows.connectors.kafka.source import KafkaBatchSource, kafka_source
 from flows.errors import ConfigError
 from flows.parsing.batches import RawBatch
 from flows.settings import Settings

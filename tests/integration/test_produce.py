@@ -19,7 +19,7 @@ from tests.integration.pipeline import PYTHON, REPO, TopicFactory, read_topic, s
 def run_produce(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONFUSION_")}
     env.update(PYTHONPATH=str(REPO), CONFUSION_KAFKA_BOOTSTRAP=bootstrap)
-    return subprocess.run([PYTHON, "-m", "flows.produce", *args], env=env, cwd=REPO,
+    return subprocess.run([PYTHON, "-m", "flows.tools.produce", *args], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=120, check=False)
 
 

@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from elasticsearch import Elasticsearch
 
-from flows.connectors.elasticsearch import latest_index
+from flows.connectors.elasticsearch.mapping import latest_index
 from tests.integration.pipeline import (
     BackgroundProducer,
     IndexNameFactory,

@@ -1,6 +1,6 @@
 """A StatefulSet's pods, played by real processes on loopback.
 
-Each "pod" is what the manifests describe: the init step (``python -m flows.recovery_init``)
+Each "pod" is what the manifests describe: the init step (``python -m flows.tools.recovery_init``)
 writes its hostfile and creates the recovery partitions if missing, then
 ``python -m bytewax.run flows.confusion`` starts with ``BYTEWAX_POD_NAME``/
 ``BYTEWAX_STATEFULSET_NAME`` for its ordinal. What a pod has of its own (hostfile, heartbeat,
@@ -30,7 +30,7 @@ from tests.k8s.manifests import REPO
 
 PEER_HOST = "127.0.1.{i}"
 JOB = ("python", "-m", "bytewax.run", "flows.confusion")
-INIT = ("python", "-m", "flows.recovery_init")
+INIT = ("python", "-m", "flows.tools.recovery_init")
 
 
 def _bindable(host: str, port: int) -> bool:
@@ -162,11 +162,11 @@ class LoopbackStatefulSet:
     def probe(self, pod: Pod, command: Sequence[str]) -> subprocess.CompletedProcess[str]:
         """Run an exec probe in ``pod``'s environment, as the kubelet would.
 
-        In the pod, PID 1 is the job (under tini) and `flows.health` checks the heartbeat is
+        In the pod, PID 1 is the job (under tini) and `flows.tools.health` checks the heartbeat is
         not older than PID 1; here the job's own pid plays PID 1.
         """
         args = _local(command)
-        if "flows.health" in args and "--since-pid" not in args:
+        if "flows.tools.health" in args and "--since-pid" not in args:
             args += ["--since-pid", str(pod.process.pid)]
         return subprocess.run(args, env=pod.env, capture_output=True, text=True, timeout=30,
                               check=False)

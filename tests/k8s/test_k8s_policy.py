@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from flows import health, recovery_init
 from flows.settings import KAFKA_OPT_PREFIX, Settings, kafka_options, load_settings, warn_unknown
+from flows.tools import health, recovery_init
 from tests.k8s.manifests import (
     REPO,
     Obj,
@@ -202,7 +202,7 @@ def test_sizing_formula_matches_the_window_implementation() -> None:
 
 def _health_args(probe: Obj) -> Any:
     command = probe["exec"]["command"]
-    assert command[:3] == ["python", "-m", "flows.health"], command
+    assert command[:3] == ["python", "-m", "flows.tools.health"], command
     return health._parser().parse_args(command[3:])
 
 

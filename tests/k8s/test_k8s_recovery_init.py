@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.recovery_init import (
+from flows.tools.recovery_init import (
     InitError,
     check_ordinal,
     ensure_partitions,
@@ -82,7 +82,7 @@ def test_a_directory_of_other_files_is_refused(tmp_path: Path) -> None:
 RACER = """
 import sys, time
 from pathlib import Path
-from flows.recovery_init import ensure_partitions
+from flows.tools.recovery_init import ensure_partitions
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.001)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 
-from flows.documents import document, document_id, iso_ms
+from flows.connectors.elasticsearch.mapping import mappings
+from flows.output.documents import Document, WindowInfo, document, document_id, iso_ms
+from flows.output.metrics import METRIC_NAMES, ClassMetrics, Metrics
 from flows.windows.count import CountWindow
 from tests.batches import model_batch
 from tests.reference import (
@@ -25,11 +26,24 @@ RECORDS = [Counted("r-1", T0 + 250, "zeta", "alpha"), Counted(2, T0 + 500, "alph
            Counted("r-3", T0 + 750, "Ω", "zeta"), Counted("r-4", T0 + 1000, "alpha", "10")]
 
 
-def build(records: list[Counted], size: int, emitted_at: int = T0 + 5000) -> dict[str, Any]:
+def build(records: list[Counted], size: int, emitted_at: int = T0 + 5000) -> Document:
     window = CountWindow(size)
     window.add(model_batch([r.truth for r in records], [r.pred for r in records],
                            [r.id for r in records], [r.ts or 0 for r in records]))
     return document("model-é", window.view(), emitted_at)
+
+
+def test_typed_shapes_and_the_metric_names_are_the_contract_s() -> None:
+    """The TypedDicts, the one list of metric names and the index mapping say the same as the
+    reference (written independently, from the contract)."""
+    assert set(Document.__annotations__) == DOCUMENT_KEYS
+    assert set(WindowInfo.__annotations__) == WINDOW_KEYS
+    assert METRIC_NAMES == SUMMARY_METRICS
+    assert tuple(Metrics.__annotations__) == (*METRIC_NAMES, "per_class")
+    assert tuple(ClassMetrics.__annotations__) == PER_CLASS_KEYS
+    mapped = mappings()["properties"]
+    assert set(mapped["metrics"]["properties"]) == {*METRIC_NAMES, "per_class"}
+    assert set(mapped["window"]["properties"]) == WINDOW_KEYS
 
 
 def test_document_has_exactly_the_contract_keys_and_types() -> None:

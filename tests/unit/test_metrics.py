@@ -1,5 +1,5 @@
-"""`flows.metrics.compute` equals scikit-learn on every window, with null (never NaN) where the
-contract says so."""
+"""`flows.output.metrics.compute` equals scikit-learn on every window, with null (never NaN)
+where the contract says so."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows import metrics
+from flows.output import metrics
 from tests.reference import (
     diff_values,
     exact_metrics,

@@ -1,4 +1,4 @@
-"""Kafka in and out: prediction records from topics in batches, dead letters back to a topic.
+"""Kafka in: prediction records from topics, one `RawBatch` per partition poll.
 
 The source keeps Bytewax's Kafka connector underneath (its partition class, partition names,
 snapshots and lag gauge) but each poll hands the dataflow ONE `RawBatch` (Bytewax costs a few
@@ -7,9 +7,6 @@ Bytewax snapshots: the consumer uses
 ``assign()``, never joins a group and never reads committed offsets back, so a resume restores the
 offsets of the same checkpoint as the window state. Transient broker errors are logged and
 counted, never raised: a broker restart must not crash the job.
-
-Dead letters go to their own producer with delivery reports, flushed per batch, so none is lost
-silently; see `DeadLetterTopicSink`.
 """
 
 from __future__ import annotations
@@ -18,105 +15,35 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
 from bytewax.connectors.kafka import BYTEWAX_CONSUMER_LAG_GAUGE, _KafkaSourcePartition
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
     TIMESTAMP_NOT_AVAILABLE,
     KafkaError,
     KafkaException,
-    Message,
-    Producer,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
-from prometheus_client import Counter
 
-from flows.documents import now_ms
-from flows.errors import ConfigError, SinkError
-from flows.parsing.batches import DeadLetter, RawBatch
-from flows.settings import Settings, kafka_options
+from flows.connectors.kafka.config import METADATA_TIMEOUT_S, client_config, count_error, describe
+from flows.connectors.retry import Backoff
+from flows.errors import ConfigError
+from flows.output.documents import now_ms
+from flows.parsing.batches import RawBatch
+from flows.settings import Settings
 from flows.telemetry import Heartbeat, job_logger
 
-KAFKA_ERRORS = Counter("confusion_kafka_errors",
-                       "Kafka errors reported to the job (logged, not raised)", ["client", "code"])
-DEAD_LETTERS_WRITTEN = Counter("confusion_dead_letters_written",
-                               "Dead letters delivered to the dead-letter topic")
-DEAD_LETTERS_FAILED = Counter("confusion_dead_letters_failed",
-                              "Dead letters Kafka refused for good (e.g. too large); logged")
-
-# A property whose name contains one of these is a secret: never printed in clear.
-SECRET_MARKERS = ("password", "secret", "key", "token", "credential", "jaas", "oauthbearer.config")
-MASK = "***"
 # After an empty poll the partition sleeps instead of spinning: 5 ms, doubling per empty poll up
 # to 100 ms, so an idle topic costs little CPU and a busy one adds at most a few ms of latency.
 IDLE_WAIT_MS = (5, 100)
-METADATA_TIMEOUT_S = 10.0
 WARN_EVERY_S = 10.0  # the same Kafka error code is logged at most this often per partition
 
 
 log = job_logger("kafka")
-
-
-def is_secret(name: str) -> bool:
-    lowered = name.lower()
-    return any(marker in lowered for marker in SECRET_MARKERS)
-
-
-def masked(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``config`` fit for logs: secret values replaced by ``***``, callbacks dropped."""
-    return {key: (MASK if is_secret(key) else value) for key, value in config.items()
-            if not callable(value)}
-
-
-def describe(config: Mapping[str, Any]) -> str:
-    return ", ".join(f"{key}={value}" for key, value in sorted(masked(config).items()))
-
-
-def read_properties(path: Path) -> dict[str, str]:
-    """``key=value`` lines (Java properties style); ``#``/``!`` start a comment line."""
-    props: dict[str, str] = {}
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"CONFUSION_KAFKA_CONFIG_FILE={path} cannot be read: {exc}") from None
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line[0] in "#!":
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"CONFUSION_KAFKA_CONFIG_FILE={path}, line {number}: expected "
-                              "key=value")  # the line itself may hold a secret: not echoed
-        props[key.strip()] = value.strip()
-    return props
-
-
-def client_config(settings: Settings, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """librdkafka settings: the properties file, then the environment.
-
-    The environment wins (``CONFUSION_KAFKA_BOOTSTRAP``, then ``CONFUSION_KAFKA_OPT_*``): the
-    usual layering of a mounted secret file with per-deployment overrides.
-    """
-    config: dict[str, str] = {}
-    if settings.kafka_config_file is not None:
-        config.update(read_properties(settings.kafka_config_file))
-    if settings.kafka_bootstrap:
-        config["bootstrap.servers"] = settings.kafka_bootstrap
-    config.update(kafka_options(env))
-    return config
-
-
-def _count_error(client: str, err: KafkaError) -> None:
-    KAFKA_ERRORS.labels(client=client, code=err.name()).inc()
-
-
-# ----------------------------------------------------------------------------- source
 
 
 class _RawBatchPartition(_KafkaSourcePartition):
@@ -163,7 +90,7 @@ class _RawBatchPartition(_KafkaSourcePartition):
 
     def _on_error(self, err: KafkaError) -> None:
         # Client-level errors (broker down, auth, ...): librdkafka retries on its own.
-        _count_error("consumer", err)
+        count_error("consumer", err)
         if err.fatal():
             self._fatal = err
         self._warn(err, f"consumer of {self._origin}")
@@ -221,7 +148,7 @@ class _RawBatchPartition(_KafkaSourcePartition):
                 if err.code() == KafkaError._PARTITION_EOF:
                     self._eof = True  # emit what we have; StopIteration on the next poll
                     break
-                _count_error("consumer", err)
+                count_error("consumer", err)
                 self._warn(err, f"consuming {self._origin}")
                 continue
             kind, stamp = msg.timestamp()
@@ -289,7 +216,7 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int | None]):
     def list_parts(self) -> list[str]:
         """``"<partition>-<topic>"`` for every partition, waiting while the brokers are away."""
         admin_config: dict[str, Any] = {**self.config,
-                                        "error_cb": lambda e: _count_error("admin", e)}
+                                        "error_cb": lambda e: count_error("admin", e)}
         admin = AdminClient(admin_config)
         parts: list[str] = []
         for topic in self.topics:
@@ -297,7 +224,9 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int | None]):
         return parts
 
     def _partitions_of(self, admin: AdminClient, topic: str) -> Iterable[int]:
-        delay = 0.5
+        # Hand-written: librdkafka retries requests, but not "this topic is not in the metadata
+        # yet" nor a metadata request that timed out while every broker is away.
+        backoff = Backoff(cap=30.0, first=0.5)
         while True:
             try:
                 # All topics, not just this one: asking for one may auto-create it, with the
@@ -306,7 +235,7 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int | None]):
             except KafkaException as exc:
                 reason = exc.args[0].str()
             else:
-                if meta is None and delay < 2:  # a new topic may not be in every broker's view
+                if meta is None and backoff.attempt < 2:  # not yet in every broker's view
                     reason = "not in the metadata yet"
                 elif meta is None:
                     raise ConfigError(
@@ -319,10 +248,10 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int | None]):
                                       f"{meta.error.str()}; check CONFUSION_KAFKA_TOPIC.")
                 else:
                     reason = meta.error.str() if meta.error is not None else "no partitions yet"
+            pause = backoff.next_delay()
             log.warning("waiting for metadata of topic %r (%s); retrying in %.1fs", topic,
-                        reason, delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 30.0)
+                        reason, pause)
+            time.sleep(pause)
 
     def build_part(self, step_id: str, for_part: str,
                    resume_state: int | None) -> StatefulSourcePartition[RawBatch, int | None]:
@@ -356,7 +285,7 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int | None]):
 
 def kafka_source(settings: Settings, heartbeat: Heartbeat) -> KafkaBatchSource:
     """The source for ``CONFUSION_SOURCE=kafka``; reads the properties file, connects later."""
-    config = client_config(settings)
+    config = client_config(settings.kafka_config_file, settings.kafka_bootstrap)
     source = KafkaBatchSource(settings.kafka_topics, config, start=settings.kafka_start,
                               batch_size=settings.batch_size,
                               stop_at_end=settings.kafka_stop_at_end, heartbeat=heartbeat,
@@ -365,148 +294,3 @@ def kafka_source(settings: Settings, heartbeat: Heartbeat) -> KafkaBatchSource:
              settings.kafka_start, ", stop at end" if settings.kafka_stop_at_end else "",
              describe(config))
     return source
-
-
-# ----------------------------------------------------------------------------- dead letters
-
-# Errors that go away by themselves (leader moves, broker restarts, topic being created).
-_RETRY_CODES = {
-    KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
-    KafkaError._ALL_BROKERS_DOWN, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION,
-    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.REQUEST_TIMED_OUT,
-    KafkaError.NOT_ENOUGH_REPLICAS, KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-    KafkaError._QUEUE_FULL,
-}
-# Errors that no retry fixes and that concern every message: stop and say so.
-_FATAL_CODES = {
-    KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-    KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._AUTHENTICATION,
-}
-
-
-def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, str | bytes | None]]:
-    """Why and where from, as message headers; the value stays the original bytes."""
-    source = dict(letter.headers)
-    headers: list[tuple[str, str | bytes | None]] = [
-               ("reason", letter.reason.encode()),
-               ("scope", b"entry" if letter.model is not None else b"record"),
-               ("source_topic", source.get("topic", letter.origin).encode()),
-               ("source_partition", source.get("partition", "").encode()),
-               ("source_offset", str(letter.position).encode())]
-    if letter.model is not None:
-        headers.append(("model", letter.model.encode()))
-    return headers
-
-
-class _Outcome:
-    """What became of the letters of one send: delivered, to retry, too large, or refused."""
-
-    def __init__(self) -> None:
-        self.retry: list[DeadLetter] = []
-        self.too_large: list[DeadLetter] = []
-
-
-class _DeadLetterPartition(StatelessSinkPartition[tuple[str, DeadLetter]]):
-    def __init__(self, producer: Producer, topic: str, max_backoff: float) -> None:
-        self._producer = producer
-        self._topic = topic
-        self._max_backoff = max_backoff
-
-    def write_batch(self, items: list[tuple[str, DeadLetter]]) -> None:
-        """Deliver every letter or log why not; retriable failures are retried with backoff."""
-        pending = [letter for _key, letter in items]
-        delay = 0.2
-        while pending:
-            outcome = self._send(pending)
-            # The broker refuses a whole record batch when one message is too large, so the
-            # innocent batch-mates are sent again one by one; only the guilty one stays refused.
-            for letter in outcome.too_large:
-                alone = self._send([letter])
-                outcome.retry += alone.retry
-                for refused in alone.too_large:
-                    self._give_up(refused, "message too large for the dead-letter topic")
-            pending = outcome.retry
-            if pending:
-                log.warning("%d dead letters not yet delivered to %s; retrying in %.1fs",
-                            len(pending), self._topic, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, self._max_backoff)
-
-    def _send(self, letters: list[DeadLetter]) -> _Outcome:
-        outcome = _Outcome()
-
-        def report(letter: DeadLetter) -> Any:
-            def on_delivery(err: KafkaError | None, _msg: Message) -> None:
-                if err is None:
-                    DEAD_LETTERS_WRITTEN.inc()
-                else:
-                    self._failed(letter, err, outcome)
-            return on_delivery
-
-        for letter in letters:
-            while True:
-                try:
-                    self._producer.produce(self._topic, value=letter.raw,
-                                           key=letter.origin.encode(),
-                                           headers=dead_letter_headers(letter),
-                                           on_delivery=report(letter))
-                    break
-                except BufferError:  # local queue full: serve delivery reports, then retry
-                    self._producer.poll(0.1)
-                except KafkaException as exc:
-                    self._failed(letter, exc.args[0], outcome)
-                    break
-            self._producer.poll(0)
-        while self._producer.flush(5.0) > 0:
-            log.warning("waiting for dead-letter deliveries to %s", self._topic)
-        return outcome
-
-    def _failed(self, letter: DeadLetter, err: KafkaError, outcome: _Outcome) -> None:
-        _count_error("producer", err)
-        code = err.code()
-        if code in _FATAL_CODES or err.fatal():
-            raise SinkError(f"cannot write dead letters to {self._topic}: {err.str()}")
-        if code == KafkaError.MSG_SIZE_TOO_LARGE:
-            outcome.too_large.append(letter)
-        elif code in _RETRY_CODES or err.retriable():
-            outcome.retry.append(letter)
-        else:
-            self._give_up(letter, err.str())
-
-    @staticmethod
-    def _give_up(letter: DeadLetter, why: str) -> None:
-        DEAD_LETTERS_FAILED.inc()
-        log.error("dead letter from %s@%d (%s) refused by Kafka, not retried: %s",
-                  letter.origin, letter.position, letter.reason, why)
-
-    def close(self) -> None:
-        self._producer.flush()
-
-
-class DeadLetterTopicSink(DynamicSink[tuple[str, DeadLetter]]):
-    """Rejected records to a Kafka topic: original bytes as value, reason and origin as headers.
-
-    Every worker has its own producer; each batch is flushed before the next one is taken, so a
-    crash loses nothing that was not also replayed from the checkpoint. Delivery is therefore
-    at-least-once: a replay after a crash may write a dead letter twice (dedupe on
-    ``source_topic``/``source_partition``/``source_offset``/``model``).
-    """
-
-    def __init__(self, topic: str, config: Mapping[str, str], max_backoff: float = 30.0) -> None:
-        self.topic = topic
-        self.config = dict(config)
-        self.max_backoff = max_backoff
-
-    def __repr__(self) -> str:
-        return f"DeadLetterTopicSink(topic={self.topic!r}, config={{{describe(self.config)}}})"
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DeadLetterTopicSink:
-        return cls(settings.dead_letter_topic, client_config(settings))
-
-    def build(self, step_id: str, worker_index: int,
-              worker_count: int) -> _DeadLetterPartition:
-        producer = Producer({"linger.ms": 5, **self.config,
-                             "error_cb": lambda e: _count_error("producer", e)})
-        return _DeadLetterPartition(producer, self.topic, self.max_backoff)

@@ -27,10 +27,8 @@ from typing import Any, TextIO
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from flows.connectors.kafka import describe, read_properties
-from flows.demo import SAMPLE_SEED, demo_lines, sample_lines
+from flows.connectors.kafka.config import client_config, describe
 from flows.errors import ConfigError
-from flows.settings import kafka_options
 
 DEMO_CHUNK = 10_000
 
@@ -46,8 +44,16 @@ def read_lines(path: str) -> Iterator[bytes]:
 
 
 def demo_records(total: int, seed: int) -> Iterator[bytes]:
+    from flows.demo import demo_lines  # numpy: imported only when --demo asks for it
+
     for start in range(0, total, DEMO_CHUNK):
         yield from demo_lines(seed, total, start, start + DEMO_CHUNK)
+
+
+def sample_records(seed: int | None) -> Iterator[bytes]:
+    from flows.demo import SAMPLE_SEED, sample_lines  # numpy: only when --sample asks for it
+
+    return iter(sample_lines(SAMPLE_SEED if seed is None else seed))
 
 
 class Pacer:
@@ -81,15 +87,10 @@ class Deliveries:
             self.reasons.append(f"partition {msg.partition()}: {err.str()}")
 
 
-def client_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The job's layering: CONFUSION_KAFKA_CONFIG_FILE, then the bootstrap, then _OPT_ variables."""
-    config: dict[str, Any] = {}
+def producer_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The job's client settings (`client_config`), with ``--bootstrap`` for the bootstrap."""
     file = os.environ.get("CONFUSION_KAFKA_CONFIG_FILE")
-    if file:
-        config.update(read_properties(Path(file)))
-    if args.bootstrap:
-        config["bootstrap.servers"] = args.bootstrap
-    config.update(kafka_options())
+    config: dict[str, Any] = client_config(Path(file) if file else None, args.bootstrap)
     if not config.get("bootstrap.servers"):
         raise ConfigError("--bootstrap (or CONFUSION_KAFKA_BOOTSTRAP) is required")
     return config
@@ -174,7 +175,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     what.add_argument("--sample", action="store_true",
                       help="the 6,000-record sample stream (2 classes, model2 drifts half way)")
     parser.add_argument("--seed", type=int,
-                        help=f"seed of --demo [2026] or --sample [{SAMPLE_SEED}]")
+                        help="seed of --demo [2026] or --sample [flows.demo.SAMPLE_SEED]")
     parser.add_argument("--topic", default=os.environ.get("CONFUSION_KAFKA_TOPIC", ""),
                         help="topic [$CONFUSION_KAFKA_TOPIC, first of the list]")
     parser.add_argument("--bootstrap", default=os.environ.get("CONFUSION_KAFKA_BOOTSTRAP"),
@@ -205,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     partition = None if args.spread else args.partition
     try:
-        config = client_config(args)
+        config = producer_config(args)
         count = ensure_topic(config, args.topic, args.partitions, args.replication_factor,
                              partition)
     except (ConfigError, KafkaException, OSError) as exc:
@@ -219,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.demo:
         values = demo_records(args.demo, 2026 if args.seed is None else args.seed)
     elif args.sample:
-        values = iter(sample_lines(SAMPLE_SEED if args.seed is None else args.seed))
+        values = sample_records(args.seed)
     else:
         values = read_lines(args.file)
     try:

@@ -4,7 +4,7 @@ Bytewax serves no health endpoint, so the job proves it is alive by touching
 ``CONFUSION_HEARTBEAT_FILE`` on every source poll (`flows.telemetry.Heartbeat`, at most once a
 second, idle polls included). A stuck dataflow stops polling and the file goes stale::
 
-    python -m flows.health --max-age 120
+    python -m flows.tools.health --max-age 120
 
 exits 0 while the file was touched within ``--max-age`` seconds, and 1 with a one-line reason
 otherwise. A heartbeat older than the container itself (the file outlives a container restart
@@ -89,7 +89,7 @@ def check(path: Path, max_age: float, since_pid: int | None = 1) -> Verdict:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m flows.health",
+        prog="python -m flows.tools.health",
         description="Exit 0 if the dataflow polled its source recently, 1 (with the reason) if "
                     "not, 2 if there is nothing to check.")
     parser.add_argument("--max-age", type=float, default=60.0,

@@ -1,6 +1,6 @@
 """Prepare a pod for ``python -m bytewax.run``: the peers' hostfile and the recovery partitions.
 
-Run by the StatefulSet's init container (``python -m flows.recovery_init``) before every pod
+Run by the StatefulSet's init container (``python -m flows.tools.recovery_init``) before every pod
 start, on every pod at once (``podManagementPolicy: Parallel``), so each step is idempotent and
 safe to race:
 
@@ -160,7 +160,7 @@ def _env_int(env: Mapping[str, str], name: str) -> int | None:
 
 def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m flows.recovery_init",
+        prog="python -m flows.tools.recovery_init",
         description="Write the Bytewax hostfile and create missing recovery partitions. Each "
                     "option defaults to the environment variable named in its help.")
     parser.add_argument("--hostfile", type=Path, default=env.get("BYTEWAX_HOSTFILE_PATH"),

@@ -1,13 +1,43 @@
-"""Output documents: one per model per emission, exactly the contract's shape."""
+"""Output documents: one per model per emission, exactly the contract's shape.
+
+`Document` writes that shape down once; sinks, the summary table and tests take it from here.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import TypedDict
 
-from flows import metrics
+from flows.output import metrics
+from flows.output.metrics import Metrics
 from flows.windows.base import WindowView
+
+
+class WindowInfo(TypedDict):
+    """Which records the matrix counts: ``kind`` is ``count`` or ``time``; ``size`` is records
+    or milliseconds; ids and times of the oldest and newest record in the window."""
+
+    kind: str
+    size: int
+    count: int
+    full: bool
+    first_id: str | int
+    last_id: str | int
+    start: str
+    end: str
+
+
+class Document(TypedDict):
+    """One model's window at one emission; ``_id`` in Elasticsearch is `document_id`."""
+
+    model: str
+    window: WindowInfo
+    labels: list[str]
+    matrix: list[list[int]]
+    metrics: Metrics
+    seq: int
+    emitted_at: str
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -29,7 +59,7 @@ def now_ms() -> int:
     return int(datetime.now(tz=UTC).timestamp() * 1000)
 
 
-def document(model: str, view: WindowView, emitted_at_ms: int) -> dict[str, Any]:
+def document(model: str, view: WindowView, emitted_at_ms: int) -> Document:
     """Build the document of ``model``'s window; ``labels`` sorted, matrix permuted to match."""
     order = sorted(range(len(view.labels)), key=view.labels.__getitem__)
     labels = [view.labels[i] for i in order]
@@ -50,6 +80,6 @@ def document(model: str, view: WindowView, emitted_at_ms: int) -> dict[str, Any]
     }
 
 
-def document_id(doc: dict[str, Any]) -> str:
+def document_id(doc: Document) -> str:
     """The stable identity ``model/kind/seq``: a replayed emission gets the same id."""
     return f"{doc['model']}/{doc['window']['kind']}/{doc['seq']}"
