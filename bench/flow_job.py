@@ -47,8 +47,13 @@ class DiscardSink(DynamicSink[Any]):
 def _report() -> None:
     path = os.environ.get("BENCH_RESULT")
     if path:
-        line = {"pid": os.getpid(), "built": _BUILT, "ended": time.time(),
-                "cpu": time.process_time() - _CPU0, "documents": _documents}
+        line = {
+            "pid": os.getpid(),
+            "built": _BUILT,
+            "ended": time.time(),
+            "cpu": time.process_time() - _CPU0,
+            "documents": _documents,
+        }
         with open(path, "a") as f:
             f.write(json.dumps(line) + "\n")
 

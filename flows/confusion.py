@@ -31,6 +31,7 @@ from flows.telemetry import Progress, heartbeat_from_env
 from flows.windows import window_policy
 from flows.windows.model_state import ModelWindowLogic
 
+
 @dataclass(frozen=True, slots=True)
 class Sinks:
     """Where each output stream of the flow goes: one field per stream.
@@ -48,8 +49,9 @@ class Sinks:
         return cls(make_document_sink(settings), make_dead_letter_sink(settings))
 
 
-def build_flow(settings: Settings, *, source: Source[RawBatch] | None = None,
-               sinks: Sinks | None = None) -> Dataflow:
+def build_flow(
+    settings: Settings, *, source: Source[RawBatch] | None = None, sinks: Sinks | None = None
+) -> Dataflow:
     """Wire the job for ``settings``; ``source`` and ``sinks`` default to those it names.
 
     Connectors are built lazily by Bytewax, per partition, so nothing connects here.
@@ -84,8 +86,11 @@ def build_flow(settings: Settings, *, source: Source[RawBatch] | None = None,
     parsed = op.map("parse", raw, parse)
     rejected = op.flat_map("rejected", parsed, dead_letters)
     keyed = op.flat_map("by_model", parsed, per_model)
-    out = op.stateful_batch("window", keyed, lambda resume: ModelWindowLogic(
-        policy, emit_every, resume, max_classes=max_classes))
+    out = op.stateful_batch(
+        "window",
+        keyed,
+        lambda resume: ModelWindowLogic(policy, emit_every, resume, max_classes=max_classes),
+    )
     # The window step also refuses records over CONFUSION_MAX_CLASSES: those join the others.
     split = op.branch("split", out, lambda item: not isinstance(item[1], DeadLetter))
     docs: Any = split.trues
@@ -98,8 +103,9 @@ def build_flow(settings: Settings, *, source: Source[RawBatch] | None = None,
         tallies = op.map("tally", parsed, lambda p: ("summary", Tally.of(p)))
         # Entries refused in the window step (CONFUSION_MAX_CLASSES) count in the totals too.
         refused = op.map("tally_refused", limited, lambda _item: ("summary", Tally(0, 0, 1)))
-        op.output("summary", op.merge("to_summary", docs, tallies, refused),
-                  SummaryTableSink(progress))
+        op.output(
+            "summary", op.merge("to_summary", docs, tallies, refused), SummaryTableSink(progress)
+        )
     return flow
 
 
@@ -107,8 +113,11 @@ def _flow_from_env() -> Dataflow:
     try:
         return build_flow(load_settings())
     except ConfigError as exc:
-        print(f"confusion-stream: {exc}\nNothing was started; fix the variables above and "
-              "run again (see README, Configuration).", file=sys.stderr)
+        print(
+            f"confusion-stream: {exc}\nNothing was started; fix the variables above and "
+            "run again (see README, Configuration).",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
 
 

@@ -61,8 +61,9 @@ class _GatedPartition(StatefulSourcePartition[RawBatch, tuple[int, int]]):
 class GatedSource(JsonLinesSource):
     """`JsonLinesSource` whose partition stops at `gate_line` (the batch may end past it)."""
 
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: tuple[int, int] | None) -> _GatedPartition:  # type: ignore[override]
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: tuple[int, int] | None
+    ) -> _GatedPartition:  # type: ignore[override]
         return _GatedPartition(super().build_part(step_id, for_part, resume_state))
 
 

@@ -93,10 +93,11 @@ class DeadLetter:
 
     def to_json(self) -> dict[str, Any]:
         """The dead-letter document of file-based destinations."""
-        doc: dict[str, Any] = {"reason": self.reason,
-                               "scope": "record" if self.model is None else "entry",
-                               "source": {"origin": self.origin, "position": self.position,
-                                          **self.headers}}
+        doc: dict[str, Any] = {
+            "reason": self.reason,
+            "scope": "record" if self.model is None else "entry",
+            "source": {"origin": self.origin, "position": self.position, **self.headers},
+        }
         if self.model is not None:
             doc["model"] = self.model
         try:
@@ -117,8 +118,9 @@ class ParsedBatch:
     rejected_entries: int = 0
 
 
-def _timestamps(raw: list[str | int | None], fallback: list[int]
-                ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+def _timestamps(
+    raw: list[str | int | None], fallback: list[int]
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """Epoch ms per row, and which rows have a ``ts`` that `timestamp_ms` refuses."""
     bad = np.zeros(len(raw), dtype=bool)
     if set(map(type, raw)) == {int}:
@@ -130,8 +132,11 @@ def _timestamps(raw: list[str | int | None], fallback: list[int]
             return ts, (ts < MIN_MS) | (ts > MAX_MS)
     # One regex call checks the RFC 3339 form of a batch of strings (no string of that form
     # holds a newline, so the join cannot make a bad one pass).
-    checked = (bool(raw) and set(map(type, raw)) == {str}
-               and RFC3339_LINES.fullmatch("\n".join(raw)) is not None)  # type: ignore[arg-type]
+    checked = (
+        bool(raw)
+        and set(map(type, raw)) == {str}
+        and RFC3339_LINES.fullmatch("\n".join(raw)) is not None
+    )  # type: ignore[arg-type]
     out = []
     for i, value in enumerate(raw):
         if value is None:
@@ -156,8 +161,13 @@ class _Judged:
     ts: list[int] = field(default_factory=list)
 
 
-def _merge(model: str, table: LabelTable, fast: ModelColumns | None, fast_rows: NDArray[Any],
-           judged: _Judged) -> ModelColumns:
+def _merge(
+    model: str,
+    table: LabelTable,
+    fast: ModelColumns | None,
+    fast_rows: NDArray[Any],
+    judged: _Judged,
+) -> ModelColumns:
     """Interleave fast-path and one-by-one rows of a model back into read order."""
     truth = table.encode(judged.truth)
     pred = table.encode(judged.pred)
@@ -167,9 +177,14 @@ def _merge(model: str, table: LabelTable, fast: ModelColumns | None, fast_rows: 
     rows = np.concatenate([fast_rows, np.asarray(judged.rows, dtype=fast_rows.dtype)])
     order = np.argsort(rows, kind="stable")
     ids = fast.ids + judged.ids
-    return ModelColumns(model, table.labels, np.concatenate([fast.truth, truth])[order],
-                        np.concatenate([fast.pred, pred])[order], [ids[i] for i in order],
-                        np.concatenate([fast.ts, ts])[order])
+    return ModelColumns(
+        model,
+        table.labels,
+        np.concatenate([fast.truth, truth])[order],
+        np.concatenate([fast.pred, pred])[order],
+        [ids[i] for i in order],
+        np.concatenate([fast.ts, ts])[order],
+    )
 
 
 def _judge(raw: bytes, ensemble: Ensemble | None, limits: Limits) -> Record:
@@ -180,8 +195,9 @@ def _judge(raw: bytes, ensemble: Ensemble | None, limits: Limits) -> Record:
 DEFAULT_LIMITS = Limits()
 
 
-def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None,
-                limits: Limits = DEFAULT_LIMITS) -> ParsedBatch:
+def parse_batch(
+    batch: RawBatch, ensemble: Ensemble | None = None, limits: Limits = DEFAULT_LIMITS
+) -> ParsedBatch:
     """Parse a batch into per-model columns, keeping read order within each model.
 
     Well-formed records take the columnar fast path (`flows.parsing.fast_path`); the rest, and every
@@ -221,8 +237,12 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None,
             by_fast[model] = (ModelColumns(model, table.labels, truth, pred, ids, ts), rows)
         elif take.any():
             sel = np.flatnonzero(take)
-            by_fast[model] = (ModelColumns(model, table.labels, truth[sel], pred[sel],
-                                           [ids[i] for i in sel], ts[sel]), rows[sel])
+            by_fast[model] = (
+                ModelColumns(
+                    model, table.labels, truth[sel], pred[sel], [ids[i] for i in sel], ts[sel]
+                ),
+                rows[sel],
+            )
 
     slow = sorted(set(range(len(values))) - set(rows[keep].tolist()))
     judged: dict[str, _Judged] = {}
@@ -233,8 +253,16 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None,
             rec = _judge(values[i], ensemble, limits)
         except RecordError as exc:
             rejected_records += 1
-            dead.append(DeadLetter(bytes(values[i]), str(exc), batch.origin,
-                                   batch.positions[i], None, batch.headers))
+            dead.append(
+                DeadLetter(
+                    bytes(values[i]),
+                    str(exc),
+                    batch.origin,
+                    batch.positions[i],
+                    None,
+                    batch.headers,
+                )
+            )
             continue
         when = batch.fallback_ts[i] if rec.ts is None else rec.ts
         for model, pred_label in rec.predictions.items():
@@ -248,8 +276,11 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None,
             j.ts.append(when)
         for model, reason in rec.entry_errors.items():
             rejected_entries += 1
-            dead.append(DeadLetter(bytes(values[i]), reason, batch.origin, batch.positions[i],
-                                   model, batch.headers))
+            dead.append(
+                DeadLetter(
+                    bytes(values[i]), reason, batch.origin, batch.positions[i], model, batch.headers
+                )
+            )
 
     by_model = {model: cols_ for model, (cols_, _) in by_fast.items()}
     model_rows = {model: rows_ for model, (_, rows_) in by_fast.items()}
@@ -262,5 +293,6 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None,
         for model, cols_ in by_model.items():
             cols_.origin, cols_.headers = batch.origin, batch.headers
             cols_.positions = where[model_rows[model]]
-    return ParsedBatch(by_model, dead, len(values) - rejected_records, rejected_records,
-                       rejected_entries)
+    return ParsedBatch(
+        by_model, dead, len(values) - rejected_records, rejected_records, rejected_entries
+    )

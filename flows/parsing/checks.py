@@ -37,8 +37,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # RFC 3339 section 5.6 date-time; T and Z may be lower case and a space may separate date and
 # time (its note). No week dates, basic format, comma fractions or +0000 offsets.
-_RFC3339_FORM = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}"
-                 r"(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
+_RFC3339_FORM = (
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 
 
 _RFC3339 = re.compile(_RFC3339_FORM + r"\Z")
@@ -83,9 +85,12 @@ def decode(raw: bytes, max_bytes: int | None = None) -> tuple[Any, bool]:
     the stack.
     """
     if max_bytes is not None and len(raw) > max_bytes:
-        raise RecordError(reached("CONFUSION_MAX_RECORD_BYTES",
-                                  f"record is longer than CONFUSION_MAX_RECORD_BYTES="
-                                  f"{max_bytes} bytes"))
+        raise RecordError(
+            reached(
+                "CONFUSION_MAX_RECORD_BYTES",
+                f"record is longer than CONFUSION_MAX_RECORD_BYTES={max_bytes} bytes",
+            )
+        )
     if too_deep(raw):
         raise RecordError(f"arrays and objects nest deeper than {MAX_DEPTH} levels")
     try:
@@ -141,8 +146,10 @@ def timestamp_ms(value: Any, form_checked: bool = False) -> int:
             return value
         raise RecordError(f"'ts' {value} is out of range for epoch milliseconds")
     if type(value) is not str:
-        raise RecordError("'ts' must be an RFC 3339 string or epoch milliseconds (integer), "
-                          f"got {_json_type(value)}")
+        raise RecordError(
+            "'ts' must be an RFC 3339 string or epoch milliseconds (integer), "
+            f"got {_json_type(value)}"
+        )
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -153,12 +160,15 @@ def timestamp_ms(value: Any, form_checked: bool = False) -> int:
     if parsed.tzinfo is None or len(value) < 20:
         raise RecordError(f"'ts' needs a date, a time and a UTC offset (RFC 3339): {value!r}")
     if not form_checked and _RFC3339.match(value) is None:  # fromisoformat takes other forms
-        raise RecordError(f"'ts' is ISO 8601 but not RFC 3339 (YYYY-MM-DDTHH:MM:SS[.frac] and "
-                          f"Z or +HH:MM): {value!r}")
+        raise RecordError(
+            f"'ts' is ISO 8601 but not RFC 3339 (YYYY-MM-DDTHH:MM:SS[.frac] and "
+            f"Z or +HH:MM): {value!r}"
+        )
     ms: int = (parsed - _EPOCH) // _ONE_MS  # exact integer arithmetic; sub-ms digits floored
     if not MIN_MS <= ms <= MAX_MS:
-        raise RecordError(f"'ts' {value!r} is out of range: in UTC it falls outside years "
-                          "1 to 9999")
+        raise RecordError(
+            f"'ts' {value!r} is out of range: in UTC it falls outside years 1 to 9999"
+        )
     return ms
 
 
@@ -197,8 +207,10 @@ def entry_prediction(entry: Any) -> tuple[str, dict[str, float] | None]:
         return scored_prediction(entry)
     if type(entry) is int:
         return str(entry), None
-    raise RecordError("prediction must be a label (string or integer) or a map of label to "
-                      f"score, got {_json_type(entry)}")
+    raise RecordError(
+        "prediction must be a label (string or integer) or a map of label to "
+        f"score, got {_json_type(entry)}"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,8 +224,12 @@ class Record:
     entry_errors: dict[str, str]
 
 
-def parse_record(obj: Any, ensemble: Ensemble | None = None, check_text: bool = False,
-                 max_models: int | None = None) -> Record:
+def parse_record(
+    obj: Any,
+    ensemble: Ensemble | None = None,
+    check_text: bool = False,
+    max_models: int | None = None,
+) -> Record:
     """Validate one decoded record; raise RecordError if the record as a whole is refused.
 
     ``check_text`` asks for the surrogate checks `decode` says the document needs;
@@ -241,14 +257,19 @@ def parse_record(obj: Any, ensemble: Ensemble | None = None, check_text: bool = 
         raise RecordError("missing 'predictions'")
     entries = obj["predictions"]
     if type(entries) is not dict:
-        raise RecordError(f"'predictions' must be an object of model to prediction, "
-                          f"got {_json_type(entries)}")
+        raise RecordError(
+            f"'predictions' must be an object of model to prediction, got {_json_type(entries)}"
+        )
     if not entries:
         raise RecordError("'predictions' is empty")
     if max_models is not None and len(entries) > max_models:
-        raise RecordError(reached("CONFUSION_MAX_MODELS",
-                                  f"record has {len(entries)} model entries, more than "
-                                  f"CONFUSION_MAX_MODELS={max_models}"))
+        raise RecordError(
+            reached(
+                "CONFUSION_MAX_MODELS",
+                f"record has {len(entries)} model entries, more than "
+                f"CONFUSION_MAX_MODELS={max_models}",
+            )
+        )
     preds: dict[str, str] = {}
     errors: dict[str, str] = {}
     scored: list[tuple[str, str, dict[str, float] | None]] = []
@@ -257,8 +278,9 @@ def parse_record(obj: Any, ensemble: Ensemble | None = None, check_text: bool = 
             if not model:
                 raise RecordError("model name is empty")
             if ensemble is not None and model == ensemble.name:
-                raise RecordError(f"model name {model!r} is reserved for the ensemble "
-                                  "(CONFUSION_ENSEMBLE_NAME)")
+                raise RecordError(
+                    f"model name {model!r} is reserved for the ensemble (CONFUSION_ENSEMBLE_NAME)"
+                )
             pred, scores = entry_prediction(entry)
             if check_text:
                 _check_text(model, "model name")

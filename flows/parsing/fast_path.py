@@ -95,8 +95,11 @@ def _aligned(joined: bytes, n: int) -> bool:
         return False
     text = np.frombuffer(joined, dtype=np.uint8)
     newlines = np.flatnonzero(text == ord("\n"))
-    return (len(newlines) == n - 1 and bool((text[newlines - 1] == ord("}")).all())
-            and bool((text[newlines + 1] == ord("{")).all()))
+    return (
+        len(newlines) == n - 1
+        and bool((text[newlines - 1] == ord("}")).all())
+        and bool((text[newlines + 1] == ord("{")).all())
+    )
 
 
 def decode_batch(values: Sequence[bytes], max_bytes: int = 1 << 62) -> list[Wire | None]:
@@ -131,13 +134,15 @@ class PredictedCodes:
     bad: NDArray[np.bool_]  # rows the fast path refuses to judge
 
 
-def _argmax_codes(table: LabelTable, keys: tuple[str, ...], entries: list[Any],
-                  present: list[dict[str, float]]) -> Codes:
+def _argmax_codes(
+    table: LabelTable, keys: tuple[str, ...], entries: list[Any], present: list[dict[str, float]]
+) -> Codes:
     """Arg-max over score maps that share ``keys``; ties go to the label that sorts first."""
     k = len(keys)
     order = sorted(range(k), key=keys.__getitem__)
-    scores = np.fromiter(chain.from_iterable(map(dict.values, present)), dtype=np.float64,
-                         count=len(present) * k).reshape(len(present), k)[:, order]
+    scores = np.fromiter(
+        chain.from_iterable(map(dict.values, present)), dtype=np.float64, count=len(present) * k
+    ).reshape(len(present), k)[:, order]
     key_codes = np.asarray([table.code(keys[j]) for j in order], dtype=np.int32)
     best: Codes = key_codes[scores.argmax(axis=1)]
     if len(present) == len(entries):
@@ -166,8 +171,9 @@ def _one_by_one(table: LabelTable, entries: list[Any], bad: NDArray[np.bool_]) -
     return table.encode(names)
 
 
-def predicted_codes(table: LabelTable, preds: list[dict[str, Any]],
-                    reserved: str | None) -> PredictedCodes:
+def predicted_codes(
+    table: LabelTable, preds: list[dict[str, Any]], reserved: str | None
+) -> PredictedCodes:
     """Predicted label codes per model for rows whose records passed the record-level checks."""
     n = len(preds)
     bad = np.zeros(n, dtype=bool)

@@ -33,7 +33,6 @@ class WindowKind(StrEnum):
     TIME = "time"
 
 
-
 @dataclass(frozen=True, slots=True)
 class WindowView:
     """What a document needs of a window at one moment; arrays are copies."""
@@ -188,16 +187,24 @@ class SlidingWindow(ABC):
         return labels, matrix
 
     def _snapshot_base(self, pairs: Codes) -> WindowSnapshot:
-        return {"v": SNAPSHOT_VERSION, "kind": self.kind.value, "seq": self.seq,
-                "labels": list(self.codes.labels), "cap": self._cap, "pairs": pairs,
-                "log": self._log.snapshot()}
+        return {
+            "v": SNAPSHOT_VERSION,
+            "kind": self.kind.value,
+            "seq": self.seq,
+            "labels": list(self.codes.labels),
+            "cap": self._cap,
+            "pairs": pairs,
+            "log": self._log.snapshot(),
+        }
 
     @classmethod
     def _check(cls, state: WindowSnapshot) -> None:
         """Refuse a snapshot of another version or window kind."""
         if state.get("v") != SNAPSHOT_VERSION or state.get("kind", "count") != cls.kind:
-            raise SnapshotError("the checkpoint holds a different window kind or version; "
-                                "reset the recovery directory to change CONFUSION_WINDOW_KIND")
+            raise SnapshotError(
+                "the checkpoint holds a different window kind or version; "
+                "reset the recovery directory to change CONFUSION_WINDOW_KIND"
+            )
 
     def _restore_base(self, state: WindowSnapshot) -> Counts:
         """Take labels, sequence number and record log from ``state`` (checked by `_check`);
@@ -212,8 +219,12 @@ class SlidingWindow(ABC):
 
     def nbytes(self) -> int:
         """Bytes of state held (ring, matrix, record log, labels)."""
-        return (self._pairs.nbytes + self.matrix.nbytes + self._log.nbytes()
-                + sum(len(label) + 50 for label in self.codes.labels))
+        return (
+            self._pairs.nbytes
+            + self.matrix.nbytes
+            + self._log.nbytes()
+            + sum(len(label) + 50 for label in self.codes.labels)
+        )
 
 
 W = TypeVar("W", bound=SlidingWindow)

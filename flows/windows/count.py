@@ -31,8 +31,9 @@ class CountWindow(SlidingWindow):
         if size < 1:
             raise ValueError("window size must be >= 1")
         # Small windows keep ids as they are; big ones pay a little CPU for a lot less memory.
-        super().__init__(size, RecordLog(max(16, min(4096, size // 8)),
-                                         compress=size >= COMPRESS_FROM))
+        super().__init__(
+            size, RecordLog(max(16, min(4096, size // 8)), compress=size >= COMPRESS_FROM)
+        )
         self.size = size
 
     def _push(self, pairs: Codes, ts: NDArray[np.int64]) -> None:
@@ -42,11 +43,14 @@ class CountWindow(SlidingWindow):
             self._push_scalar(pairs.tolist())
             return
         if n >= self.size:  # the batch alone fills the window: recount its tail
-            pairs = pairs[n - self.size:]
+            pairs = pairs[n - self.size :]
             self.seq += n
-            for (lo, hi), offset in zip(self._slots(self.seq - self.size, self.size),
-                                        (0, self.size - self.seq % self.size), strict=False):
-                self._pairs[lo:hi] = pairs[offset:offset + hi - lo]
+            for (lo, hi), offset in zip(
+                self._slots(self.seq - self.size, self.size),
+                (0, self.size - self.seq % self.size),
+                strict=False,
+            ):
+                self._pairs[lo:hi] = pairs[offset : offset + hi - lo]
             self.matrix[:] = self._counts(pairs)
             self.held = self.size
             return
@@ -56,7 +60,7 @@ class CountWindow(SlidingWindow):
                 self.matrix -= self._counts(self._pairs[lo:hi])
         offset = 0
         for lo, hi in self._slots(self.seq, n):
-            self._pairs[lo:hi] = pairs[offset:offset + hi - lo]
+            self._pairs[lo:hi] = pairs[offset : offset + hi - lo]
             offset += hi - lo
         self.matrix += self._counts(pairs)
         self.seq += n
@@ -79,16 +83,25 @@ class CountWindow(SlidingWindow):
 
     def view(self) -> WindowView:
         labels, matrix = self._seen()
-        return WindowView(self.size, self.seq, self.held, labels, matrix,
-                          self._log.get(self.seq - self.held), self._log.get(self.seq - 1),
-                          self.kind, self.held == self.size)
+        return WindowView(
+            self.size,
+            self.seq,
+            self.held,
+            labels,
+            matrix,
+            self._log.get(self.seq - self.held),
+            self._log.get(self.seq - 1),
+            self.kind,
+            self.held == self.size,
+        )
 
     def _held_pairs(self) -> Codes:
         """The pair codes in the window, oldest first (a copy)."""
         if not self.held:
             return self._pairs[:0].copy()
-        return np.concatenate([self._pairs[lo:hi]
-                               for lo, hi in self._slots(self.seq - self.held, self.held)])
+        return np.concatenate(
+            [self._pairs[lo:hi] for lo, hi in self._slots(self.seq - self.held, self.held)]
+        )
 
     def snapshot(self) -> CountSnapshot:
         return {**self._snapshot_base(self._held_pairs()), "size": self.size}

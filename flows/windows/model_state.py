@@ -45,8 +45,9 @@ def over_class_limit(known: LabelTable, cols: ModelColumns, limit: int) -> list[
     n_labels = len(cols.labels)
     if len(known) + n_labels <= limit:  # room even if every label of the batch were new
         return []
-    used = np.flatnonzero(np.bincount(cols.truth, minlength=n_labels)
-                          + np.bincount(cols.pred, minlength=n_labels))
+    used = np.flatnonzero(
+        np.bincount(cols.truth, minlength=n_labels) + np.bincount(cols.pred, minlength=n_labels)
+    )
     new = [int(c) for c in used if cols.labels[c] not in known.index]
     if len(known) + len(new) <= limit:
         return []
@@ -72,11 +73,19 @@ def _class_letters(cols: ModelColumns, rows: list[int], limit: int) -> list[Dead
     letters = []
     for row in rows:
         truth, pred = cols.labels[cols.truth[row]], cols.labels[cols.pred[row]]
-        reason = reached("CONFUSION_MAX_CLASSES",
-                         f"model {cols.model!r} already holds its limit of {limit} classes "
-                         f"(CONFUSION_MAX_CLASSES) and this record brings a new one")
-        raw = orjson.dumps({"id": cols.ids[row], "ts": int(cols.ts[row]), "label": truth,
-                            "predictions": {cols.model: pred}})
+        reason = reached(
+            "CONFUSION_MAX_CLASSES",
+            f"model {cols.model!r} already holds its limit of {limit} classes "
+            f"(CONFUSION_MAX_CLASSES) and this record brings a new one",
+        )
+        raw = orjson.dumps(
+            {
+                "id": cols.ids[row],
+                "ts": int(cols.ts[row]),
+                "label": truth,
+                "predictions": {cols.model: pred},
+            }
+        )
         position = -1 if cols.positions is None else int(cols.positions[row])
         letters.append(DeadLetter(raw, reason, cols.origin, position, cols.model, cols.headers))
     return letters
@@ -86,17 +95,30 @@ def _without(cols: ModelColumns, rows: list[int]) -> ModelColumns:
     keep = np.ones(len(cols), dtype=bool)
     keep[rows] = False
     sel = np.flatnonzero(keep)
-    return ModelColumns(cols.model, cols.labels, cols.truth[sel], cols.pred[sel],
-                        [cols.ids[i] for i in sel.tolist()], cols.ts[sel], cols.origin,
-                        None if cols.positions is None else cols.positions[sel], cols.headers)
+    return ModelColumns(
+        cols.model,
+        cols.labels,
+        cols.truth[sel],
+        cols.pred[sel],
+        [cols.ids[i] for i in sel.tolist()],
+        cols.ts[sel],
+        cols.origin,
+        None if cols.positions is None else cols.positions[sel],
+        cols.headers,
+    )
 
 
 class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Document | DeadLetter, ModelState]):
     """One model's window inside the dataflow (one instance per model key)."""
 
-    def __init__(self, policy: WindowPolicy[Any, Any], emit_every: int,
-                 resume: ModelState | None, clock: Callable[[], int] = now_ms,
-                 max_classes: int = MAX_CLASSES) -> None:
+    def __init__(
+        self,
+        policy: WindowPolicy[Any, Any],
+        emit_every: int,
+        resume: ModelState | None,
+        clock: Callable[[], int] = now_ms,
+        max_classes: int = MAX_CLASSES,
+    ) -> None:
         # Bytewax does not pass the key to the builder: the name arrives with the first batch.
         self.model = "" if resume is None else resume["model"]
         self.emit_every = emit_every
@@ -108,8 +130,10 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Document | DeadLetter, M
             self.emitted_seq = 0
         else:
             if resume.get("v") != STATE_VERSION:
-                raise SnapshotError(f"state of model {self.model!r} has version "
-                                    f"{resume.get('v')!r}, this build reads {STATE_VERSION}")
+                raise SnapshotError(
+                    f"state of model {self.model!r} has version "
+                    f"{resume.get('v')!r}, this build reads {STATE_VERSION}"
+                )
             self.window = policy.restore(resume["window"])
             self.emitted_seq = resume["emitted_seq"]
 
@@ -135,5 +159,9 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Document | DeadLetter, M
         return [], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> ModelState:
-        return {"v": STATE_VERSION, "model": self.model, "window": self.window.snapshot(),
-                "emitted_seq": self.emitted_seq}
+        return {
+            "v": STATE_VERSION,
+            "model": self.model,
+            "window": self.window.snapshot(),
+            "emitted_seq": self.emitted_seq,
+        }

@@ -30,8 +30,12 @@ class RecordLogSnapshot(TypedDict):
 
 
 def _list_bytes(ids: list[str | int], ts: list[int]) -> int:
-    return (sys.getsizeof(ids) + sys.getsizeof(ts) + sum(map(sys.getsizeof, ids))
-            + sum(map(sys.getsizeof, ts)))
+    return (
+        sys.getsizeof(ids)
+        + sys.getsizeof(ts)
+        + sum(map(sys.getsizeof, ids))
+        + sum(map(sys.getsizeof, ts))
+    )
 
 
 class RecordLog:
@@ -43,8 +47,16 @@ class RecordLog:
     and last record, so one decoded chunk is cached for the window's head.
     """
 
-    __slots__ = ("_cache", "_chunk", "_compress", "_open_ids", "_open_start", "_open_ts",
-                 "_sealed", "_starts")
+    __slots__ = (
+        "_cache",
+        "_chunk",
+        "_compress",
+        "_open_ids",
+        "_open_start",
+        "_open_ts",
+        "_sealed",
+        "_starts",
+    )
 
     def __init__(self, chunk: int, compress: bool = True) -> None:
         self._chunk = chunk
@@ -61,8 +73,8 @@ class RecordLog:
         pos = 0
         while pos < len(ids):
             room = self._chunk - len(self._open_ids)
-            self._open_ids.extend(ids[pos:pos + room])
-            self._open_ts.extend(ts[pos:pos + room])
+            self._open_ids.extend(ids[pos : pos + room])
+            self._open_ts.extend(ts[pos : pos + room])
             pos += room
             if len(self._open_ids) >= self._chunk:
                 self._seal()
@@ -112,14 +124,20 @@ class RecordLog:
 
     def nbytes(self) -> int:
         """Bytes held: compressed blobs, or the Python lists and objects of plain chunks."""
-        total = sum(len(blob) if isinstance(blob, bytes) else _list_bytes(*blob)
-                    for _, blob in self._sealed)
+        total = sum(
+            len(blob) if isinstance(blob, bytes) else _list_bytes(*blob) for _, blob in self._sealed
+        )
         return total + _list_bytes(self._open_ids, self._open_ts)
 
     def snapshot(self) -> RecordLogSnapshot:
-        return {"chunk": self._chunk, "compress": self._compress, "sealed": list(self._sealed),
-                "open_start": self._open_start, "open_ids": list(self._open_ids),
-                "open_ts": list(self._open_ts)}
+        return {
+            "chunk": self._chunk,
+            "compress": self._compress,
+            "sealed": list(self._sealed),
+            "open_start": self._open_start,
+            "open_ids": list(self._open_ids),
+            "open_ts": list(self._open_ts),
+        }
 
     @classmethod
     def restore(cls, state: RecordLogSnapshot) -> RecordLog:

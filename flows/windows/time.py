@@ -52,8 +52,11 @@ class TimeWindow(SlidingWindow):
     @property
     def full(self) -> bool:
         """Whether the stream has covered one whole duration yet."""
-        return (self.newest is not None and self.first_ts is not None
-                and self.newest - self.first_ts >= self.duration_ms)
+        return (
+            self.newest is not None
+            and self.first_ts is not None
+            and self.newest - self.first_ts >= self.duration_ms
+        )
 
     def _grow_ring(self, need: int) -> None:
         size = len(self._pairs)
@@ -64,9 +67,9 @@ class TimeWindow(SlidingWindow):
         pairs = np.zeros(new_size, dtype=self._pairs.dtype)
         ts = np.zeros(new_size, dtype=np.int64)
         num = np.zeros(new_size, dtype=np.int64)
-        pairs[:self.held] = self._pairs[order]
-        ts[:self.held] = self._ts[order]
-        num[:self.held] = self._num[order]
+        pairs[: self.held] = self._pairs[order]
+        ts[: self.held] = self._ts[order]
+        num[: self.held] = self._num[order]
         self._pairs, self._ts, self._num, self._head = pairs, ts, num, 0
 
     def _push(self, pairs: Codes, ts: NDArray[np.int64]) -> None:
@@ -97,9 +100,9 @@ class TimeWindow(SlidingWindow):
         self._grow_ring(self.held + kept)
         offset = 0
         for lo, hi in self._slots(self._head + self.held, kept):
-            self._pairs[lo:hi] = pairs[offset:offset + hi - lo]
-            self._ts[lo:hi] = times[offset:offset + hi - lo]
-            self._num[lo:hi] = numbers[offset:offset + hi - lo]
+            self._pairs[lo:hi] = pairs[offset : offset + hi - lo]
+            self._ts[lo:hi] = times[offset : offset + hi - lo]
+            self._num[lo:hi] = numbers[offset : offset + hi - lo]
             offset += hi - lo
         self.matrix += self._counts(pairs)
         self.held += kept
@@ -132,17 +135,23 @@ class TimeWindow(SlidingWindow):
         labels, matrix = self._seen()
         last = self._log.get(self.seq - 1)
         first = self._log.get(self._first_number()) if self.held else last
-        return WindowView(self.duration_ms, self.seq, self.held, labels, matrix, first, last,
-                          self.kind, self.full)
+        return WindowView(
+            self.duration_ms, self.seq, self.held, labels, matrix, first, last, self.kind, self.full
+        )
 
     def nbytes(self) -> int:
         return super().nbytes() + self._ts.nbytes + self._num.nbytes
 
     def snapshot(self) -> TimeSnapshot:
         order = (self._head + np.arange(self.held)) % len(self._pairs)
-        return {**self._snapshot_base(self._pairs[order]),
-                "duration_ms": self.duration_ms, "newest": self.newest,
-                "first_ts": self.first_ts, "ts": self._ts[order], "num": self._num[order]}
+        return {
+            **self._snapshot_base(self._pairs[order]),
+            "duration_ms": self.duration_ms,
+            "newest": self.newest,
+            "first_ts": self.first_ts,
+            "ts": self._ts[order],
+            "num": self._num[order],
+        }
 
     @classmethod
     def restore(cls, state: TimeSnapshot, duration_ms: int | None = None) -> TimeWindow:

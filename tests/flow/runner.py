@@ -45,9 +45,16 @@ def read_jsonl(path: Path) -> list[Doc]:
     return [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
-def job_env(tmp: Path, *, window_size: int, emit_every: int, weights: str = "",
-            input_path: Path | None = None, batch_size: int | None = None,
-            window_duration: str | None = None) -> dict[str, str]:
+def job_env(
+    tmp: Path,
+    *,
+    window_size: int,
+    emit_every: int,
+    weights: str = "",
+    input_path: Path | None = None,
+    batch_size: int | None = None,
+    window_duration: str | None = None,
+) -> dict[str, str]:
     """``CONFUSION_*`` variables of a quiet job writing into ``tmp``."""
     env = {
         "CONFUSION_SOURCE": "file" if input_path else "demo",
@@ -74,8 +81,9 @@ def weights_text(weights: Mapping[str, float]) -> str:
     return ",".join(f"{model}={weight}" for model, weight in weights.items())
 
 
-def raw_batches(lines: Sequence[bytes], fallback_ts: Sequence[int],
-                sizes: Sequence[int] = (1, 3, 17, 50)) -> list[RawBatch]:
+def raw_batches(
+    lines: Sequence[bytes], fallback_ts: Sequence[int], sizes: Sequence[int] = (1, 3, 17, 50)
+) -> list[RawBatch]:
     """The lines as batches of cycling sizes; blank lines are left out, as the file source does.
 
     Positions are 1-based line numbers, like the file source's.
@@ -86,66 +94,126 @@ def raw_batches(lines: Sequence[bytes], fallback_ts: Sequence[int],
     while start < len(lines):
         stop = min(len(lines), start + sizes[turn % len(sizes)])
         keep = [i for i in range(start, stop) if lines[i].strip(b" \t\r\n")]
-        batches.append(RawBatch([lines[i] for i in keep], [fallback_ts[i] for i in keep],
-                                ORIGIN, [i + 1 for i in keep]))
+        batches.append(
+            RawBatch(
+                [lines[i] for i in keep],
+                [fallback_ts[i] for i in keep],
+                ORIGIN,
+                [i + 1 for i in keep],
+            )
+        )
         start, turn = stop, turn + 1
     return batches
 
 
-def execute(settings: Settings, *, workers: int = 1, source: Source[RawBatch] | None = None,
-            sinks: Sinks | None = None, recovery_dir: Path | None = None,
-            epoch: timedelta | None = None) -> None:
+def execute(
+    settings: Settings,
+    *,
+    workers: int = 1,
+    source: Source[RawBatch] | None = None,
+    sinks: Sinks | None = None,
+    recovery_dir: Path | None = None,
+    epoch: timedelta | None = None,
+) -> None:
     """Build the job's dataflow and run it to completion with ``workers`` workers.
 
     ``source`` and ``sinks`` default to the ones ``settings`` names.
     """
     flow = build_flow(settings, source=source, sinks=sinks)
-    recovery = (RecoveryConfig(str(recovery_dir))  # type: ignore[no-untyped-call]
-                if recovery_dir is not None else None)
+    recovery = (
+        RecoveryConfig(str(recovery_dir))  # type: ignore[no-untyped-call]
+        if recovery_dir is not None
+        else None
+    )
     if workers == 1:
-        run_main(flow, epoch_interval=epoch,  # type: ignore[no-untyped-call]
-                 recovery_config=recovery)
+        run_main(
+            flow,
+            epoch_interval=epoch,  # type: ignore[no-untyped-call]
+            recovery_config=recovery,
+        )
     else:
-        cluster_main(flow, [], 0, epoch_interval=epoch,  # type: ignore[no-untyped-call]
-                     recovery_config=recovery,
-                     worker_count_per_proc=workers)
+        cluster_main(
+            flow,
+            [],
+            0,
+            epoch_interval=epoch,  # type: ignore[no-untyped-call]
+            recovery_config=recovery,
+            worker_count_per_proc=workers,
+        )
 
 
 def output_of(settings: Settings) -> FlowOutput:
     return FlowOutput(read_jsonl(settings.output), read_jsonl(settings.dead_letter_path))
 
 
-def run_batches(lines: Sequence[bytes], fallback_ts: Sequence[int], tmp: Path, *,
-                window_size: int, emit_every: int, workers: int = 1, weights: str = "",
-                sizes: Sequence[int] = (1, 3, 17, 50),
-                window_duration: str | None = None) -> FlowOutput:
+def run_batches(
+    lines: Sequence[bytes],
+    fallback_ts: Sequence[int],
+    tmp: Path,
+    *,
+    window_size: int,
+    emit_every: int,
+    workers: int = 1,
+    weights: str = "",
+    sizes: Sequence[int] = (1, 3, 17, 50),
+    window_duration: str | None = None,
+) -> FlowOutput:
     """Run the job on ``lines`` fed as `RawBatch` items by a `TestingSource`, its outputs
     caught by `TestingSink`s. Documents pass through the JSON encoding the job's sinks use.
 
     ``window_duration`` switches to time windows of that duration.
     """
-    settings = load_settings(job_env(tmp, window_size=window_size, emit_every=emit_every,
-                                     weights=weights, window_duration=window_duration))
+    settings = load_settings(
+        job_env(
+            tmp,
+            window_size=window_size,
+            emit_every=emit_every,
+            weights=weights,
+            window_duration=window_duration,
+        )
+    )
     documents: list[tuple[str, Doc]] = []
     letters: list[tuple[str, DeadLetter]] = []
-    execute(settings, workers=workers,
-            source=TestingSource(raw_batches(lines, fallback_ts, sizes)),
-            sinks=Sinks(TestingSink(documents), TestingSink(letters)))
-    return FlowOutput([json.loads(encode_json(doc)) for _, doc in documents],
-                      [letter.to_json() for _, letter in letters])
+    execute(
+        settings,
+        workers=workers,
+        source=TestingSource(raw_batches(lines, fallback_ts, sizes)),
+        sinks=Sinks(TestingSink(documents), TestingSink(letters)),
+    )
+    return FlowOutput(
+        [json.loads(encode_json(doc)) for _, doc in documents],
+        [letter.to_json() for _, letter in letters],
+    )
 
 
-def run_file(lines: Sequence[bytes], tmp: Path, *, window_size: int, emit_every: int,
-             workers: int = 1, weights: str = "", batch_size: int | None = None,
-             newline: bytes = b"\n", final_newline: bool = True,
-             window_duration: str | None = None) -> FlowOutput:
+def run_file(
+    lines: Sequence[bytes],
+    tmp: Path,
+    *,
+    window_size: int,
+    emit_every: int,
+    workers: int = 1,
+    weights: str = "",
+    batch_size: int | None = None,
+    newline: bytes = b"\n",
+    final_newline: bool = True,
+    window_duration: str | None = None,
+) -> FlowOutput:
     """Run the job as configured by its variables alone: its own file source on ``lines``
     written to a JSON-lines file, its own JSON-lines sinks."""
     path = tmp / "input.jsonl"
     text = newline.join(lines)
     path.write_bytes(text + newline if final_newline else text)
-    settings = load_settings(job_env(tmp, window_size=window_size, emit_every=emit_every,
-                                     weights=weights, input_path=path, batch_size=batch_size,
-                                     window_duration=window_duration))
+    settings = load_settings(
+        job_env(
+            tmp,
+            window_size=window_size,
+            emit_every=emit_every,
+            weights=weights,
+            input_path=path,
+            batch_size=batch_size,
+            window_duration=window_duration,
+        )
+    )
     execute(settings, workers=workers)
     return output_of(settings)

@@ -59,17 +59,26 @@ DURATIONS = (300, 1000)  # the time windows' durations, for "exactly on the boun
 
 LABELS = ("a", "b", "c", "d", "e")
 MALFORMED = (
-    b"{", b"\x0b", b"\x0c", b" \t", b"", b"[1, 2]", b"null",
+    b"{",
+    b"\x0b",
+    b"\x0c",
+    b" \t",
+    b"",
+    b"[1, 2]",
+    b"null",
     b'{"id": true, "label": "a", "ts": 0, "predictions": {"m1": "a"}}',
     b'{"id": "x", "ts": 0, "predictions": {"m1": "a"}}',
     b'{"id": "y", "label": "a", "ts": "2026-W47-7T10:00:00+00:00", "predictions": {"m1": "a"}}',
     b'{"id": "z", "label": "a", "ts": 0, "predictions": {"m1": {"a": "high"}, "m2": "b"}}',
     b'{"id": "u", "label": "\xff", "ts": 0, "predictions": {"m1": "a"}}',
     b'{"id": "d", "label": "a", "ts": 0, "predictions": {"m1": "a"}, "x": '
-    + b"[" * 70 + b"]" * 70 + b"}",
+    + b"[" * 70
+    + b"]" * 70
+    + b"}",
     b'{"id": "w", "label": "a", "ts": 0, "predictions": {"m1": "a", "m2": "a", "m3": "a"}}',
     b'{"id": "p1", "label": "a", "ts": 0, "predictions": {"m1": "a"}} {"id": "p2"}',
-    b'{"id": "s", "label": "a", "ts": 0, "note": "' + b"x" * 500
+    b'{"id": "s", "label": "a", "ts": 0, "note": "'
+    + b"x" * 500
     + b'", "predictions": {"m1": "a"}}',
 )
 
@@ -102,8 +111,9 @@ def streams(draw: st.DrawFn) -> list[bytes]:
     return lines
 
 
-def run(lines: list[bytes], config: WindowConfig, batch_size: int
-        ) -> tuple[dict[tuple[str, int], dict[str, Any]], list[tuple[Any, ...]]]:
+def run(
+    lines: list[bytes], config: WindowConfig, batch_size: int
+) -> tuple[dict[tuple[str, int], dict[str, Any]], list[tuple[Any, ...]]]:
     """Documents by (model, seq) without ``emitted_at``, and dead letters in a stable order."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "in.jsonl"
@@ -123,9 +133,15 @@ def run(lines: list[bytes], config: WindowConfig, batch_size: int
                     letters += parsed.dead
                     for model, cols in parsed.by_model.items():
                         logic = logics.setdefault(
-                            model, ModelWindowLogic(config.policy, config.emit_every, None,
-                                                    clock=lambda: 0,
-                                                    max_classes=config.max_classes))
+                            model,
+                            ModelWindowLogic(
+                                config.policy,
+                                config.emit_every,
+                                None,
+                                clock=lambda: 0,
+                                max_classes=config.max_classes,
+                            ),
+                        )
                         out += logic.on_batch([cols])[0]
         finally:
             part.close()
@@ -139,15 +155,17 @@ def run(lines: list[bytes], config: WindowConfig, batch_size: int
             key = (item["model"], item["seq"])
             assert key not in docs, f"two documents for {key}"
             docs[key] = {k: v for k, v in item.items() if k != "emitted_at"}
-    dead = sorted((d.position, d.model or "", d.reason, d.raw, Path(d.origin).name)
-                  for d in letters)
+    dead = sorted(
+        (d.position, d.model or "", d.reason, d.raw, Path(d.origin).name) for d in letters
+    )
     return docs, dead
 
 
 @pytest.mark.parametrize("config", WINDOW_CONFIGS, ids=[c.name for c in WINDOW_CONFIGS])
 @given(lines=streams())
-def test_batch_sizes_1_7_and_1000_give_identical_output(config: WindowConfig,
-                                                        lines: list[bytes]) -> None:
+def test_batch_sizes_1_7_and_1000_give_identical_output(
+    config: WindowConfig, lines: list[bytes]
+) -> None:
     first = run(lines, config, BATCH_SIZES[0])
     for size in BATCH_SIZES[1:]:
         other = run(lines, config, size)

@@ -37,15 +37,34 @@ CASES = [
 @pytest.mark.parametrize("workers", WORKERS)
 @pytest.mark.parametrize(("name", "duration", "duration_ms", "emit_every", "weights"), CASES)
 def test_in_memory_batches_give_reference_time_documents(
-        tmp_path: Path, name: str, duration: str, duration_ms: int, emit_every: int,
-        weights: str, workers: int) -> None:
+    tmp_path: Path,
+    name: str,
+    duration: str,
+    duration_ms: int,
+    emit_every: int,
+    weights: str,
+    workers: int,
+) -> None:
     s = _stream(name)
-    output = run_batches(s.lines, s.fallback_ts, tmp_path, window_size=1000,
-                         emit_every=emit_every, workers=workers,
-                         weights=weights_text(WEIGHTS[weights]), window_duration=duration)
-    reference = expected_run(s.lines, window_size=1000, emit_every=emit_every,
-                             weights=WEIGHTS[weights], fallback_ts=s.fallback_ts,
-                             engine="exact", window_duration_ms=duration_ms)
+    output = run_batches(
+        s.lines,
+        s.fallback_ts,
+        tmp_path,
+        window_size=1000,
+        emit_every=emit_every,
+        workers=workers,
+        weights=weights_text(WEIGHTS[weights]),
+        window_duration=duration,
+    )
+    reference = expected_run(
+        s.lines,
+        window_size=1000,
+        emit_every=emit_every,
+        weights=WEIGHTS[weights],
+        fallback_ts=s.fallback_ts,
+        engine="exact",
+        window_duration_ms=duration_ms,
+    )
     assert_documents_match(output.documents, reference.documents)
     assert len(output.dead_letters) == len(reference.rejections)
 
@@ -54,9 +73,16 @@ def test_in_memory_batches_give_reference_time_documents(
 def test_file_source_gives_reference_time_documents(tmp_path: Path, batch_size: int) -> None:
     """Every record of this stream has its own time, so the file's arrival times play no part."""
     s = time_skew_stream()
-    output = run_file(s.lines, tmp_path, window_size=1000, emit_every=3, batch_size=batch_size,
-                      window_duration="2s")
-    reference = expected_run(s.lines, window_size=1000, emit_every=3, engine="exact",
-                             window_duration_ms=2000)
+    output = run_file(
+        s.lines,
+        tmp_path,
+        window_size=1000,
+        emit_every=3,
+        batch_size=batch_size,
+        window_duration="2s",
+    )
+    reference = expected_run(
+        s.lines, window_size=1000, emit_every=3, engine="exact", window_duration_ms=2000
+    )
     assert_documents_match(output.documents, reference.documents)
     assert output.dead_letters == []

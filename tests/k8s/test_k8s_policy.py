@@ -39,8 +39,12 @@ def _pod_spec(d: Objects) -> Obj:
 
 def _env(d: Objects, name: str = MAIN, ordinal: int = 0) -> dict[str, str]:
     sts = d.statefulset
-    return pod_env(container(sts, name), d, pod_name=f"{sts['metadata']['name']}-{ordinal}",
-                   namespace=NAMESPACE)
+    return pod_env(
+        container(sts, name),
+        d,
+        pod_name=f"{sts['metadata']['name']}-{ordinal}",
+        namespace=NAMESPACE,
+    )
 
 
 def _secret_placeholders(d: Objects) -> dict[str, dict[str, str]]:
@@ -210,8 +214,9 @@ def test_probes_check_the_heartbeat_with_meaningful_limits(deployment: Objects) 
     main = container(deployment.statefulset, MAIN)
     env = _env(deployment)
     settings = load_settings({**env, **_placeholder_secret_env(deployment)})
-    startup, liveness, readiness = (main[k] for k in ("startupProbe", "livenessProbe",
-                                                     "readinessProbe"))
+    startup, liveness, readiness = (
+        main[k] for k in ("startupProbe", "livenessProbe", "readinessProbe")
+    )
     for probe in (startup, liveness, readiness):
         args = _health_args(probe)
         assert args.file is None, "the probe must read CONFUSION_HEARTBEAT_FILE like the job"
@@ -241,14 +246,14 @@ def test_process_id_and_peers_come_from_the_pod_ordinal(deployment: Objects) -> 
     replicas = spec["replicas"]
     name = sts["metadata"]["name"]
     service = deployment.get("Service", spec["serviceName"])
-    peers_port = next(p["containerPort"] for p in container(sts, MAIN)["ports"]
-                      if p["name"] == "peers")
+    peers_port = next(
+        p["containerPort"] for p in container(sts, MAIN)["ports"] if p["name"] == "peers"
+    )
     init_env = _env(deployment, INIT)
     assert int(init_env["BYTEWAX_REPLICAS"]) == replicas, "hostfile length != replicas"
     for c in (MAIN, INIT):
         fields = {v["name"]: v for v in container(sts, c)["env"]}
-        assert fields["BYTEWAX_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == \
-            "metadata.name"
+        assert fields["BYTEWAX_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     addresses = recovery_init.peer_addresses(init_env["BYTEWAX_PEER_ADDRESS"], replicas)
     for ordinal in range(replicas):
         env = _env(deployment, ordinal=ordinal)
@@ -258,8 +263,10 @@ def test_process_id_and_peers_come_from_the_pod_ordinal(deployment: Objects) -> 
         # What bytewax.run does with these two variables:
         pod = env["BYTEWAX_POD_NAME"]
         assert int(pod.replace(env["BYTEWAX_STATEFULSET_NAME"] + "-", "")) == ordinal
-        assert addresses[ordinal] == (f"{name}-{ordinal}.{service['metadata']['name']}."
-                                      f"{NAMESPACE}.svc.cluster.local:{peers_port}")
+        assert addresses[ordinal] == (
+            f"{name}-{ordinal}.{service['metadata']['name']}."
+            f"{NAMESPACE}.svc.cluster.local:{peers_port}"
+        )
     # The init container writes the hostfile where the main container reads it.
     hostfile = init_env["BYTEWAX_HOSTFILE_PATH"]
     init_vol = volume_for(hostfile, container(sts, INIT), sts)

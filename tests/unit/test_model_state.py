@@ -31,8 +31,9 @@ def lines_of(pairs: list[tuple[str, str]], other_every: int) -> list[bytes]:
     return lines
 
 
-def run_logic(lines: list[bytes], window: int, emit: int, cuts: list[int],
-              resume_after: int | None) -> list[dict[str, Any]]:
+def run_logic(
+    lines: list[bytes], window: int, emit: int, cuts: list[int], resume_after: int | None
+) -> list[dict[str, Any]]:
     """Feed model ``m``'s columns batch by batch, optionally through a pickled snapshot."""
     policy = CountPolicy(window)
     logic = ModelWindowLogic(policy, emit, None, clock=lambda: T0)
@@ -40,8 +41,9 @@ def run_logic(lines: list[bytes], window: int, emit: int, cuts: list[int],
     start, turn = 0, 0
     while start < len(lines):
         stop = min(len(lines), start + cuts[turn % len(cuts)])
-        parsed = parse_batch(RawBatch(lines[start:stop], [0] * (stop - start), "o",
-                                      list(range(start, stop))))
+        parsed = parse_batch(
+            RawBatch(lines[start:stop], [0] * (stop - start), "o", list(range(start, stop)))
+        )
         if "m" in parsed.by_model:
             out, discard = logic.on_batch([parsed.by_model["m"]])
             # Bytewax drops a key's state when the logic says DISCARD (True): the window and
@@ -58,14 +60,24 @@ def run_logic(lines: list[bytes], window: int, emit: int, cuts: list[int],
     return docs
 
 
-@given(pairs=st.lists(st.tuples(st.sampled_from(LABELS), st.sampled_from(LABELS)), min_size=1,
-                      max_size=60),
-       window=st.integers(1, 12), emit=st.integers(1, 10),
-       cuts=st.lists(st.integers(1, 15), min_size=1, max_size=4),
-       other_every=st.integers(0, 4), resume_after=st.none() | st.integers(0, 8))
+@given(
+    pairs=st.lists(
+        st.tuples(st.sampled_from(LABELS), st.sampled_from(LABELS)), min_size=1, max_size=60
+    ),
+    window=st.integers(1, 12),
+    emit=st.integers(1, 10),
+    cuts=st.lists(st.integers(1, 15), min_size=1, max_size=4),
+    other_every=st.integers(0, 4),
+    resume_after=st.none() | st.integers(0, 8),
+)
 def test_documents_at_every_multiple_and_at_the_end(
-        pairs: list[tuple[str, str]], window: int, emit: int, cuts: list[int], other_every: int,
-        resume_after: int | None) -> None:
+    pairs: list[tuple[str, str]],
+    window: int,
+    emit: int,
+    cuts: list[int],
+    other_every: int,
+    resume_after: int | None,
+) -> None:
     lines = lines_of(pairs, other_every)
     expected = expected_run(lines, window_size=window, emit_every=emit, engine="exact")
     mine = {key: doc for key, doc in expected.documents.items() if key[0] == "m"}
