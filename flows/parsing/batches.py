@@ -135,8 +135,8 @@ def _timestamps(
     checked = (
         bool(raw)
         and set(map(type, raw)) == {str}
-        and RFC3339_LINES.fullmatch("\n".join(raw)) is not None
-    )  # type: ignore[arg-type]
+        and RFC3339_LINES.fullmatch("\n".join(raw)) is not None  # type: ignore[arg-type]
+    )
     out = []
     for i, value in enumerate(raw):
         if value is None:
