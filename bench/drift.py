@@ -45,9 +45,10 @@ from bench.common import (
     table,
 )
 from flows.demo import demo_lines
-from flows.model_state import Alert, Alerting, ModelWindowLogic, WindowPolicy
-from flows.records import ModelColumns
+from flows.parsing.batches import ModelColumns
 from flows.settings import load_settings
+from flows.windows.count import CountPolicy
+from flows.windows.model_state import Alert, Alerting, ModelWindowLogic
 
 CLASSES = ["A", "B", "C"]
 WINDOW = 1000
@@ -86,7 +87,7 @@ def alerts_of(
     """The fired alerts the job's logic raises on one generated stream."""
     settings = load_settings({"CONFUSION_ALERT_RULES": rules, "CONFUSION_DRIFT_DETECTOR": detector})
     alerting = Alerting(settings.drift_config(), settings.alert_policy())
-    logic = ModelWindowLogic(WindowPolicy(WINDOW, EMIT), None, alerting=alerting)
+    logic = ModelWindowLogic(CountPolicy(WINDOW), EMIT, None, alerting=alerting)
     fired: list[dict[str, Any]] = []
     for batch in batches(seed, levels):
         out, _ = logic.on_batch([batch])

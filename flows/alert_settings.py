@@ -8,13 +8,15 @@ without Kafka stops the job before it starts, naming the variable.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from flows.drift import DriftConfig
 from flows.output.alerts import AlertPolicy, Baseline, parse_rules, read_baselines
+
+if TYPE_CHECKING:  # flows.windows imports the settings: import it lazily here
+    from flows.windows.drift import DriftConfig
 
 DEFAULT_RULES = "accuracy drop>0.1"
 
@@ -61,6 +63,8 @@ class AlertSettings(BaseModel):
         return self
 
     def drift_config(self) -> DriftConfig:
+        from flows.windows.drift import DriftConfig
+
         return DriftConfig(
             self.drift_detector, self.drift_delta, self.drift_clock, self.drift_scores
         )

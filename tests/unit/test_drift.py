@@ -1,4 +1,4 @@
-"""Change detectors (flows.drift): direction, batch independence, snapshots."""
+"""Change detectors (flows.windows.drift): direction, batch independence, snapshots."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from flows.drift import DriftConfig, DriftWatch, true_class_scores
+from flows.windows.drift import DriftConfig, DriftWatch, true_class_scores
 
 
 def stream(seed: int, *levels: tuple[int, float]) -> np.ndarray:
@@ -104,9 +104,9 @@ def test_block_feeding_finds_what_a_per_record_loop_finds(
     """The detector feeds River in blocks ending where ADWIN tests; a plain loop is the oracle."""
     from river.drift import ADWIN
 
-    import flows.drift
+    import flows.windows.drift
 
-    monkeypatch.setattr(flows.drift, "FAST_PATH", fast)
+    monkeypatch.setattr(flows.windows.drift, "FAST_PATH", fast)
     for seed in range(8):
         correct = stream(seed, (3000, 0.9), (3000, 0.55), (3000, 0.95), (2000, 0.7))
         oracle, adwin = [], ADWIN(clock=clock)

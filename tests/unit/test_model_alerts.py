@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 
 from flows.demo import demo_lines
-from flows.model_state import Alert, Alerting, ModelWindowLogic, WindowPolicy
-from flows.records import ModelColumns, RawBatch, parse_batch
+from flows.parsing.batches import ModelColumns, RawBatch, parse_batch
 from flows.settings import load_settings
+from flows.windows.count import CountPolicy
+from flows.windows.model_state import Alert, Alerting, ModelWindowLogic
 
 RECORDS = 20_000  # the demo drifts model2 at record 10,000
 T0 = 1_795_341_600_000
@@ -43,15 +44,15 @@ def alerting(**env: str) -> Alerting:
 def run(
     model: str, cuts: tuple[int, ...], resume_at: int | None = None, watch: Alerting | None = None
 ) -> list[Any]:
-    policy = WindowPolicy(1000, 100)
+    policy = CountPolicy(1000)
     watch = watch or alerting()
-    logic = ModelWindowLogic(policy, None, clock=lambda: T0, alerting=watch)
+    logic = ModelWindowLogic(policy, 100, None, clock=lambda: T0, alerting=watch)
     out: list[Any] = []
     for k, batch in enumerate(columns(model, cuts)):
         out.extend(logic.on_batch([batch])[0])
         if k == resume_at:
             state = pickle.loads(pickle.dumps(logic.snapshot()))
-            logic = ModelWindowLogic(policy, state, clock=lambda: T0, alerting=watch)
+            logic = ModelWindowLogic(policy, 100, state, clock=lambda: T0, alerting=watch)
     out.extend(logic.on_eof()[0])
     return out
 
