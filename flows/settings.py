@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from flows.alert_settings import AlertSettings
 from flows.errors import ConfigError
 from flows.limits import MAX_CLASSES, MAX_MODELS, MAX_RECORD_BYTES
 
@@ -48,8 +49,11 @@ _SCRIPT_VARIABLES = {
 }
 
 
-class Settings(BaseModel):
-    """The job's configuration; field ``x`` is read from ``CONFUSION_X`` by `load_settings`."""
+class Settings(AlertSettings, BaseModel):
+    """The job's configuration; field ``x`` is read from ``CONFUSION_X`` by `load_settings`.
+
+    The alerting and Prometheus fields come from `AlertSettings`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from prometheus_client import Counter
+from prometheus_client import Counter, start_http_server
 
 from flows.parsing.batches import ParsedBatch
 
@@ -154,3 +154,11 @@ class Heartbeat:
 def heartbeat_from_env() -> Heartbeat:
     path = os.environ.get("CONFUSION_HEARTBEAT_FILE")
     return Heartbeat(Path(path) if path else None)
+
+
+def serve_metrics(port: int | None, addr: str) -> None:
+    """Serve the default registry at ``http://addr:port/metrics`` from a daemon thread."""
+    if port is None:
+        return
+    start_http_server(port, addr)
+    job_logger("metrics").info("Prometheus metrics on http://%s:%d/metrics", addr, port)

@@ -9,7 +9,7 @@ where chosen, so a job (or a tool) pays only for the clients it uses.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # only the standard library at import time (see above)
     from bytewax.inputs import Source
@@ -52,6 +52,29 @@ def make_document_sink(settings: Settings) -> Sink[tuple[str, Document]]:
     from flows.connectors.files import JsonLinesSink
 
     return JsonLinesSink(settings.output)
+
+
+def make_alert_sinks(settings: Settings) -> list[Sink[tuple[str, dict[str, Any]]]]:
+    """Where alert documents go: beside the documents (``<index>-alerts`` for Elasticsearch,
+    ``CONFUSION_ALERTS_OUTPUT`` for jsonl, stdout for console), plus ``CONFUSION_ALERTS_TOPIC``."""
+    sinks: list[Sink[tuple[str, dict[str, Any]]]] = []
+    if settings.sink == "console":
+        from flows.connectors.console import ConsoleSink
+
+        sinks.append(ConsoleSink())
+    elif settings.sink == "elasticsearch":
+        from flows.connectors.elasticsearch.alerts import ElasticsearchAlertsSink
+
+        sinks.append(ElasticsearchAlertsSink.from_settings(settings))
+    else:
+        from flows.connectors.files import JsonLinesSink
+
+        sinks.append(JsonLinesSink(settings.alerts_output))
+    if settings.alerts_topic:
+        from flows.connectors.kafka.alerts import AlertTopicSink
+
+        sinks.append(AlertTopicSink.from_settings(settings))
+    return sinks
 
 
 def _encode_dead_letter(letter: DeadLetter) -> bytes:

@@ -69,24 +69,29 @@ def document(model: str, view: WindowView, emitted_at_ms: int) -> Document:
     matrix = view.matrix
     if order != list(range(len(order))):
         matrix = matrix[order][:, order]
-    (first_id, start), (last_id, end) = view.first, view.last
     return {
         "model": model,
-        "window": {
-            "kind": view.kind.value,
-            "size": view.size,
-            "count": view.count,
-            "full": view.full,
-            "first_id": first_id,
-            "last_id": last_id,
-            "start": iso_ms(start),
-            "end": iso_ms(end),
-        },
+        "window": window_info(view),
         "labels": labels,
         "matrix": matrix.tolist(),
         "metrics": metrics.compute(labels, matrix),
         "seq": view.seq,
         "emitted_at": iso_ms(emitted_at_ms),
+    }
+
+
+def window_info(view: WindowView) -> WindowInfo:
+    """The ``window`` object of a document (and of an alert raised at that record)."""
+    (first_id, start), (last_id, end) = view.first, view.last
+    return {
+        "kind": view.kind.value,
+        "size": view.size,
+        "count": view.count,
+        "full": view.full,
+        "first_id": first_id,
+        "last_id": last_id,
+        "start": iso_ms(start),
+        "end": iso_ms(end),
     }
 
 

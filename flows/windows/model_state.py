@@ -10,7 +10,8 @@ as dead letters. Its snapshot is the window's versioned copy plus the last emitt
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, TypedDict
+from dataclasses import dataclass, field
+from typing import Any, Literal, NotRequired, TypedDict
 
 import numpy as np
 import orjson
@@ -18,12 +19,33 @@ from bytewax.operators import StatefulBatchLogic
 
 from flows.errors import SnapshotError
 from flows.limits import MAX_CLASSES, reached
-from flows.output.documents import Document, document, now_ms
+from flows.output.alerts import AlertBook, AlertPolicy
+from flows.output.documents import Document, document, iso_ms, now_ms, window_info
 from flows.parsing.batches import DeadLetter, ModelColumns
 from flows.parsing.labels import LabelTable
 from flows.windows.base import SlidingWindow, WindowPolicy, WindowSnapshot
+from flows.windows.drift import Change, DriftConfig, DriftWatch, true_class_scores
 
 STATE_VERSION: Literal[1] = 1
+Doc = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Alerting:
+    """What watches each model: its change detectors and the rules on its documents."""
+
+    drift: DriftConfig = field(default_factory=lambda: DriftConfig(detector="off"))
+    policy: AlertPolicy = field(default_factory=AlertPolicy)
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An alert document on the operator's output, told apart from window documents."""
+
+    doc: Doc
+
+
+Emitted = Document | DeadLetter | Alert
 
 
 class ModelState(TypedDict):
@@ -33,6 +55,8 @@ class ModelState(TypedDict):
     model: str
     window: WindowSnapshot
     emitted_seq: int
+    drift: NotRequired[dict[str, Any]]  # DriftWatch.snapshot(); absent in older checkpoints
+    alerts: NotRequired[dict[str, Any]]  # AlertBook.snapshot()
 
 
 def over_class_limit(known: LabelTable, cols: ModelColumns, limit: int) -> list[int]:
@@ -91,6 +115,21 @@ def _class_letters(cols: ModelColumns, rows: list[int], limit: int) -> list[Dead
     return letters
 
 
+def _rows(cols: ModelColumns, lo: int, hi: int) -> ModelColumns:
+    """Records ``lo .. hi - 1`` of ``cols``: a batch is cut where a detector saw a change."""
+    return ModelColumns(
+        cols.model,
+        cols.labels,
+        cols.truth[lo:hi],
+        cols.pred[lo:hi],
+        cols.ids[lo:hi],
+        cols.ts[lo:hi],
+        cols.origin,
+        None if cols.positions is None else cols.positions[lo:hi],
+        cols.headers,
+    )
+
+
 def _without(cols: ModelColumns, rows: list[int]) -> ModelColumns:
     keep = np.ones(len(cols), dtype=bool)
     keep[rows] = False
@@ -108,8 +147,13 @@ def _without(cols: ModelColumns, rows: list[int]) -> ModelColumns:
     )
 
 
-class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Document | DeadLetter, ModelState]):
-    """One model's window inside the dataflow (one instance per model key)."""
+class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, ModelState]):
+    """One model's window inside the dataflow (one instance per model key).
+
+    With `Alerting`, the model's detectors see every record and its rules every document; the
+    alerts come out in order with the documents, as `Alert` items, and the detector and alert
+    state is part of the snapshot.
+    """
 
     def __init__(
         self,
@@ -118,12 +162,18 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Document | DeadLetter, M
         resume: ModelState | None,
         clock: Callable[[], int] = now_ms,
         max_classes: int = MAX_CLASSES,
+        alerting: Alerting | None = None,
     ) -> None:
         # Bytewax does not pass the key to the builder: the name arrives with the first batch.
         self.model = "" if resume is None else resume["model"]
         self.emit_every = emit_every
         self.max_classes = max_classes
         self.clock = clock
+        self.alerting = alerting or Alerting()
+        self.drift = DriftWatch(self.alerting.drift, resume.get("drift") if resume else None)
+        self.book = AlertBook(
+            self.alerting.policy, self.model, resume.get("alerts") if resume else None
+        )
         self.window: SlidingWindow
         if resume is None:
             self.window = policy.new()
@@ -137,26 +187,75 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Document | DeadLetter, M
             self.window = policy.restore(resume["window"])
             self.emitted_seq = resume["emitted_seq"]
 
-    def on_batch(self, values: list[ModelColumns]) -> tuple[list[Document | DeadLetter], bool]:
-        """Documents at each emission point, and dead letters of records over the class limit."""
-        docs: list[Document | DeadLetter] = []
+    def on_batch(self, values: list[ModelColumns]) -> tuple[list[Emitted], bool]:
+        """Documents at each emission point, alerts where they happen, and dead letters of
+        records over the class limit."""
+        out: list[Emitted] = []
         for batch in values:
-            self.model = batch.model
+            self.model = self.book.model = batch.model
             refused = over_class_limit(self.window.codes, batch, self.max_classes)
             if refused:
-                docs += _class_letters(batch, refused, self.max_classes)
+                out += _class_letters(batch, refused, self.max_classes)
                 batch = _without(batch, refused)
-            for view in self.window.add(batch, self.emit_every):
-                docs.append(document(self.model, view, self.clock()))
-                self.emitted_seq = view.seq
-        return docs, StatefulBatchLogic.RETAIN
+            changes = self._changes(batch)
+            if not changes:
+                self._add(batch, out)
+                continue
+            # Cut the batch after each record where a detector saw a change, so the alert
+            # carries the window as it was at that record.
+            start = 0
+            for change in changes:
+                if change.index + 1 > start:
+                    self._add(_rows(batch, start, change.index + 1), out)
+                    start = change.index + 1
+                self._changed(change, out)
+            if start < len(batch):
+                self._add(_rows(batch, start, len(batch)), out)
+        return out, StatefulBatchLogic.RETAIN
 
-    def on_eof(self) -> tuple[list[Document | DeadLetter], bool]:
+    def _add(self, batch: ModelColumns, out: list[Emitted]) -> None:
+        for view in self.window.add(batch, self.emit_every):
+            self._emit(document(self.model, view, self.clock()), out)
+
+    def _emit(self, doc: Document, out: list[Emitted]) -> None:
+        self.emitted_seq = doc["seq"]
+        out.append(doc)
+        if self.alerting.policy.rules or self.book.open:
+            out.extend(Alert(a) for a in self.book.on_document(doc, self._now))
+
+    def _now(self) -> str:
+        return iso_ms(self.clock())
+
+    def _changes(self, batch: ModelColumns) -> list[Change]:
+        if not self.alerting.drift.enabled or not len(batch):
+            return []
+        scores = getattr(batch, "scores", None)  # score maps, where the parser keeps them
+        true_score = (
+            true_class_scores(batch.labels, batch.truth, getattr(batch, "keys", []), scores)
+            if scores is not None
+            else None
+        )
+        return self.drift.update(batch.truth == batch.pred, true_score)
+
+    def _changed(self, change: Change, out: list[Emitted]) -> None:
+        alerts = self.book.on_change(
+            f"{self.alerting.drift.detector}:{change.stream}",
+            change.stream,
+            change.degraded,
+            change.before,
+            change.after,
+            change.records,
+            self.window.seq,
+            window_info(self.window.view()),
+            self._now(),
+        )
+        out.extend(Alert(a) for a in alerts)
+
+    def on_eof(self) -> tuple[list[Emitted], bool]:
+        out: list[Emitted] = []
         if self.window.seq > self.emitted_seq:
-            view = self.window.view()
-            self.emitted_seq = view.seq
-            return [document(self.model, view, self.clock())], StatefulBatchLogic.RETAIN
-        return [], StatefulBatchLogic.RETAIN
+            self._emit(document(self.model, self.window.view(), self.clock()), out)
+        return out, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> ModelState:
         return {
@@ -164,4 +263,6 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Document | DeadLetter, M
             "model": self.model,
             "window": self.window.snapshot(),
             "emitted_seq": self.emitted_seq,
+            "drift": self.drift.snapshot(),
+            "alerts": self.book.snapshot(),
         }

@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ("core_update", "flow", "state", "profile_flow", "end_to_end")
+SCRIPTS = ("core_update", "flow", "state", "profile_flow", "end_to_end", "drift")
 HEADINGS = {
     "core_update": "Core update",
     "flow": "Flow:",
     "state": "State:",
     "profile_flow": "Profile",
     "end_to_end": "End to end",
+    "drift": "Drift detection",
 }
 
 
