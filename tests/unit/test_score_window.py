@@ -53,6 +53,7 @@ def feed(window: ScoreWindow, batch: Sequence[ScoredRecord], size: int) -> None:
     if not batch:
         return
     rows = window.prepare(*columns(batch))
+    window.evict(max(0, min(window.count, window.count + len(batch) - size)))
     window.push(rows)
     window.evict(max(0, window.count - size))
 
@@ -293,8 +294,9 @@ def test_brier_does_not_drift_over_millions_of_adds_and_removes() -> None:
         scores[np.arange(batch), other] = rest
         scores[np.arange(batch), 3 - truth - other] = 0.0
         pred = scores.argmax(axis=1).astype(np.int32)
-        window.push(window.prepare(labels, truth, pred, labels, scores))
-        window.evict(window.count - size)
+        rows = window.prepare(labels, truth, pred, labels, scores)
+        window.evict(window.count)
+        window.push(rows, batch - size)
         last_truth, last_scores = truth[-size:], scores[-size:]
     onehot = np.eye(3)[last_truth]
     terms = ((last_scores - onehot) ** 2).sum(axis=1)
