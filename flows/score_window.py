@@ -112,10 +112,13 @@ class ExactSum:
     @property
     def value(self) -> int:
         """The sum in units of 2**-1127."""
-        self._flush()
+        high = self.high + self._fhigh.astype(np.int64)
+        low = self.low + self._flow.astype(np.int64)
+        used = np.flatnonzero(high | low)
         total = 0
-        for bucket in np.flatnonzero(self.high | self.low).tolist():
-            total += ((int(self.high[bucket]) << 26) + int(self.low[bucket])) << bucket
+        for bucket, h, lo in zip(used.tolist(), high[used].tolist(), low[used].tolist(),
+                                 strict=True):
+            total += ((h << 26) + lo) << bucket
         return total
 
 

@@ -22,68 +22,89 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
-from flows.score_window import BRIER_UNIT, CONF_ONE, Ints, ScoreView
+from flows.score_window import BRIER_UNIT, CONF_ONE, Floats, Ints, ScoreView
+
+
+def _nulls(values: Floats, defined: NDArray[np.bool_]) -> list[float | None]:
+    return [v if ok else None for v, ok in zip(values.tolist(), defined.tolist(), strict=True)]
+
+
+def ranking(positives: Ints, negatives: Ints) -> tuple[list[float | None], list[float | None]]:
+    """ROC-AUC and average precision of every class (rows of (classes, bins) histograms).
+
+    ROC-AUC is ``sum_b neg_b * (2 * pos_above_b + pos_b) / (2 * P * N)``: integers up to the
+    division, exact below 2**53 (any window of up to 10**7 records per class pair). Average
+    precision adds, from the top bin down, each bin's share of positives times the precision at
+    that bin's threshold.
+    """
+    n_pos, n_neg = positives.sum(axis=1), negatives.sum(axis=1)
+    down_pos = np.cumsum(positives[:, ::-1], axis=1)
+    down_neg = np.cumsum(negatives[:, ::-1], axis=1)
+    above = down_pos[:, ::-1] - positives
+    twice = (negatives * (2 * above + positives)).sum(axis=1)
+    auc = twice / np.maximum(2 * n_pos * n_neg, 1)
+    precision = down_pos / np.maximum(down_pos + down_neg, 1)
+    ap = (positives[:, ::-1] * precision).sum(axis=1) / np.maximum(n_pos, 1)
+    return _nulls(auc, (n_pos > 0) & (n_neg > 0)), _nulls(ap, n_pos > 0)
 
 
 def roc_auc(positives: Ints, negatives: Ints) -> float | None:
-    """ROC-AUC from per-bin counts (bins ascending); None with one class only."""
-    n_pos, n_neg = int(positives.sum()), int(negatives.sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    above = np.cumsum(positives[::-1])[::-1] - positives  # positives in higher bins
-    twice = int((negatives * (2 * above + positives)).sum())
-    return twice / (2 * n_pos * n_neg)
+    """ROC-AUC of one class from per-bin counts (bins ascending); None with one class only."""
+    return ranking(positives[None, :], negatives[None, :])[0][0]
 
 
 def average_precision(positives: Ints, negatives: Ints) -> float | None:
-    """Average precision from per-bin counts (bins ascending); None without positives."""
-    n_pos = int(positives.sum())
-    if n_pos == 0:
-        return None
-    tp = np.cumsum(positives[::-1])
-    fp = np.cumsum(negatives[::-1])
-    gain = positives[::-1]
-    hit = gain > 0
-    return float((gain[hit] * (tp[hit] / (tp[hit] + fp[hit]))).sum() / n_pos)
+    """Average precision of one class from per-bin counts; None without positives."""
+    return ranking(positives[None, :], negatives[None, :])[1][0]
 
 
-def _ratios(num: Ints, den: Ints) -> list[float | None]:
-    return [n / d if d else None for n, d in zip(num.tolist(), den.tolist(), strict=True)]
+def _defined_prefix(values: Floats, den: Ints) -> list[float | None]:
+    """``values`` where ``den`` is non-zero; the zeros of a non-increasing ``den`` are a tail."""
+    defined = int(np.count_nonzero(den))
+    return values[:defined].tolist() + [None] * (len(values) - defined)
 
 
 def threshold_table(positive: str, positives: Ints, negatives: Ints) -> dict[str, Any]:
     """Precision, recall, F1 and false-positive rate of "score >= threshold", at every bin edge.
 
     Row j predicts ``positive`` for records whose score falls in bin j or above, i.e. whose score
-    is at least ``j / bins``.
+    is at least ``j / bins``. Counts only shrink as j grows, so undefined rows form the tail.
     """
     bins = len(positives)
     tp = np.cumsum(positives[::-1])[::-1]
     fp = np.cumsum(negatives[::-1])[::-1]
-    n_pos = np.full(bins, int(positives.sum()))
-    n_neg = np.full(bins, int(negatives.sum()))
-    fn = n_pos - tp
+    n_pos, n_neg = int(positives.sum()), int(negatives.sum())
+    predicted = tp + fp
+    f1_den = predicted + n_pos  # 2 tp + fp + fn
     return {"positive": positive,
-            "threshold": [j / bins for j in range(bins)],
-            "precision": _ratios(tp, tp + fp),
-            "recall": _ratios(tp, n_pos),
-            "f1": _ratios(2 * tp, 2 * tp + fp + fn),
-            "fpr": _ratios(fp, n_neg)}
+            "threshold": (np.arange(bins) / bins).tolist(),
+            "precision": _defined_prefix(tp / np.maximum(predicted, 1), predicted),
+            "recall": (tp / n_pos).tolist() if n_pos else [None] * bins,
+            "f1": _defined_prefix(2 * tp / np.maximum(f1_den, 1), f1_den),
+            "fpr": (fp / n_neg).tolist() if n_neg else [None] * bins}
 
 
 def reliability(view: ScoreView) -> tuple[float, dict[str, list[Any]]]:
-    """Top-label ECE and the non-empty reliability bins (lower edge, count, confidence, hits)."""
+    """Top-label ECE and the non-empty reliability bins (lower edge, count, confidence, accuracy).
+
+    Sums are integers (confidences in units of 2**-31) below 2**53, so every division is one
+    correctly rounded step.
+    """
     count, correct, conf = view.rel_count, view.rel_correct, view.rel_conf
     gap = int(np.abs(correct * CONF_ONE - conf).sum())
-    ece = gap / (view.scored * CONF_ONE)
     held = np.flatnonzero(count)
-    n = count[held].tolist()
-    return ece, {"lower": [b / view.bins for b in held.tolist()],
-                 "count": n,
-                 "confidence": [c / (k * CONF_ONE) for c, k in zip(conf[held].tolist(), n,
-                                                                  strict=True)],
-                 "accuracy": [c / k for c, k in zip(correct[held].tolist(), n, strict=True)]}
+    n = count[held]
+    return gap / (view.scored * CONF_ONE), {
+        "lower": (held / view.bins).tolist(),
+        "count": n.tolist(),
+        "confidence": (conf[held] / (n * CONF_ONE)).tolist(),
+        "accuracy": (correct[held] / n).tolist()}
+
+
+def _mean(values: list[float | None]) -> float:
+    return sum(v for v in values if v is not None) / len(values)
 
 
 def compute(view: ScoreView) -> dict[str, Any] | None:
@@ -91,19 +112,13 @@ def compute(view: ScoreView) -> dict[str, Any] | None:
     if view.scored == 0:
         return None
     order = sorted(np.flatnonzero(view.present).tolist(), key=view.classes.__getitem__)
-    per_class: dict[str, dict[str, Any]] = {}
-    auc: list[float] = []
-    ap: list[float] = []
-    for k in order:
-        pos, neg = view.positives[k], view.negatives[k]
-        class_auc, class_ap = roc_auc(pos, neg), average_precision(pos, neg)
-        per_class[view.classes[k]] = {"roc_auc": class_auc, "average_precision": class_ap,
-                                      "support": int(view.truth_counts[k])}
-        if class_auc is not None and class_ap is not None and view.truth_counts[k]:
-            auc.append(class_auc)
-            ap.append(class_ap)
+    support = view.truth_counts[order]
+    auc, ap = ranking(view.positives[order], view.negatives[order])
+    per_class = {view.classes[k]: {"roc_auc": a, "average_precision": p, "support": s}
+                 for k, a, p, s in zip(order, auc, ap, support.tolist(), strict=True)}
     # Two or more classes present as truth: each has positives and negatives, so none is None.
-    macro = int((view.truth_counts[view.present] > 0).sum()) >= 2
+    as_truth = [i for i, s in enumerate(support.tolist()) if s]
+    macro = len(as_truth) >= 2
     calibrated = view.out_of_range == 0
     ece, bins = reliability(view) if calibrated else (None, None)
     thresholds = None
@@ -115,8 +130,8 @@ def compute(view: ScoreView) -> dict[str, Any] | None:
         "bins": view.bins,
         "out_of_range": view.out_of_range,
         "per_class": per_class,
-        "macro_roc_auc": sum(auc) / len(auc) if macro else None,
-        "macro_average_precision": sum(ap) / len(ap) if macro else None,
+        "macro_roc_auc": _mean([auc[i] for i in as_truth]) if macro else None,
+        "macro_average_precision": _mean([ap[i] for i in as_truth]) if macro else None,
         "brier": view.brier_sum / (view.scored << BRIER_UNIT) if calibrated else None,
         "ece": ece,
         "reliability": bins,
