@@ -63,7 +63,8 @@ def average_precision(positives: Ints, negatives: Ints) -> float | None:
 def _defined_prefix(values: Floats, den: Ints) -> list[float | None]:
     """``values`` where ``den`` is non-zero; the zeros of a non-increasing ``den`` are a tail."""
     defined = int(np.count_nonzero(den))
-    return values[:defined].tolist() + [None] * (len(values) - defined)
+    head: list[float | None] = values[:defined].tolist()
+    return head + [None] * (len(values) - defined)
 
 
 def threshold_table(positive: str, positives: Ints, negatives: Ints) -> dict[str, Any]:
