@@ -142,6 +142,10 @@ class ScoreRows:
     def __len__(self) -> int:
         return len(self.rel)
 
+    def select(self, index: NDArray[Any]) -> ScoreRows:
+        """The rows at ``index``."""
+        return ScoreRows(self.codes[index], self.rel[index], self.terms[index], self.conf[index])
+
 
 @dataclass(frozen=True, slots=True)
 class ScoreView:
@@ -276,8 +280,15 @@ class ScoreWindow:
         top = codes.max(axis=1, where=codes < bins, initial=0)
         codes += positive * (bins + 1)
         codes[~scored] = self._slot
-        hot = positive[:, key_class]
-        terms = ((filled - hot) ** 2).sum(axis=1) + ~hot.any(axis=1)
+        # A record's term depends on the record alone: its keys in label order, then 1 when
+        # its map lacks the true label (other columns of the batch add exact zeros).
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        hot = positive[:, key_class[order]] & ~missing[:, order]
+        squares = (filled[:, order] - hot) ** 2
+        terms = np.zeros(n)
+        for j in range(len(order)):  # left to right: numpy's sum may regroup wide rows
+            terms += squares[:, j]
+        terms += ~hot.any(axis=1)
         terms[~scored | outside] = 0.0
         conf = np.rint(np.clip(filled.max(axis=1, where=~missing, initial=0.0), 0.0, 1.0)
                        * CONF_ONE)
@@ -352,6 +363,23 @@ class ScoreWindow:
             offset += b - a
         self.held += n
         self._tally(codes, rel, terms, conf, 1)
+
+    def advance(self, rows: ScoreRows, lo: int, hi: int, leaving: int,
+                keep: NDArray[np.bool_] | None = None) -> None:
+        """Follow one step of the window: rows ``lo .. hi - 1`` arrive, ``leaving`` records go.
+
+        ``keep`` (over the step's rows) leaves out records the window never held (a time
+        window's late records). The oldest records go before the new ones are written, so a
+        count window's ring never outgrows the window; if the step itself overflows the window,
+        the rest goes afterwards.
+        """
+        if keep is not None and not keep.all():
+            rows = rows.select(np.flatnonzero(keep) + lo)
+            lo, hi = 0, len(rows)
+        first = min(leaving, self.count)
+        self.evict(first)
+        self.push(rows, lo, hi)
+        self.evict(leaving - first)
 
     def evict(self, n: int) -> None:
         """Let the ``n`` oldest records of the window go (those of the prefix first)."""

@@ -310,3 +310,27 @@ def test_brier_does_not_drift_over_millions_of_adds_and_removes() -> None:
 
     reference = brier_score_loss(last_truth, last_scores, labels=[0, 1, 2], scale_by_half=False)
     assert math.isclose(doc["brier"], reference, rel_tol=1e-9, abs_tol=0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(record_st, st.booleans()), min_size=1, max_size=60),
+       st.integers(1, 20), st.integers(1, 15))
+def test_advance_follows_a_window_that_skips_late_records(
+        stream: list[tuple[ScoredRecord, bool]], size: int, step: int) -> None:
+    """A window holding the last ``size`` records that were not late, fed in steps."""
+    window = ScoreWindow(10, capacity=1)
+    held: list[ScoredRecord] = []
+    for pos in range(0, len(stream), step):
+        part = stream[pos:pos + step]
+        keep = np.asarray([not late for _, late in part])
+        before = len(held)
+        held = (held + [r for r, late in part if not late])[-size:]
+        rows = window.prepare(*columns([r for r, _ in part]))
+        window.advance(rows, 0, len(part), before + int(keep.sum()) - len(held), keep)
+        assert window.count == len(held)
+    expected = expected_scores(held, 10)
+    actual = score_metrics.compute(window.view())
+    if expected is None:
+        assert actual is None
+    else:
+        assert_scores_equal(actual, expected)
