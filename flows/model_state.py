@@ -99,10 +99,7 @@ def _class_letters(cols: ModelColumns, rows: list[int], limit: int) -> list[Dead
 def _without(cols: ModelColumns, rows: list[int]) -> ModelColumns:
     keep = np.ones(len(cols), dtype=bool)
     keep[rows] = False
-    sel = np.flatnonzero(keep)
-    return ModelColumns(cols.model, cols.labels, cols.truth[sel], cols.pred[sel],
-                        [cols.ids[i] for i in sel.tolist()], cols.ts[sel], cols.origin,
-                        None if cols.positions is None else cols.positions[sel], cols.headers)
+    return cols.take(np.flatnonzero(keep))
 
 
 class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Doc | DeadLetter, dict[str, Any]]):

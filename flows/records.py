@@ -83,9 +83,21 @@ class ModelColumns:
     origin: str = ""
     positions: NDArray[np.int64] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Score maps, when the model sent any in this batch: their labels, and (records, labels)
+    # scores with NaN where a record's map lacks the label (a row of NaN: a bare label).
+    score_keys: list[str] = field(default_factory=list)
+    scores: NDArray[np.float64] | None = None
 
     def __len__(self) -> int:
         return len(self.truth)
+
+    def take(self, rows: NDArray[np.int64]) -> ModelColumns:
+        """The records at ``rows`` (read order kept)."""
+        return ModelColumns(self.model, self.labels, self.truth[rows], self.pred[rows],
+                            [self.ids[i] for i in rows.tolist()], self.ts[rows], self.origin,
+                            None if self.positions is None else self.positions[rows],
+                            self.headers, self.score_keys,
+                            None if self.scores is None else self.scores[rows])
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,6 +300,7 @@ class Record:
     label: str
     predictions: dict[str, str]
     entry_errors: dict[str, str]
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # models with score maps
 
 
 def parse_record(obj: Any, ensemble: Ensemble | None = None, check_text: bool = False,
@@ -349,15 +362,18 @@ def parse_record(obj: Any, ensemble: Ensemble | None = None, check_text: bool = 
         scored.append((model, pred, scores))
     if not preds:
         raise RecordError("no valid model entry: " + "; ".join(errors.values()))
+    maps = {model: scores for model, _, scores in scored if scores is not None}
     if ensemble is not None:
         try:
-            combined = ensemble.predict(scored)
+            combined = ensemble.vote(scored)
         except NoVerdict as exc:
             errors[ensemble.name] = f"model {ensemble.name!r}: {exc}"
             combined = None
         if combined is not None:
-            preds[ensemble.name] = combined
-    return Record(rid, ts, label, preds, errors)
+            preds[ensemble.name] = combined[0]
+            if combined[1] is not None:
+                maps[ensemble.name] = combined[1]
+    return Record(rid, ts, label, preds, errors, maps)
 
 
 def _timestamps(raw: list[str | int | None], fallback: list[int]
@@ -397,6 +413,26 @@ class _Judged:
     pred: list[str] = field(default_factory=list)
     ids: list[str | int] = field(default_factory=list)
     ts: list[int] = field(default_factory=list)
+    scores: list[dict[str, float] | None] = field(default_factory=list)
+
+
+def _merge_scores(fast: ModelColumns | None, judged: _Judged,
+                  order: NDArray[np.int64] | None) -> tuple[list[str], NDArray[np.float64] | None]:
+    """Score columns of fast-path and one-by-one rows together (``order``: read order)."""
+    fast_keys = [] if fast is None or fast.scores is None else fast.score_keys
+    names = sorted(set(fast_keys).union(*(m for m in judged.scores if m is not None)))
+    if not names:
+        return [], None
+    column = {name: j for j, name in enumerate(names)}
+    n_fast = 0 if fast is None else len(fast)
+    scores = np.full((n_fast + len(judged.scores), len(names)), np.nan)
+    if fast is not None and fast.scores is not None:
+        scores[:n_fast, [column[k] for k in fast_keys]] = fast.scores
+    for i, entry in enumerate(judged.scores, n_fast):
+        if entry is not None:
+            for name, score in entry.items():
+                scores[i, column[name]] = score
+    return names, scores if order is None else scores[order]
 
 
 def _merge(model: str, table: LabelTable, fast: ModelColumns | None, fast_rows: NDArray[Any],
@@ -406,13 +442,16 @@ def _merge(model: str, table: LabelTable, fast: ModelColumns | None, fast_rows: 
     pred = table.encode(judged.pred)
     ts = np.asarray(judged.ts, dtype=np.int64)
     if fast is None:
-        return ModelColumns(model, table.labels, truth, pred, judged.ids, ts)
+        keys, scores = _merge_scores(None, judged, None)
+        return ModelColumns(model, table.labels, truth, pred, judged.ids, ts,
+                            score_keys=keys, scores=scores)
     rows = np.concatenate([fast_rows, np.asarray(judged.rows, dtype=fast_rows.dtype)])
     order = np.argsort(rows, kind="stable")
     ids = fast.ids + judged.ids
+    keys, scores = _merge_scores(fast, judged, order)
     return ModelColumns(model, table.labels, np.concatenate([fast.truth, truth])[order],
                         np.concatenate([fast.pred, pred])[order], [ids[i] for i in order],
-                        np.concatenate([fast.ts, ts])[order])
+                        np.concatenate([fast.ts, ts])[order], score_keys=keys, scores=scores)
 
 
 def _judge(raw: bytes, ensemble: Ensemble | None, limits: Limits) -> Record:
@@ -460,12 +499,14 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None,
     by_fast: dict[str, tuple[ModelColumns, NDArray[Any]]] = {}
     for model, pred in cols.pred.items():
         take = keep & (pred >= 0)
+        keys, scores = cols.scores.get(model, ([], None))
         if take.all():
-            by_fast[model] = (ModelColumns(model, table.labels, truth, pred, ids, ts), rows)
+            by_fast[model] = (ModelColumns(model, table.labels, truth, pred, ids, ts,
+                                           score_keys=keys, scores=scores), rows)
         elif take.any():
             sel = np.flatnonzero(take)
-            by_fast[model] = (ModelColumns(model, table.labels, truth[sel], pred[sel],
-                                           [ids[i] for i in sel], ts[sel]), rows[sel])
+            by_fast[model] = (ModelColumns(model, table.labels, truth, pred, ids, ts,
+                                           score_keys=keys, scores=scores).take(sel), rows[sel])
 
     slow = sorted(set(range(len(values))) - set(rows[keep].tolist()))
     judged: dict[str, _Judged] = {}
@@ -489,6 +530,7 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None,
             j.pred.append(pred_label)
             j.ids.append(rec.id)
             j.ts.append(when)
+            j.scores.append(rec.scores.get(model))
         for model, reason in rec.entry_errors.items():
             rejected_entries += 1
             dead.append(DeadLetter(bytes(values[i]), reason, batch.origin, batch.positions[i],
