@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 
 from flows.columns import LabelTable
 from flows.errors import SnapshotError
+from flows.records import ModelColumns
 
 SCORE_SNAPSHOT_VERSION = 1
 CONF_ONE = 1 << 31  # fixed-point unit of confidences: 1.0 is 2**31
@@ -457,3 +458,25 @@ def _int_bincount(index: NDArray[Any], weights: NDArray[Any], length: int) -> In
         part = np.bincount(index[start:start + _CHUNK], weights[start:start + _CHUNK], length)
         out += part.astype(np.int64)
     return out
+
+
+def batch_rows(scores: ScoreWindow | None, bins: int, cols: ModelColumns, held: int,
+               capacity: int) -> tuple[ScoreWindow | None, ScoreRows | None]:
+    """A window's score state and its rows for one batch, or (None, None) when not needed.
+
+    The state starts with the first batch that brings score maps (the records the window
+    already holds become its unscored prefix, ``held``) and is dropped once it holds no scored
+    record and a batch brings none, so a model that never sends score maps pays nothing.
+    ``bins`` 0 turns score statistics off.
+    """
+    if bins == 0:
+        return None, None
+    if cols.scores is None:
+        if scores is None or scores.scored == 0:
+            return None, None
+        empty = np.empty((len(cols), 0), dtype=np.float64)
+        return scores, scores.prepare(cols.labels, cols.truth, cols.pred, [], empty)
+    if scores is None:
+        scores = ScoreWindow(bins, capacity, prefix=held)
+    return scores, scores.prepare(cols.labels, cols.truth, cols.pred, cols.score_keys,
+                                  cols.scores)
