@@ -157,3 +157,19 @@ def assert_scores_equal(actual: Any, expected: Any, tolerance: float = TOLERANCE
     worst = max((d for _, d in diffs), default=0.0)
     assert worst <= tolerance, [d for d in diffs if d[1] > tolerance][:5]
     return worst
+
+
+def ensemble_scores(weights: Mapping[str, float],
+                    votes: Sequence[tuple[str, str, Mapping[str, float] | None]],
+                    ) -> dict[str, float] | None:
+    """The ensemble's score map (README): members' weighted sums (a bare label scores 1),
+    divided by their total; none when the total is not a positive finite number."""
+    totals: dict[str, float] = {}
+    for model, label, scores in votes:
+        if model in weights:
+            for name, score in (scores or {label: 1.0}).items():
+                totals[name] = totals.get(name, 0.0) + weights[model] * score
+    whole = sum(totals.values())
+    if not totals or not 0.0 < whole < math.inf:
+        return None
+    return {name: total / whole for name, total in totals.items()}
