@@ -63,8 +63,9 @@ MB = 1 << 20
 # ---------------------------------------------------------------- the stream
 
 
-def score_rows(rng: np.random.Generator, truth: np.ndarray[Any, Any], skill: float
-               ) -> np.ndarray[Any, Any]:
+def score_rows(
+    rng: np.random.Generator, truth: np.ndarray[Any, Any], skill: float
+) -> np.ndarray[Any, Any]:
     """Score maps (rows sum to 1) whose arg-max is the truth with probability about ``skill``."""
     n = len(truth)
     raw = rng.random((n, len(CLASSES)))
@@ -82,9 +83,16 @@ def score_lines(start: int, n: int, seed: int = 13) -> list[bytes]:
     lines = []
     for i in range(n):
         preds = {m: dict(zip(CLASSES, maps[k][i], strict=True)) for k, m in enumerate(MODELS)}
-        lines.append(orjson.dumps({"id": f"s-{start + i + 1:07d}",
-                                   "ts": 1_795_341_600_250 + 250 * (start + i),
-                                   "label": CLASSES[truth[i]], "predictions": preds}))
+        lines.append(
+            orjson.dumps(
+                {
+                    "id": f"s-{start + i + 1:07d}",
+                    "ts": 1_795_341_600_250 + 250 * (start + i),
+                    "label": CLASSES[truth[i]],
+                    "predictions": preds,
+                }
+            )
+        )
     return lines
 
 
@@ -109,13 +117,21 @@ def run_job(path: Path, bins: int, scratch: Path) -> tuple[float, float, int]:
     """(seconds, CPU seconds, documents) of one run of the real job on ``path``."""
     result = scratch / "result.jsonl"
     result.unlink(missing_ok=True)
-    env = bench_env(source="file", input=path, window_size=WINDOW, emit_every=EMIT,
-                    score_bins=bins, output=scratch / "documents.jsonl",
-                    dead_letter_path=scratch / "dead.jsonl", summary="false")
+    env = bench_env(
+        source="file",
+        input=path,
+        window_size=WINDOW,
+        emit_every=EMIT,
+        score_bins=bins,
+        output=scratch / "documents.jsonl",
+        dead_letter_path=scratch / "dead.jsonl",
+        summary="false",
+    )
     env.update(BENCH_RESULT=str(result), BENCH_SINK="discard")
     cmd = [PYTHON, "-m", "bytewax.run", "bench.flow_job"]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, check=False)
+    proc = subprocess.run(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.decode()[-3000:]}")
     lines = [json.loads(line) for line in result.read_text().splitlines()]
@@ -126,12 +142,24 @@ def run_job(path: Path, bins: int, scratch: Path) -> tuple[float, float, int]:
 def documents_have_scores(path: Path, scratch: Path) -> None:
     """A short run with the JSON-lines sink: every document carries ``scores`` (bins on)."""
     out = scratch / "check.jsonl"
-    env = bench_env(source="file", input=path, window_size=WINDOW, emit_every=EMIT,
-                    score_bins=BINS, output=out, dead_letter_path=scratch / "dead.jsonl",
-                    summary="false")
+    env = bench_env(
+        source="file",
+        input=path,
+        window_size=WINDOW,
+        emit_every=EMIT,
+        score_bins=BINS,
+        output=out,
+        dead_letter_path=scratch / "dead.jsonl",
+        summary="false",
+    )
     env.update(BENCH_SINK="real")
-    subprocess.run([PYTHON, "-m", "bytewax.run", "bench.flow_job"], cwd=ROOT, env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [PYTHON, "-m", "bytewax.run", "bench.flow_job"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     docs = [json.loads(line) for line in out.read_text().splitlines()]
     if not docs or not all(d.get("scores") and d["scores"]["count"] for d in docs):
         raise AssertionError("a document of the score stream lacks its scores object")
@@ -156,19 +184,29 @@ def window_state(size: int, with_scores: bool) -> dict[str, float]:
         truth = rng.integers(0, 3, n)
         scores = score_rows(rng, truth, 0.8)
         pred = scores.argmax(axis=1)
-        cols = ModelColumns("m1", list(CLASSES), truth.astype(np.int32), pred.astype(np.int32),
-                            [f"s-{lo + i + 1:07d}" for i in range(n)],
-                            1_795_341_600_250 + 250 * np.arange(lo, lo + n, dtype=np.int64),
-                            score_keys=list(CLASSES) if with_scores else [],
-                            scores=scores if with_scores else None)
+        cols = ModelColumns(
+            "m1",
+            list(CLASSES),
+            truth.astype(np.int32),
+            pred.astype(np.int32),
+            [f"s-{lo + i + 1:07d}" for i in range(n)],
+            1_795_341_600_250 + 250 * np.arange(lo, lo + n, dtype=np.int64),
+            score_keys=list(CLASSES) if with_scores else [],
+            scores=scores if with_scores else None,
+        )
         window.add(cols, EMIT)
         del cols, scores
     gc.collect()
     retained = tracemalloc.get_traced_memory()[0] - base
     tracemalloc.stop()
     score_part = window.scores.nbytes() if window.scores is not None else 0
-    return {"size": size, "nbytes": window.nbytes(), "scores_nbytes": score_part,
-            "retained": retained, "pickled": len(pickle.dumps(window.snapshot()))}
+    return {
+        "size": size,
+        "nbytes": window.nbytes(),
+        "scores_nbytes": score_part,
+        "retained": retained,
+        "pickled": len(pickle.dumps(window.snapshot())),
+    }
 
 
 # ---------------------------------------------------------------- report
@@ -177,14 +215,18 @@ def window_state(size: int, with_scores: bool) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> Report:
     started = time.perf_counter()
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--records", type=int, default=None,
-                   help="records of the job runs (default 1,000,000)")
+    p.add_argument(
+        "--records", type=int, default=None, help="records of the job runs (default 1,000,000)"
+    )
     args = p.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
     records = args.records or (20_000 if args.quick else 1_000_000)
     state_size = 20_000 if args.quick else STATE_SIZE
-    report = Report("scores", "Scores: score statistics on and off, and their state",
-                    command_line("scores.py", argv))
+    report = Report(
+        "scores",
+        "Scores: score statistics on and off, and their state",
+        command_line("scores.py", argv),
+    )
 
     runs: dict[int, list[tuple[float, float, int]]] = {BINS: [], 0: []}
     with tempfile.TemporaryDirectory(prefix="confusion-bench-") as tmp:
@@ -199,41 +241,88 @@ def main(argv: list[str] | None = None) -> Report:
                 if run[2] != expected:
                     raise AssertionError(f"bins {bins}: {run[2]} documents, expected {expected}")
                 runs[bins].append(run)
-                print(f"  [{r + 1}/{repeats}] bins {bins}: {num(records / run[0])} records/s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  [{r + 1}/{repeats}] bins {bins}: {num(records / run[0])} records/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     rate = {b: Stat.of(s for s, _, _ in done).rate(records) for b, done in runs.items()}
     cpu = {b: Stat.of(c for _, c, _ in done).rate(records) for b, done in runs.items()}
     share = rate[BINS].median / rate[0].median
-    report.sections.append(Section(
-        f"Whole job, file -> discard, {records:,} records x 3 models with score maps, "
-        f"window {WINDOW}, emit {EMIT}",
-        table(["score statistics", "records/s (median)", "min–max", "per CPU-s", "runs"],
-              [[f"on (CONFUSION_SCORE_BINS={BINS})", num(rate[BINS].median),
-                f"{num(rate[BINS].low)}–{num(rate[BINS].high)}", num(cpu[BINS].median),
-                len(runs[BINS])],
-               ["off (CONFUSION_SCORE_BINS=0)", num(rate[0].median),
-                f"{num(rate[0].low)}–{num(rate[0].high)}", num(cpu[0].median),
-                len(runs[0])]]),
-        [f"on / off = {share:.2f} (medians of {repeats} interleaved runs each)"]))
-    report.targets.append(Target("with score statistics at least 75% of the same run without",
-                                 f"{share:.0%}", share >= 0.75))
+    report.sections.append(
+        Section(
+            f"Whole job, file -> discard, {records:,} records x 3 models with score maps, "
+            f"window {WINDOW}, emit {EMIT}",
+            table(
+                ["score statistics", "records/s (median)", "min–max", "per CPU-s", "runs"],
+                [
+                    [
+                        f"on (CONFUSION_SCORE_BINS={BINS})",
+                        num(rate[BINS].median),
+                        f"{num(rate[BINS].low)}–{num(rate[BINS].high)}",
+                        num(cpu[BINS].median),
+                        len(runs[BINS]),
+                    ],
+                    [
+                        "off (CONFUSION_SCORE_BINS=0)",
+                        num(rate[0].median),
+                        f"{num(rate[0].low)}–{num(rate[0].high)}",
+                        num(cpu[0].median),
+                        len(runs[0]),
+                    ],
+                ],
+            ),
+            [f"on / off = {share:.2f} (medians of {repeats} interleaved runs each)"],
+        )
+    )
+    report.targets.append(
+        Target(
+            "with score statistics at least 75% of the same run without",
+            f"{share:.0%}",
+            share >= 0.75,
+        )
+    )
 
     states = [window_state(state_size, True), window_state(state_size, False)]
-    report.sections.append(Section(
-        f"State of one model's count window of {state_size:,} records, 3 classes",
-        table(["window", "nbytes (MB)", "of which scores", "retained heap (MB)",
-               "pickled snapshot (MB)", "bytes per record"],
-              [[name, num(s["nbytes"] / MB, 2), num(s["scores_nbytes"] / MB, 2),
-                num(s["retained"] / MB, 2), num(s["pickled"] / MB, 2),
-                num(s["nbytes"] / s["size"], 1)]
-               for name, s in zip(("with score maps", "labels only"), states, strict=True)]),
-        ["Per scored record: one byte per class (bin and truth), two for the reliability "
-         "bin, 8 for the exact Brier term, 4 for the top-label confidence."]))
+    report.sections.append(
+        Section(
+            f"State of one model's count window of {state_size:,} records, 3 classes",
+            table(
+                [
+                    "window",
+                    "nbytes (MB)",
+                    "of which scores",
+                    "retained heap (MB)",
+                    "pickled snapshot (MB)",
+                    "bytes per record",
+                ],
+                [
+                    [
+                        name,
+                        num(s["nbytes"] / MB, 2),
+                        num(s["scores_nbytes"] / MB, 2),
+                        num(s["retained"] / MB, 2),
+                        num(s["pickled"] / MB, 2),
+                        num(s["nbytes"] / s["size"], 1),
+                    ]
+                    for name, s in zip(("with score maps", "labels only"), states, strict=True)
+                ],
+            ),
+            [
+                "Per scored record: one byte per class (bin and truth), two for the reliability "
+                "bin, 8 for the exact Brier term, 4 for the top-label confidence."
+            ],
+        )
+    )
     with_scores = states[0]["nbytes"] / MB
-    report.targets.append(Target(
-        f"state of a {state_size:,}-record window with 3 classes and score maps under 8 MB "
-        "per model", f"{with_scores:.1f} MB (scores {states[0]['scores_nbytes'] / MB:.1f} MB)",
-        with_scores < 8 if state_size == STATE_SIZE else None))
+    report.targets.append(
+        Target(
+            f"state of a {state_size:,}-record window with 3 classes and score maps under 8 MB "
+            "per model",
+            f"{with_scores:.1f} MB (scores {states[0]['scores_nbytes'] / MB:.1f} MB)",
+            with_scores < 8 if state_size == STATE_SIZE else None,
+        )
+    )
     report.data = {"rates": {str(b): rate[b].median for b in rate}, "states": states}
     finish(report, args, started)
     return report

@@ -40,8 +40,11 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
-def brier(truth: Sequence[str], maps: Sequence[Mapping[str, float]], classes: Sequence[str],
-          ) -> float:
+def brier(
+    truth: Sequence[str],
+    maps: Sequence[Mapping[str, float]],
+    classes: Sequence[str],
+) -> float:
     """Unscaled multi-class Brier: scikit-learn's where it accepts the rows, else its formula.
 
     scikit-learn insists that rows sum to 1 and that there are two classes; its documented
@@ -49,19 +52,27 @@ def brier(truth: Sequence[str], maps: Sequence[Mapping[str, float]], classes: Se
     """
     proba = np.array([[m.get(c, 0.0) for c in classes] for m in maps], dtype=np.float64)
     if len(classes) >= 2 and np.allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12):
-        return float(brier_score_loss(list(truth), proba, labels=list(classes),
-                                      scale_by_half=False))
+        return float(
+            brier_score_loss(list(truth), proba, labels=list(classes), scale_by_half=False)
+        )
     onehot = np.array([[1.0 if t == c else 0.0 for c in classes] for t in truth])
     return float(np.mean(np.sum((onehot - proba) ** 2, axis=1)))
 
 
-def threshold_rows(truth: Sequence[str], maps: Sequence[Mapping[str, float]], positive: str,
-                   bins: int) -> dict[str, Any]:
+def threshold_rows(
+    truth: Sequence[str], maps: Sequence[Mapping[str, float]], positive: str, bins: int
+) -> dict[str, Any]:
     """Counts of "bin of the positive score >= j" at every bin edge j, as ratios."""
     qs = [quantize(m.get(positive, 0.0), bins) for m in maps]
     ys = [t == positive for t in truth]
-    table: dict[str, Any] = {"positive": positive, "threshold": [], "precision": [],
-                             "recall": [], "f1": [], "fpr": []}
+    table: dict[str, Any] = {
+        "positive": positive,
+        "threshold": [],
+        "precision": [],
+        "recall": [],
+        "f1": [],
+        "fpr": [],
+    }
     for j in range(bins):
         tp = sum(1 for q, y in zip(qs, ys, strict=True) if q >= j and y)
         fp = sum(1 for q, y in zip(qs, ys, strict=True) if q >= j and not y)
@@ -96,12 +107,20 @@ def expected_scores(window: Sequence[ScoredRecord], bins: int) -> dict[str, Any]
     macro = len(as_truth) >= 2
     outside = sum(1 for m in maps if any(s < 0.0 or s > 1.0 for s in m.values()))
     result: dict[str, Any] = {
-        "count": len(scored), "bins": bins, "out_of_range": outside, "per_class": per_class,
-        "macro_roc_auc": (float(np.mean([per_class[c]["roc_auc"] for c in as_truth]))
-                          if macro else None),
-        "macro_average_precision": (float(np.mean([per_class[c]["average_precision"]
-                                                   for c in as_truth])) if macro else None),
-        "brier": None, "ece": None, "reliability": None, "thresholds": None,
+        "count": len(scored),
+        "bins": bins,
+        "out_of_range": outside,
+        "per_class": per_class,
+        "macro_roc_auc": (
+            float(np.mean([per_class[c]["roc_auc"] for c in as_truth])) if macro else None
+        ),
+        "macro_average_precision": (
+            float(np.mean([per_class[c]["average_precision"] for c in as_truth])) if macro else None
+        ),
+        "brier": None,
+        "ece": None,
+        "reliability": None,
+        "thresholds": None,
     }
     if outside == 0:
         result["brier"] = brier(truth, maps, classes)
@@ -109,8 +128,7 @@ def expected_scores(window: Sequence[ScoredRecord], bins: int) -> dict[str, Any]
         for t, m in scored:
             conf = max(m.values())  # type: ignore[union-attr]
             groups.setdefault(quantize(conf, bins), []).append((conf, top_label(m) == t))
-        rel: dict[str, list[Any]] = {"lower": [], "count": [], "confidence": [],
-                                     "accuracy": []}
+        rel: dict[str, list[Any]] = {"lower": [], "count": [], "confidence": [], "accuracy": []}
         ece = 0.0
         for b in sorted(groups):
             confs = [c for c, _ in groups[b]]
@@ -139,8 +157,11 @@ def score_diffs(actual: Any, expected: Any, path: str = "scores") -> list[tuple[
         return [d for k in expected for d in score_diffs(actual[k], expected[k], f"{path}.{k}")]
     if isinstance(expected, list):
         assert isinstance(actual, list) and len(actual) == len(expected), (path, actual, expected)
-        return [d for i, (a, e) in enumerate(zip(actual, expected, strict=True))
-                for d in score_diffs(a, e, f"{path}[{i}]")]
+        return [
+            d
+            for i, (a, e) in enumerate(zip(actual, expected, strict=True))
+            for d in score_diffs(a, e, f"{path}[{i}]")
+        ]
     if expected is None or isinstance(expected, (str, bool, int)):
         assert actual == expected and type(actual) is type(expected), (path, actual, expected)
         return []
@@ -159,9 +180,10 @@ def assert_scores_equal(actual: Any, expected: Any, tolerance: float = TOLERANCE
     return worst
 
 
-def ensemble_scores(weights: Mapping[str, float],
-                    votes: Sequence[tuple[str, str, Mapping[str, float] | None]],
-                    ) -> dict[str, float] | None:
+def ensemble_scores(
+    weights: Mapping[str, float],
+    votes: Sequence[tuple[str, str, Mapping[str, float] | None]],
+) -> dict[str, float] | None:
     """The ensemble's score map (README): members' weighted sums (a bare label scores 1),
     divided by their total; none when the total is not a positive finite number."""
     totals: dict[str, float] = {}

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from flows.score_window import BRIER_UNIT, CONF_ONE, Floats, Ints, ScoreView
+from flows.windows.scores import BRIER_UNIT, CONF_ONE, Floats, Ints, ScoreView
 
 
 def _nulls(values: Floats, defined: NDArray[np.bool_]) -> list[float | None]:
@@ -79,12 +79,14 @@ def threshold_table(positive: str, positives: Ints, negatives: Ints) -> dict[str
     n_pos, n_neg = int(positives.sum()), int(negatives.sum())
     predicted = tp + fp
     f1_den = predicted + n_pos  # 2 tp + fp + fn
-    return {"positive": positive,
-            "threshold": (np.arange(bins) / bins).tolist(),
-            "precision": _defined_prefix(tp / np.maximum(predicted, 1), predicted),
-            "recall": (tp / n_pos).tolist() if n_pos else [None] * bins,
-            "f1": _defined_prefix(2 * tp / np.maximum(f1_den, 1), f1_den),
-            "fpr": (fp / n_neg).tolist() if n_neg else [None] * bins}
+    return {
+        "positive": positive,
+        "threshold": (np.arange(bins) / bins).tolist(),
+        "precision": _defined_prefix(tp / np.maximum(predicted, 1), predicted),
+        "recall": (tp / n_pos).tolist() if n_pos else [None] * bins,
+        "f1": _defined_prefix(2 * tp / np.maximum(f1_den, 1), f1_den),
+        "fpr": (fp / n_neg).tolist() if n_neg else [None] * bins,
+    }
 
 
 def reliability(view: ScoreView) -> tuple[float, dict[str, list[Any]]]:
@@ -101,7 +103,8 @@ def reliability(view: ScoreView) -> tuple[float, dict[str, list[Any]]]:
         "lower": (held / view.bins).tolist(),
         "count": n.tolist(),
         "confidence": (conf[held] / (n * CONF_ONE)).tolist(),
-        "accuracy": (correct[held] / n).tolist()}
+        "accuracy": (correct[held] / n).tolist(),
+    }
 
 
 def _mean(values: list[float | None]) -> float:
@@ -115,8 +118,10 @@ def compute(view: ScoreView) -> dict[str, Any] | None:
     order = sorted(np.flatnonzero(view.present).tolist(), key=view.classes.__getitem__)
     support = view.truth_counts[order]
     auc, ap = ranking(view.positives[order], view.negatives[order])
-    per_class = {view.classes[k]: {"roc_auc": a, "average_precision": p, "support": s}
-                 for k, a, p, s in zip(order, auc, ap, support.tolist(), strict=True)}
+    per_class = {
+        view.classes[k]: {"roc_auc": a, "average_precision": p, "support": s}
+        for k, a, p, s in zip(order, auc, ap, support.tolist(), strict=True)
+    }
     # Two or more classes present as truth: each has positives and negatives, so none is None.
     as_truth = [i for i, s in enumerate(support.tolist()) if s]
     macro = len(as_truth) >= 2

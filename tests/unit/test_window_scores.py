@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from flows.errors import SnapshotError
 from flows.output import score_metrics
-from flows.score_window import BRIER_UNIT, ExactSum, ScoreView, ScoreWindow, bin_of
+from flows.windows.scores import BRIER_UNIT, ExactSum, ScoreView, ScoreWindow, bin_of
 from tests.score_reference import (
     ScoredRecord,
     assert_scores_equal,
@@ -37,15 +37,21 @@ def columns(batch: Sequence[ScoredRecord]) -> tuple[list[str], Any, Any, list[st
             for key in entry:
                 keys.setdefault(key, len(keys))
     truth = [labels.setdefault(t, len(labels)) for t, _ in batch]
-    pred = [labels.setdefault(e if isinstance(e, str) else top_label(e), len(labels))
-            for _, e in batch]
+    pred = [
+        labels.setdefault(e if isinstance(e, str) else top_label(e), len(labels)) for _, e in batch
+    ]
     scores = np.full((len(batch), len(keys)), np.nan)
     for i, (_, entry) in enumerate(batch):
         if not isinstance(entry, str):
             for key, score in entry.items():
                 scores[i, keys[key]] = score
-    return (list(labels), np.asarray(truth, dtype=np.int32), np.asarray(pred, dtype=np.int32),
-            list(keys), scores)
+    return (
+        list(labels),
+        np.asarray(truth, dtype=np.int32),
+        np.asarray(pred, dtype=np.int32),
+        list(keys),
+        scores,
+    )
 
 
 def feed(window: ScoreWindow, batch: Sequence[ScoredRecord], size: int) -> None:
@@ -58,8 +64,9 @@ def feed(window: ScoreWindow, batch: Sequence[ScoredRecord], size: int) -> None:
     window.evict(max(0, window.count - size))
 
 
-def random_map(rng: random.Random, classes: Sequence[str], normalized: bool = True,
-               outside: bool = False) -> dict[str, float]:
+def random_map(
+    rng: random.Random, classes: Sequence[str], normalized: bool = True, outside: bool = False
+) -> dict[str, float]:
     """A score map over a random subset of ``classes``; sums to 1 when ``normalized``."""
     keys = [c for c in classes if rng.random() < 0.9] or [classes[0]]
     raw = [rng.choice([rng.random(), round(rng.random(), 2), 0.0, 1.0]) for _ in keys]
@@ -71,8 +78,14 @@ def random_map(rng: random.Random, classes: Sequence[str], normalized: bool = Tr
     return dict(zip(keys, raw, strict=True))
 
 
-def random_stream(seed: int, n: int, classes: Sequence[str], p_bare: float = 0.0,
-                  p_outside: float = 0.0, normalized: bool = True) -> list[ScoredRecord]:
+def random_stream(
+    seed: int,
+    n: int,
+    classes: Sequence[str],
+    p_bare: float = 0.0,
+    p_outside: float = 0.0,
+    normalized: bool = True,
+) -> list[ScoredRecord]:
     rng = random.Random(seed)
     stream: list[ScoredRecord] = []
     for _ in range(n):
@@ -80,8 +93,7 @@ def random_stream(seed: int, n: int, classes: Sequence[str], p_bare: float = 0.0
         if rng.random() < p_bare:
             stream.append((truth, rng.choice(classes)))
         else:
-            stream.append((truth, random_map(rng, classes, normalized,
-                                             rng.random() < p_outside)))
+            stream.append((truth, random_map(rng, classes, normalized, rng.random() < p_outside)))
     return stream
 
 
@@ -92,10 +104,10 @@ def run_against_oracle(stream: Sequence[ScoredRecord], size: int, bins: int, see
     pos, worst = 0, 0.0
     while pos < len(stream):
         n = rng.choice([1, 2, 3, 7, 20, 64, size + 3])
-        feed(window, stream[pos:pos + n], size)
+        feed(window, stream[pos : pos + n], size)
         pos = min(pos + n, len(stream))
         actual = score_metrics.compute(window.view())
-        expected = expected_scores(stream[max(0, pos - size):pos], bins)
+        expected = expected_scores(stream[max(0, pos - size) : pos], bins)
         if expected is None:
             assert actual is None
         else:
@@ -106,18 +118,28 @@ def run_against_oracle(stream: Sequence[ScoredRecord], size: int, bins: int, see
 @pytest.mark.parametrize("seed", range(12))
 def test_random_streams_match_scikit_learn(seed: int) -> None:
     rng = random.Random(seed)
-    classes = LABELS[:rng.choice([2, 2, 3, 4])]
-    stream = random_stream(seed, rng.choice([60, 150, 300]), classes,
-                           p_bare=rng.choice([0.0, 0.1]), p_outside=rng.choice([0.0, 0.0, 0.02]),
-                           normalized=rng.random() < 0.8)
-    worst = run_against_oracle(stream, rng.choice([1, 5, 40, 100]), rng.choice([1, 2, 10, 100]),
-                               seed)
+    classes = LABELS[: rng.choice([2, 2, 3, 4])]
+    stream = random_stream(
+        seed,
+        rng.choice([60, 150, 300]),
+        classes,
+        p_bare=rng.choice([0.0, 0.1]),
+        p_outside=rng.choice([0.0, 0.0, 0.02]),
+        normalized=rng.random() < 0.8,
+    )
+    worst = run_against_oracle(
+        stream, rng.choice([1, 5, 40, 100]), rng.choice([1, 2, 10, 100]), seed
+    )
     assert worst <= 1e-9
 
 
 def test_two_class_window_reports_a_threshold_table_and_clean_calibration() -> None:
-    stream: list[ScoredRecord] = [("A", {"A": 0.8, "B": 0.2}), ("B", {"A": 0.3, "B": 0.7}),
-                                  ("B", {"A": 0.6, "B": 0.4}), ("A", {"A": 0.55, "B": 0.45})]
+    stream: list[ScoredRecord] = [
+        ("A", {"A": 0.8, "B": 0.2}),
+        ("B", {"A": 0.3, "B": 0.7}),
+        ("B", {"A": 0.6, "B": 0.4}),
+        ("A", {"A": 0.55, "B": 0.45}),
+    ]
     window = ScoreWindow(10)
     feed(window, stream, 100)
     doc = score_metrics.compute(window.view())
@@ -178,22 +200,37 @@ def test_bins_follow_the_documented_rule() -> None:
 
 def _state(window: ScoreWindow) -> tuple[Any, ...]:
     v: ScoreView = window.view()
-    return (v.classes, v.scored, v.out_of_range, v.positives.tolist(), v.negatives.tolist(),
-            v.truth_counts.tolist(), v.present.tolist(), v.rel_count.tolist(),
-            v.rel_correct.tolist(), v.rel_conf.tolist(), v.brier_sum)
+    return (
+        v.classes,
+        v.scored,
+        v.out_of_range,
+        v.positives.tolist(),
+        v.negatives.tolist(),
+        v.truth_counts.tolist(),
+        v.present.tolist(),
+        v.rel_count.tolist(),
+        v.rel_correct.tolist(),
+        v.rel_conf.tolist(),
+        v.brier_sum,
+    )
 
 
 scores_st = st.floats(-0.5, 1.5, allow_nan=False) | st.sampled_from([0.0, 1.0, 0.5, 1e-300])
-entry_st = st.one_of(st.sampled_from(LABELS[:3]),
-                     st.dictionaries(st.sampled_from(LABELS[:3]), scores_st, min_size=1))
+entry_st = st.one_of(
+    st.sampled_from(LABELS[:3]), st.dictionaries(st.sampled_from(LABELS[:3]), scores_st, min_size=1)
+)
 record_st = st.tuples(st.sampled_from(LABELS[:3]), entry_st)
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(record_st, max_size=30), st.lists(record_st, min_size=1, max_size=30),
-       st.sampled_from([1, 3, 100]))
-def test_add_then_remove_is_identity(before: list[ScoredRecord], batch: list[ScoredRecord],
-                                     bins: int) -> None:
+@given(
+    st.lists(record_st, max_size=30),
+    st.lists(record_st, min_size=1, max_size=30),
+    st.sampled_from([1, 3, 100]),
+)
+def test_add_then_remove_is_identity(
+    before: list[ScoredRecord], batch: list[ScoredRecord], bins: int
+) -> None:
     """Records added and then let go leave every sum exactly as it was before them."""
     window = ScoreWindow(bins)
     feed(window, before, len(before) + len(batch))
@@ -206,21 +243,32 @@ def test_add_then_remove_is_identity(before: list[ScoredRecord], batch: list[Sco
     window.evict(len(batch))
     view = window.view()
     assert view.scored == 0 and view.brier_sum == 0 and view.out_of_range == 0
-    for sums in (view.positives, view.negatives, view.truth_counts, view.rel_count,
-                 view.rel_correct, view.rel_conf):
+    for sums in (
+        view.positives,
+        view.negatives,
+        view.truth_counts,
+        view.rel_count,
+        view.rel_correct,
+        view.rel_conf,
+    ):
         assert not sums.any()
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(record_st, min_size=1, max_size=80), st.integers(1, 25),
-       st.lists(st.integers(1, 30), min_size=1, max_size=5), st.sampled_from([2, 10, 100]))
-def test_window_equals_recompute_of_last_n(stream: list[ScoredRecord], size: int,
-                                           cuts: list[int], bins: int) -> None:
+@given(
+    st.lists(record_st, min_size=1, max_size=80),
+    st.integers(1, 25),
+    st.lists(st.integers(1, 30), min_size=1, max_size=5),
+    st.sampled_from([2, 10, 100]),
+)
+def test_window_equals_recompute_of_last_n(
+    stream: list[ScoredRecord], size: int, cuts: list[int], bins: int
+) -> None:
     window = ScoreWindow(bins)
     pos, turn = 0, 0
     while pos < len(stream):
         n = cuts[turn % len(cuts)]
-        feed(window, stream[pos:pos + n], size)
+        feed(window, stream[pos : pos + n], size)
         pos, turn = pos + n, turn + 1
     fresh = ScoreWindow(bins)
     fresh.classes = type(window.classes)(window.classes.labels)  # same class codes
@@ -238,13 +286,13 @@ def test_snapshot_round_trip_continues_identically() -> None:
     stream = random_stream(7, 400, LABELS[:3], p_bare=0.1, p_outside=0.01)
     a = ScoreWindow(20, capacity=50)
     for i in range(0, 200, 13):
-        feed(a, stream[i:min(i + 13, 200)], 50)
+        feed(a, stream[i : min(i + 13, 200)], 50)
     state = pickle.loads(pickle.dumps(a.snapshot()))
     b = ScoreWindow.restore(state, capacity=50)
     assert _state(b) == _state(a)
     for i in range(200, 400, 17):
-        feed(a, stream[i:i + 17], 50)
-        feed(b, stream[i:i + 17], 50)
+        feed(a, stream[i : i + 17], 50)
+        feed(b, stream[i : i + 17], 50)
         assert _state(b) == _state(a)
     state["v"] = 99
     with pytest.raises(SnapshotError):
@@ -261,14 +309,17 @@ def test_snapshot_is_a_copy() -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.floats(0, 1e300, allow_nan=False) | st.sampled_from([5e-324, 2.2e-308, 0.0]),
-                max_size=60))
+@given(
+    st.lists(
+        st.floats(0, 1e300, allow_nan=False) | st.sampled_from([5e-324, 2.2e-308, 0.0]), max_size=60
+    )
+)
 def test_exact_sum_is_exact(values: list[float]) -> None:
     acc = ExactSum()
     acc.add(np.asarray(values, dtype=np.float64))
     assert Fraction(acc.value, 1 << BRIER_UNIT) == sum(map(Fraction, values), Fraction(0))
     acc.add(np.asarray(values[: len(values) // 2], dtype=np.float64), -1)
-    rest = values[len(values) // 2:]
+    rest = values[len(values) // 2 :]
     assert Fraction(acc.value, 1 << BRIER_UNIT) == sum(map(Fraction, rest), Fraction(0))
 
 
@@ -313,15 +364,19 @@ def test_brier_does_not_drift_over_millions_of_adds_and_removes() -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(record_st, st.booleans()), min_size=1, max_size=60),
-       st.integers(1, 20), st.integers(1, 15))
+@given(
+    st.lists(st.tuples(record_st, st.booleans()), min_size=1, max_size=60),
+    st.integers(1, 20),
+    st.integers(1, 15),
+)
 def test_advance_follows_a_window_that_skips_late_records(
-        stream: list[tuple[ScoredRecord, bool]], size: int, step: int) -> None:
+    stream: list[tuple[ScoredRecord, bool]], size: int, step: int
+) -> None:
     """A window holding the last ``size`` records that were not late, fed in steps."""
     window = ScoreWindow(10, capacity=1)
     held: list[ScoredRecord] = []
     for pos in range(0, len(stream), step):
-        part = stream[pos:pos + step]
+        part = stream[pos : pos + step]
         keep = np.asarray([not late for _, late in part])
         before = len(held)
         held = (held + [r for r, late in part if not late])[-size:]

@@ -31,9 +31,9 @@ from typing import Any, TypedDict
 import numpy as np
 from numpy.typing import NDArray
 
-from flows.columns import LabelTable
 from flows.errors import SnapshotError
-from flows.records import ModelColumns
+from flows.parsing.batches import ModelColumns
+from flows.parsing.labels import LabelTable
 
 SCORE_SNAPSHOT_VERSION = 1
 CONF_ONE = 1 << 31  # fixed-point unit of confidences: 1.0 is 2**31
@@ -89,7 +89,7 @@ class ExactSum:
             self._flush()
             if len(values) > _FLUSH_AFTER:
                 for start in range(0, len(values), _FLUSH_AFTER):
-                    self.add(values[start:start + _FLUSH_AFTER], sign)
+                    self.add(values[start : start + _FLUSH_AFTER], sign)
                 return
         fraction, exponent = np.frexp(values)
         high = np.floor(fraction * 134217728.0)  # 2**27: the top 27 bits of 53
@@ -117,8 +117,9 @@ class ExactSum:
         low = self.low + self._flow.astype(np.int64)
         used = np.flatnonzero(high | low)
         total = 0
-        for bucket, h, lo in zip(used.tolist(), high[used].tolist(), low[used].tolist(),
-                                 strict=True):
+        for bucket, h, lo in zip(
+            used.tolist(), high[used].tolist(), low[used].tolist(), strict=True
+        ):
             total += ((h << 26) + lo) << bucket
         return total
 
@@ -190,8 +191,22 @@ class ScoreWindow:
     `evict` lets those go first.
     """
 
-    __slots__ = ("_brier", "_codes", "_conf", "_conf_sum", "_head", "_hist", "_offsets",
-                 "_rel", "_rel_count", "_terms", "bins", "classes", "held", "prefix")
+    __slots__ = (
+        "_brier",
+        "_codes",
+        "_conf",
+        "_conf_sum",
+        "_head",
+        "_hist",
+        "_offsets",
+        "_rel",
+        "_rel_count",
+        "_terms",
+        "bins",
+        "classes",
+        "held",
+        "prefix",
+    )
 
     def __init__(self, bins: int, capacity: int = 64, prefix: int = 0) -> None:
         if not 1 <= bins <= MAX_BINS:
@@ -220,7 +235,7 @@ class ScoreWindow:
     @property
     def scored(self) -> int:
         """Records with scores held."""
-        return int(self._rel_count[:4 * self.bins].sum())
+        return int(self._rel_count[: 4 * self.bins].sum())
 
     @property
     def count(self) -> int:
@@ -237,17 +252,24 @@ class ScoreWindow:
         unscored = self._rel == 4 * self.bins
         pad = np.where(unscored, self._slot, missing)[:, None]
         self._codes = np.hstack([self._codes, np.repeat(pad, n - old, axis=1)]).astype(
-            self._codes.dtype)
+            self._codes.dtype
+        )
         hist = np.zeros(n * width, dtype=np.int64)
-        hist[:old * width] = self._hist
+        hist[: old * width] = self._hist
         scored = self.scored
         for c in range(old, n):
             hist[c * width + missing] = scored
         self._hist = hist
         self._offsets = np.arange(n, dtype=np.int64) * width
 
-    def prepare(self, labels: Sequence[str], truth: NDArray[Any], pred: NDArray[Any],
-                keys: Sequence[str], scores: Floats) -> ScoreRows:
+    def prepare(
+        self,
+        labels: Sequence[str],
+        truth: NDArray[Any],
+        pred: NDArray[Any],
+        keys: Sequence[str],
+        scores: Floats,
+    ) -> ScoreRows:
         """Turn a batch's columns into rows ready to `push`.
 
         Args:
@@ -291,26 +313,32 @@ class ScoreWindow:
             terms += squares[:, j]
         terms += ~hot.any(axis=1)
         terms[~scored | outside] = 0.0
-        conf = np.rint(np.clip(filled.max(axis=1, where=~missing, initial=0.0), 0.0, 1.0)
-                       * CONF_ONE)
+        conf = np.rint(
+            np.clip(filled.max(axis=1, where=~missing, initial=0.0), 0.0, 1.0) * CONF_ONE
+        )
         conf[~scored] = 0.0
         rel = np.where(scored, (outside * 2 + (pclass == tclass)) * bins + top, 4 * bins)
-        return ScoreRows(codes.astype(self._codes.dtype), rel.astype(self._rel.dtype), terms,
-                         conf.astype(np.uint32))
+        return ScoreRows(
+            codes.astype(self._codes.dtype),
+            rel.astype(self._rel.dtype),
+            terms,
+            conf.astype(np.uint32),
+        )
 
     # -- the one tally, for add and remove -----------------------------------------------------
 
-    def _tally(self, codes: NDArray[Any], rel: NDArray[Any], terms: Floats,
-               conf: NDArray[Any], sign: int) -> None:
+    def _tally(
+        self, codes: NDArray[Any], rel: NDArray[Any], terms: Floats, conf: NDArray[Any], sign: int
+    ) -> None:
         hist = np.bincount((codes + self._offsets).ravel(), minlength=len(self._hist))
         rel_count = np.bincount(rel, minlength=len(self._rel_count))
         conf_sum = _int_bincount(rel, conf, len(self._conf_sum))
         if sign > 0:
-            self._hist += hist[:len(self._hist)]
+            self._hist += hist[: len(self._hist)]
             self._rel_count += rel_count
             self._conf_sum += conf_sum
         else:
-            self._hist -= hist[:len(self._hist)]
+            self._hist -= hist[: len(self._hist)]
             self._rel_count -= rel_count
             self._conf_sum -= conf_sum
         self._brier.add(terms, sign)
@@ -333,7 +361,7 @@ class ScoreWindow:
         for name in ("_codes", "_rel", "_terms", "_conf"):
             old = getattr(self, name)
             new = np.zeros((new_size, *old.shape[1:]), dtype=old.dtype)
-            new[:self.held] = old[order]
+            new[: self.held] = old[order]
             setattr(self, name, new)
         self._head = 0
 
@@ -365,8 +393,9 @@ class ScoreWindow:
         self.held += n
         self._tally(codes, rel, terms, conf, 1)
 
-    def advance(self, rows: ScoreRows, lo: int, hi: int, leaving: int,
-                keep: NDArray[np.bool_] | None = None) -> None:
+    def advance(
+        self, rows: ScoreRows, lo: int, hi: int, leaving: int, keep: NDArray[np.bool_] | None = None
+    ) -> None:
         """Follow one step of the window: rows ``lo .. hi - 1`` arrive, ``leaving`` records go.
 
         ``keep`` (over the step's rows) leaves out records the window never held (a time
@@ -402,22 +431,36 @@ class ScoreWindow:
         hist = self._hist.reshape(-1, width)
         negatives = hist[:, :bins].copy()
         negatives[:, 0] += hist[:, bins]
-        positives = hist[:, bins + 1:2 * bins + 1].copy()
+        positives = hist[:, bins + 1 : 2 * bins + 1].copy()
         positives[:, 0] += hist[:, 2 * bins + 1]
-        keyed = (hist[:, :bins].sum(axis=1) + hist[:, bins + 1:2 * bins + 1].sum(axis=1)) > 0
+        keyed = (hist[:, :bins].sum(axis=1) + hist[:, bins + 1 : 2 * bins + 1].sum(axis=1)) > 0
         truth_counts = positives.sum(axis=1)
-        rel_count = self._rel_count[:4 * bins].reshape(4, bins)
-        conf = self._conf_sum[:4 * bins].reshape(4, bins)
-        return ScoreView(bins, list(self.classes.labels), int(rel_count.sum()),
-                         int(rel_count[2:].sum()), positives, negatives, truth_counts,
-                         keyed | (truth_counts > 0), rel_count.sum(axis=0),
-                         rel_count[1] + rel_count[3], conf.sum(axis=0), self._brier.value)
+        rel_count = self._rel_count[: 4 * bins].reshape(4, bins)
+        conf = self._conf_sum[: 4 * bins].reshape(4, bins)
+        return ScoreView(
+            bins,
+            list(self.classes.labels),
+            int(rel_count.sum()),
+            int(rel_count[2:].sum()),
+            positives,
+            negatives,
+            truth_counts,
+            keyed | (truth_counts > 0),
+            rel_count.sum(axis=0),
+            rel_count[1] + rel_count[3],
+            conf.sum(axis=0),
+            self._brier.value,
+        )
 
     def nbytes(self) -> int:
         """Bytes of state held: the ring, the sums and the class labels."""
         ring = sum(a.nbytes for a in (self._codes, self._rel, self._terms, self._conf))
-        sums = (self._hist.nbytes + self._rel_count.nbytes + self._conf_sum.nbytes
-                + 4 * self._brier.high.nbytes)
+        sums = (
+            self._hist.nbytes
+            + self._rel_count.nbytes
+            + self._conf_sum.nbytes
+            + 4 * self._brier.high.nbytes
+        )
         return ring + sums + sum(len(label) + 50 for label in self.classes.labels)
 
     # -- recovery ------------------------------------------------------------------------------
@@ -427,24 +470,34 @@ class ScoreWindow:
 
     def snapshot(self) -> ScoreSnapshot:
         """A versioned copy of the held records; the sums are left out because they recount."""
-        return {"v": SCORE_SNAPSHOT_VERSION, "bins": self.bins,
-                "classes": list(self.classes.labels), "prefix": self.prefix,
-                "codes": self._ordered(self._codes), "rel": self._ordered(self._rel),
-                "terms": self._ordered(self._terms), "conf": self._ordered(self._conf)}
+        return {
+            "v": SCORE_SNAPSHOT_VERSION,
+            "bins": self.bins,
+            "classes": list(self.classes.labels),
+            "prefix": self.prefix,
+            "codes": self._ordered(self._codes),
+            "rel": self._ordered(self._rel),
+            "terms": self._ordered(self._terms),
+            "conf": self._ordered(self._conf),
+        }
 
     @classmethod
     def restore(cls, state: ScoreSnapshot, capacity: int = 64) -> ScoreWindow:
         """Rebuild from `snapshot` by recounting its records."""
         if state.get("v") != SCORE_SNAPSHOT_VERSION:
-            raise SnapshotError(f"score statistics snapshot has version {state.get('v')!r}, "
-                                f"this build reads {SCORE_SNAPSHOT_VERSION}")
+            raise SnapshotError(
+                f"score statistics snapshot has version {state.get('v')!r}, "
+                f"this build reads {SCORE_SNAPSHOT_VERSION}"
+            )
         window = cls(state["bins"], max(capacity, len(state["rel"])), state["prefix"])
         window.classes = LabelTable(state["classes"])
         window._grow_classes(len(window.classes))
-        rows = ScoreRows(np.asarray(state["codes"], dtype=window._codes.dtype),
-                         np.asarray(state["rel"], dtype=window._rel.dtype),
-                         np.asarray(state["terms"], dtype=np.float64),
-                         np.asarray(state["conf"], dtype=np.uint32))
+        rows = ScoreRows(
+            np.asarray(state["codes"], dtype=window._codes.dtype),
+            np.asarray(state["rel"], dtype=window._rel.dtype),
+            np.asarray(state["terms"], dtype=np.float64),
+            np.asarray(state["conf"], dtype=np.uint32),
+        )
         window.push(rows)
         return window
 
@@ -455,13 +508,14 @@ def _int_bincount(index: NDArray[Any], weights: NDArray[Any], length: int) -> In
         return np.bincount(index, weights, length).astype(np.int64)
     out = np.zeros(length, dtype=np.int64)
     for start in range(0, len(index), _CHUNK):
-        part = np.bincount(index[start:start + _CHUNK], weights[start:start + _CHUNK], length)
+        part = np.bincount(index[start : start + _CHUNK], weights[start : start + _CHUNK], length)
         out += part.astype(np.int64)
     return out
 
 
-def batch_rows(scores: ScoreWindow | None, bins: int, cols: ModelColumns, held: int,
-               capacity: int) -> tuple[ScoreWindow | None, ScoreRows | None]:
+def batch_rows(
+    scores: ScoreWindow | None, bins: int, cols: ModelColumns, held: int, capacity: int
+) -> tuple[ScoreWindow | None, ScoreRows | None]:
     """A window's score state and its rows for one batch, or (None, None) when not needed.
 
     The state starts with the first batch that brings score maps (the records the window
@@ -478,5 +532,4 @@ def batch_rows(scores: ScoreWindow | None, bins: int, cols: ModelColumns, held: 
         return scores, scores.prepare(cols.labels, cols.truth, cols.pred, [], empty)
     if scores is None:
         scores = ScoreWindow(bins, capacity, prefix=held)
-    return scores, scores.prepare(cols.labels, cols.truth, cols.pred, cols.score_keys,
-                                  cols.scores)
+    return scores, scores.prepare(cols.labels, cols.truth, cols.pred, cols.score_keys, cols.scores)

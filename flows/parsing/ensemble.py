@@ -31,8 +31,9 @@ class Ensemble:
         verdict = self.vote(entries)
         return None if verdict is None else verdict[0]
 
-    def vote(self, entries: Iterable[tuple[str, str, Mapping[str, float] | None]]
-             ) -> tuple[str, dict[str, float] | None] | None:
+    def vote(
+        self, entries: Iterable[tuple[str, str, Mapping[str, float] | None]]
+    ) -> tuple[str, dict[str, float] | None] | None:
         """Combine ``(model, predicted label, scores or None)`` entries of one record.
 
         Returns the predicted label and the ensemble's scores: the weighted sums divided by
@@ -57,8 +58,10 @@ class Ensemble:
             return None
         undefined = sorted(label for label, total in totals.items() if total != total)
         if undefined:
-            raise NoVerdict(f"the weighted score sum of {undefined[0]!r} is not a number "
-                            "(the weighted scores overflow to inf - inf)")
+            raise NoVerdict(
+                f"the weighted score sum of {undefined[0]!r} is not a number "
+                "(the weighted scores overflow to inf - inf)"
+            )
         best = max(totals.values())
         label = min(label for label, total in totals.items() if total == best)
         whole = sum(totals.values())
