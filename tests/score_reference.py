@@ -22,6 +22,20 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 Entry = Mapping[str, float] | str
 ScoredRecord = tuple[str, Entry]
 TOLERANCE = 1e-9
+SCORES_KEYS = frozenset(
+    {
+        "count",
+        "bins",
+        "out_of_range",
+        "per_class",
+        "macro_roc_auc",
+        "macro_average_precision",
+        "brier",
+        "ece",
+        "reliability",
+        "thresholds",
+    }
+)
 
 
 def quantize(score: float, bins: int) -> int:

@@ -107,6 +107,9 @@ def reliability(view: ScoreView) -> tuple[float, dict[str, list[Any]]]:
     }
 
 
+SCORE_METRIC_NAMES = ("macro_roc_auc", "macro_average_precision", "brier", "ece")
+
+
 def _mean(values: list[float | None]) -> float:
     return sum(v for v in values if v is not None) / len(values)
 
