@@ -779,6 +779,10 @@ def diff_values(path: str, actual: Any, expected: Any, out: list[str]) -> None:
             else:
                 diff_values(f"{path}.{key}", actual[key], expected[key], out)
         return
+    if isinstance(expected, list) and isinstance(actual, list) and len(actual) == len(expected):
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            diff_values(f"{path}[{i}]", a, e, out)
+        return
     if type(actual) is not type(expected) or actual != expected:
         out.append(f"{path}: actual {actual!r}, expected {expected!r}")
 
