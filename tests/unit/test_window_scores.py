@@ -389,3 +389,58 @@ def test_advance_follows_a_window_that_skips_late_records(
         assert actual is None
     else:
         assert_scores_equal(actual, expected)
+
+
+def scored_batch(batch: Sequence[ScoredRecord], start: int) -> Any:
+    """The batch as the parser hands a window its columns, score maps included."""
+    from flows.parsing.batches import ModelColumns
+
+    labels, truth, pred, keys, scores = columns(batch)
+    return ModelColumns(
+        "m",
+        labels,
+        truth,
+        pred,
+        [f"r{start + i}" for i in range(len(batch))],
+        np.arange(start, start + len(batch), dtype=np.int64) * 1000,
+        score_keys=keys,
+        scores=scores if keys else None,
+    )
+
+
+@pytest.mark.parametrize("kind", ["count", "time"])
+def test_window_views_carry_the_oracle_scores_and_survive_restore(kind: str) -> None:
+    from flows.output.documents import document
+    from flows.windows.count import CountPolicy
+    from flows.windows.time import TimePolicy
+
+    size = 40
+    policy: Any = CountPolicy(size, 10) if kind == "count" else TimePolicy(size * 1000, 10)
+    smaller: Any = CountPolicy(25, 10) if kind == "count" else TimePolicy(25 * 1000, 10)
+    stream = random_stream(3, 300, LABELS[:3], p_bare=0.2)
+    window = policy.new()
+    pos = 0
+    for n in [7, 30, 1, 50, 13] * 3:
+        batch = stream[pos : pos + n]
+        if not batch:
+            break
+        for view in window.add(scored_batch(batch, pos), 10):
+            held = stream[max(0, view.seq - size) : view.seq]
+            expected = expected_scores(held, 10)
+            doc = document("m", view, 0)
+            if expected is None:
+                assert "scores" not in doc
+            else:
+                assert_scores_equal(doc["scores"], expected)
+        pos += n
+        if pos > 150 and kind == "count":  # restore into a smaller window: it keeps the newest
+            window = smaller.restore(pickle.loads(pickle.dumps(window.snapshot())))
+            size = 25
+    other = CountPolicy(size, 20) if kind == "count" else TimePolicy(size * 1000, 20)
+    restarted = other.restore(window.snapshot())  # other bins: score statistics restart
+    assert restarted.view().scores is None
+    more = stream[:5]
+    restarted.add(scored_batch(more, pos), 0)
+    view = restarted.view()
+    assert view.scores is not None
+    assert view.scores.scored == sum(1 for _, e in more if not isinstance(e, str))
