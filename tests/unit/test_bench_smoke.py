@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ("core_update", "flow", "state", "profile_flow", "end_to_end")
+SCRIPTS = ("core_update", "flow", "state", "scores", "profile_flow", "end_to_end")
 HEADINGS = {
     "core_update": "Core update",
     "flow": "Flow:",
