@@ -69,6 +69,7 @@ class Settings(AlertSettings, BaseModel):
     window_size: int = Field(1000, ge=1, le=100_000_000)
     window_duration: str | None = None
     emit_every: int = Field(100, ge=1, le=100_000_000)
+    score_bins: int = Field(100, ge=0, le=1000)  # 0: score statistics off
     ensemble_weights: str = ""
     ensemble_name: str = Field("ensemble", min_length=1)
     batch_size: int = Field(1000, ge=1, le=100_000)

@@ -57,12 +57,15 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from tests.score_reference import ensemble_scores, expected_scores
+
 Doc = dict[str, Any]
 DocKey = tuple[str, int]
 Scope = Literal["record", "entry"]
 
 TOLERANCE = 1e-9
 DOCUMENT_KEYS = frozenset({"model", "window", "labels", "matrix", "metrics", "seq", "emitted_at"})
+OPTIONAL_KEYS = frozenset({"scores"})  # only for windows holding records with score maps
 WINDOW_KEYS = frozenset({"kind", "size", "count", "full", "first_id", "last_id", "start", "end"})
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "mcc", "kappa")
 PER_CLASS_KEYS = ("tp", "fp", "fn", "tn", "precision", "recall", "f1", "support")
@@ -116,6 +119,7 @@ class ValidRecord:
     ts: int | None
     label: str
     predictions: dict[str, str]
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # models with score maps
 
 
 def _reject_constant(name: str) -> Any:
@@ -293,6 +297,7 @@ def parse_line(
             continue
         predictions[model] = pred
         votes.append((model, pred, scores))
+    maps = {model: scores for model, _, scores in votes if scores is not None}
     if not predictions:
         return None, [Rejection(index, raw, "record", None, "no valid model entry")]
     if weights:
@@ -303,7 +308,10 @@ def parse_line(
             combined = None
         if combined is not None:
             predictions[ensemble_name] = combined
-    return ValidRecord(index, rid, ts, label, predictions), refused
+            ensemble_map = ensemble_scores(weights, votes)
+            if ensemble_map is not None:
+                maps[ensemble_name] = ensemble_map
+    return ValidRecord(index, rid, ts, label, predictions, maps), refused
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -490,6 +498,7 @@ class Counted:
     ts: int | None
     truth: str
     pred: str
+    scores: dict[str, float] | None = None  # the model's score map, if it sent one
 
 
 @dataclass(slots=True)
@@ -516,6 +525,7 @@ def expected_document(
     labels: Iterable[str],
     window_size: int,
     engine: MetricsEngine = "sklearn",
+    score_bins: int = 0,
 ) -> Doc:
     """The document of ``model``'s count window after ``history`` (every record it has
     counted, in order)."""
@@ -531,6 +541,7 @@ def expected_document(
         len(history),
         labels,
         engine,
+        score_bins,
     )
 
 
@@ -545,11 +556,12 @@ def _document(
     seq: int,
     labels: Iterable[str],
     engine: MetricsEngine,
+    score_bins: int = 0,
 ) -> Doc:
     truth = [r.truth for r in window]
     pred = [r.pred for r in window]
     ordered = sorted(labels)
-    return {
+    doc: Doc = {
         "model": model,
         "window": {
             "kind": kind,
@@ -566,6 +578,13 @@ def _document(
         "metrics": window_metrics(truth, pred, engine),
         "seq": seq,
     }
+    if score_bins:
+        scores = expected_scores(
+            [(r.truth, r.pred if r.scores is None else r.scores) for r in window], score_bins
+        )
+        if scores is not None:
+            doc["scores"] = scores
+    return doc
 
 
 @dataclass(slots=True)
@@ -591,7 +610,14 @@ class TimeWindowState:
             self.held.pop(0)
         self.last = record
 
-    def document(self, model: str, seq: int, labels: Iterable[str], engine: MetricsEngine) -> Doc:
+    def document(
+        self,
+        model: str,
+        seq: int,
+        labels: Iterable[str],
+        engine: MetricsEngine,
+        score_bins: int = 0,
+    ) -> Doc:
         assert self.last is not None and self.newest is not None and self.first_ts is not None
         first = self.held[0] if self.held else self.last
         return _document(
@@ -605,6 +631,7 @@ class TimeWindowState:
             seq,
             labels,
             engine,
+            score_bins,
         )
 
 
@@ -624,6 +651,7 @@ def expected_run(
     skip_blank: bool = True,
     engine: MetricsEngine = "sklearn",
     window_duration_ms: int | None = None,
+    score_bins: int = 100,
 ) -> ExpectedRun:
     """Recompute every document, dead letter and count the job must produce for ``lines``.
 
@@ -641,13 +669,18 @@ def expected_run(
         engine: how metrics are computed, see `window_metrics`.
         window_duration_ms: ``CONFUSION_WINDOW_DURATION`` in milliseconds: time windows
             (``CONFUSION_WINDOW_KIND=time``) instead of count windows.
+        score_bins: ``CONFUSION_SCORE_BINS`` (0: documents without ``scores``).
     """
     histories: dict[str, _ModelHistory] = {}
 
     def document(model: str, history: _ModelHistory) -> Doc:
         if history.time_window is not None:
-            return history.time_window.document(model, len(history.records), history.labels, engine)
-        return expected_document(model, history.records, history.labels, window_size, engine)
+            return history.time_window.document(
+                model, len(history.records), history.labels, engine, score_bins
+            )
+        return expected_document(
+            model, history.records, history.labels, window_size, engine, score_bins
+        )
 
     documents: dict[DocKey, Doc] = {}
     rejections: list[Rejection] = []
@@ -672,7 +705,7 @@ def expected_run(
                     if window_duration_ms is None
                     else TimeWindowState(window_duration_ms)
                 )
-            counted = Counted(record.id, ts, record.label, pred)
+            counted = Counted(record.id, ts, record.label, pred, record.scores.get(model))
             history.records.append(counted)
             history.labels.update((record.label, pred))
             if history.time_window is not None:
@@ -746,6 +779,10 @@ def diff_values(path: str, actual: Any, expected: Any, out: list[str]) -> None:
             else:
                 diff_values(f"{path}.{key}", actual[key], expected[key], out)
         return
+    if isinstance(expected, list) and isinstance(actual, list) and len(actual) == len(expected):
+        for i, (a, e) in enumerate(zip(actual, expected, strict=True)):
+            diff_values(f"{path}[{i}]", a, e, out)
+        return
     if type(actual) is not type(expected) or actual != expected:
         out.append(f"{path}: actual {actual!r}, expected {expected!r}")
 
@@ -762,7 +799,7 @@ def document_diffs(
     name = f"{actual.get('model')!r}#{actual.get('seq')}"
     out: list[str] = []
     missing = DOCUMENT_KEYS - ignored - set(actual)
-    extra = set(actual) - DOCUMENT_KEYS
+    extra = set(actual) - DOCUMENT_KEYS - OPTIONAL_KEYS
     if missing or extra:
         out.append(f"{name}: keys missing {sorted(missing)}, unexpected {sorted(extra)}")
     if "emitted_at" in actual and not (
@@ -770,7 +807,9 @@ def document_diffs(
     ):
         out.append(f"{name}.emitted_at: {actual['emitted_at']!r} is not a time")
     wanted = {k: v for k, v in expected.items() if k not in ignored}
-    got = {k: v for k, v in actual.items() if k not in ignored and k in DOCUMENT_KEYS}
+    got = {
+        k: v for k, v in actual.items() if k not in ignored and k in DOCUMENT_KEYS | OPTIONAL_KEYS
+    }
     diff_values(name, got, wanted, out)
     return out
 

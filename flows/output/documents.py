@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import TypedDict
+from typing import Any, NotRequired, TypedDict
 
-from flows.output import metrics
+from flows.output import metrics, score_metrics
 from flows.output.metrics import Metrics
 from flows.windows.base import WindowView
 
@@ -38,6 +38,7 @@ class Document(TypedDict):
     metrics: Metrics
     seq: int
     emitted_at: str
+    scores: NotRequired[dict[str, Any]]  # only for windows holding records with score maps
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -69,7 +70,7 @@ def document(model: str, view: WindowView, emitted_at_ms: int) -> Document:
     matrix = view.matrix
     if order != list(range(len(order))):
         matrix = matrix[order][:, order]
-    return {
+    doc: Document = {
         "model": model,
         "window": window_info(view),
         "labels": labels,
@@ -78,6 +79,11 @@ def document(model: str, view: WindowView, emitted_at_ms: int) -> Document:
         "seq": view.seq,
         "emitted_at": iso_ms(emitted_at_ms),
     }
+    if view.scores is not None:
+        scores = score_metrics.compute(view.scores)
+        if scores is not None:
+            doc["scores"] = scores
+    return doc
 
 
 def window_info(view: WindowView) -> WindowInfo:

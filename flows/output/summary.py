@@ -40,6 +40,8 @@ class ModelTrend:
     accuracy: float | None = None
     macro_f1: float | None = None
     mcc: float | None = None
+    roc_auc: float | None = None  # macro ROC-AUC of the last window with score maps
+    brier: float | None = None
 
     def update(self, doc: Document) -> None:
         """Fold in a document; documents may arrive out of order, so ``seq`` decides."""
@@ -57,6 +59,9 @@ class ModelTrend:
         self.classes = len(doc["metrics"]["per_class"])
         self.accuracy, self.macro_f1 = acc, doc["metrics"]["macro_f1"]
         self.mcc = doc["metrics"]["mcc"]
+        scores = doc.get("scores")
+        self.roc_auc = None if scores is None else scores["macro_roc_auc"]
+        self.brier = None if scores is None else scores["brier"]
 
 
 def _num(value: float | None) -> str:
@@ -81,6 +86,8 @@ def summary_table(trends: Iterable[ModelTrend]) -> str:
         "acc last",
         "macro F1",
         "MCC",
+        "AUC",
+        "Brier",
     )
     rows = [header] + [
         (
@@ -93,6 +100,8 @@ def summary_table(trends: Iterable[ModelTrend]) -> str:
             _num(t.accuracy),
             _num(t.macro_f1),
             _num(t.mcc),
+            _num(t.roc_auc),
+            _num(t.brier),
         )
         for t in sorted(trends, key=lambda t: t.model)
     ]

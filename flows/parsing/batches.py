@@ -72,9 +72,29 @@ class ModelColumns:
     origin: str = ""
     positions: NDArray[np.int64] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Score maps, when the model sent any in this batch: their labels, and (records, labels)
+    # scores with NaN where a record's map lacks the label (a row of NaN: a bare label).
+    score_keys: list[str] = field(default_factory=list)
+    scores: NDArray[np.float64] | None = None
 
     def __len__(self) -> int:
         return len(self.truth)
+
+    def take(self, rows: NDArray[np.int64]) -> ModelColumns:
+        """The records at ``rows`` (read order kept)."""
+        return ModelColumns(
+            self.model,
+            self.labels,
+            self.truth[rows],
+            self.pred[rows],
+            [self.ids[i] for i in rows.tolist()],
+            self.ts[rows],
+            self.origin,
+            None if self.positions is None else self.positions[rows],
+            self.headers,
+            self.score_keys,
+            None if self.scores is None else self.scores[rows],
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +179,27 @@ class _Judged:
     pred: list[str] = field(default_factory=list)
     ids: list[str | int] = field(default_factory=list)
     ts: list[int] = field(default_factory=list)
+    scores: list[dict[str, float] | None] = field(default_factory=list)
+
+
+def _merge_scores(
+    fast: ModelColumns | None, judged: _Judged, order: NDArray[np.int64] | None
+) -> tuple[list[str], NDArray[np.float64] | None]:
+    """Score columns of fast-path and one-by-one rows together (``order``: read order)."""
+    fast_keys = [] if fast is None or fast.scores is None else fast.score_keys
+    names = sorted(set(fast_keys).union(*(m for m in judged.scores if m is not None)))
+    if not names:
+        return [], None
+    column = {name: j for j, name in enumerate(names)}
+    n_fast = 0 if fast is None else len(fast)
+    scores = np.full((n_fast + len(judged.scores), len(names)), np.nan)
+    if fast is not None and fast.scores is not None:
+        scores[:n_fast, [column[k] for k in fast_keys]] = fast.scores
+    for i, entry in enumerate(judged.scores, n_fast):
+        if entry is not None:
+            for name, score in entry.items():
+                scores[i, column[name]] = score
+    return names, scores if order is None else scores[order]
 
 
 def _merge(
@@ -173,10 +214,14 @@ def _merge(
     pred = table.encode(judged.pred)
     ts = np.asarray(judged.ts, dtype=np.int64)
     if fast is None:
-        return ModelColumns(model, table.labels, truth, pred, judged.ids, ts)
+        keys, scores = _merge_scores(None, judged, None)
+        return ModelColumns(
+            model, table.labels, truth, pred, judged.ids, ts, score_keys=keys, scores=scores
+        )
     rows = np.concatenate([fast_rows, np.asarray(judged.rows, dtype=fast_rows.dtype)])
     order = np.argsort(rows, kind="stable")
     ids = fast.ids + judged.ids
+    keys, scores = _merge_scores(fast, judged, order)
     return ModelColumns(
         model,
         table.labels,
@@ -184,6 +229,8 @@ def _merge(
         np.concatenate([fast.pred, pred])[order],
         [ids[i] for i in order],
         np.concatenate([fast.ts, ts])[order],
+        score_keys=keys,
+        scores=scores,
     )
 
 
@@ -233,16 +280,15 @@ def parse_batch(
     by_fast: dict[str, tuple[ModelColumns, NDArray[Any]]] = {}
     for model, pred in cols.pred.items():
         take = keep & (pred >= 0)
+        keys, scores = cols.scores.get(model, ([], None))
+        whole = ModelColumns(
+            model, table.labels, truth, pred, ids, ts, score_keys=keys, scores=scores
+        )
         if take.all():
-            by_fast[model] = (ModelColumns(model, table.labels, truth, pred, ids, ts), rows)
+            by_fast[model] = (whole, rows)
         elif take.any():
             sel = np.flatnonzero(take)
-            by_fast[model] = (
-                ModelColumns(
-                    model, table.labels, truth[sel], pred[sel], [ids[i] for i in sel], ts[sel]
-                ),
-                rows[sel],
-            )
+            by_fast[model] = (whole.take(sel), rows[sel])
 
     slow = sorted(set(range(len(values))) - set(rows[keep].tolist()))
     judged: dict[str, _Judged] = {}
@@ -274,6 +320,7 @@ def parse_batch(
             j.pred.append(pred_label)
             j.ids.append(rec.id)
             j.ts.append(when)
+            j.scores.append(rec.scores.get(model))
         for model, reason in rec.entry_errors.items():
             rejected_entries += 1
             dead.append(

@@ -11,7 +11,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -222,6 +222,7 @@ class Record:
     label: str
     predictions: dict[str, str]
     entry_errors: dict[str, str]
+    scores: dict[str, dict[str, float]] = field(default_factory=dict)  # models with score maps
 
 
 def parse_record(
@@ -293,12 +294,15 @@ def parse_record(
         scored.append((model, pred, scores))
     if not preds:
         raise RecordError("no valid model entry: " + "; ".join(errors.values()))
+    maps = {model: scores for model, _, scores in scored if scores is not None}
     if ensemble is not None:
         try:
-            combined = ensemble.predict(scored)
+            combined = ensemble.vote(scored)
         except NoVerdict as exc:
             errors[ensemble.name] = f"model {ensemble.name!r}: {exc}"
             combined = None
         if combined is not None:
-            preds[ensemble.name] = combined
-    return Record(rid, ts, label, preds, errors)
+            preds[ensemble.name] = combined[0]
+            if combined[1] is not None:
+                maps[ensemble.name] = combined[1]
+    return Record(rid, ts, label, preds, errors, maps)

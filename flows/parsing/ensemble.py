@@ -3,12 +3,14 @@
 As in the original Akka job, the ensemble predicts the arg-max of the weighted sum of the member
 models' scores; a member that gives a bare label counts as score 1 for that label and 0 for every
 other. Members missing from a record (or refused) simply do not vote; a record in which no member
-voted has no ensemble prediction. Scores are finite, but a weighted sum can still overflow to
-inf - inf = NaN: then no label is the arg-max and the ensemble's entry is refused (`NoVerdict`).
+voted has no ensemble prediction. Its scores are the weighted sums normalized to sum 1. Scores
+are finite, but a weighted sum can still overflow to inf - inf = NaN: then no label is the
+arg-max and the ensemble's entry is refused (`NoVerdict`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -25,9 +27,20 @@ class Ensemble:
     name: str = "ensemble"
 
     def predict(self, entries: Iterable[tuple[str, str, Mapping[str, float] | None]]) -> str | None:
+        """The ensemble's predicted label for ``(model, predicted label, scores or None)``."""
+        verdict = self.vote(entries)
+        return None if verdict is None else verdict[0]
+
+    def vote(
+        self, entries: Iterable[tuple[str, str, Mapping[str, float] | None]]
+    ) -> tuple[str, dict[str, float] | None] | None:
         """Combine ``(model, predicted label, scores or None)`` entries of one record.
 
-        Ties go to the label that sorts first, the same rule as a single model's arg-max.
+        Returns the predicted label and the ensemble's scores: the weighted sums divided by
+        their total, so they sum to 1 and rank like the sums. Ties go to the label that sorts
+        first, the same rule as a single model's arg-max. When the total is not a positive
+        finite number (negative member scores, overflow) the ensemble has no scores for the
+        record, only its label.
         """
         totals: dict[str, float] = {}
         voted = False
@@ -50,4 +63,8 @@ class Ensemble:
                 "(the weighted scores overflow to inf - inf)"
             )
         best = max(totals.values())
-        return min(label for label, total in totals.items() if total == best)
+        label = min(label for label, total in totals.items() if total == best)
+        whole = sum(totals.values())
+        if not 0.0 < whole < math.inf:
+            return label, None
+        return label, {name: total / whole for name, total in totals.items()}

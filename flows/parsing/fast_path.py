@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Any
 
@@ -126,18 +126,27 @@ def decode_batch(values: Sequence[bytes], max_bytes: int = 1 << 62) -> list[Wire
     return [_decode_one(v, max_bytes) for v in values]
 
 
+Scores = tuple[list[str], NDArray[np.float64]]  # score-map labels, (rows, labels) scores
+
+
 @dataclass(slots=True)
 class PredictedCodes:
     """Per-model results of the fast path, aligned with the rows it accepted."""
 
     pred: dict[str, Codes]  # per model; -1 where the record has no entry for it
     bad: NDArray[np.bool_]  # rows the fast path refuses to judge
+    # Per model that sent score maps: their labels and scores, NaN where a row's map lacks a
+    # label (a row of NaN: no map there).
+    scores: dict[str, Scores] = field(default_factory=dict)
 
 
 def _argmax_codes(
     table: LabelTable, keys: tuple[str, ...], entries: list[Any], present: list[dict[str, float]]
-) -> Codes:
-    """Arg-max over score maps that share ``keys``; ties go to the label that sorts first."""
+) -> tuple[Codes, Scores]:
+    """Arg-max over score maps that share ``keys``; ties go to the label that sorts first.
+
+    Also returns the scores, columns in label order, one row per entry (NaN where none).
+    """
     k = len(keys)
     order = sorted(range(k), key=keys.__getitem__)
     scores = np.fromiter(
@@ -145,11 +154,29 @@ def _argmax_codes(
     ).reshape(len(present), k)[:, order]
     key_codes = np.asarray([table.code(keys[j]) for j in order], dtype=np.int32)
     best: Codes = key_codes[scores.argmax(axis=1)]
+    names = [keys[j] for j in order]
     if len(present) == len(entries):
-        return best
+        return best, (names, scores)
     out = np.full(len(entries), -1, dtype=np.int32)
-    out[[i for i, e in enumerate(entries) if e is not None]] = best
-    return out
+    rows = [i for i, e in enumerate(entries) if e is not None]
+    out[rows] = best
+    full = np.full((len(entries), k), np.nan)
+    full[rows] = scores
+    return out, (names, full)
+
+
+def _score_matrix(entries: list[Any], bad: NDArray[np.bool_]) -> Scores | None:
+    """Scores of the valid score maps among mixed entries (None when there is none)."""
+    maps = [(i, e) for i, e in enumerate(entries) if type(e) is dict and not bad[i]]
+    if not maps:
+        return None
+    names = sorted(set(chain.from_iterable(e for _, e in maps)))
+    column = {name: j for j, name in enumerate(names)}
+    scores = np.full((len(entries), len(names)), np.nan)
+    for i, entry in maps:
+        for name, score in entry.items():
+            scores[i, column[name]] = score
+    return names, scores
 
 
 def _one_by_one(table: LabelTable, entries: list[Any], bad: NDArray[np.bool_]) -> Codes:
@@ -178,6 +205,7 @@ def predicted_codes(
     n = len(preds)
     bad = np.zeros(n, dtype=bool)
     out: dict[str, Codes] = {}
+    scores: dict[str, Scores] = {}
     for model in dict.fromkeys(chain.from_iterable(preds)):
         entries = [p.get(model) for p in preds]
         if not model or model == reserved:
@@ -194,9 +222,13 @@ def predicted_codes(
             keysets = set(map(tuple, present))
             keys = next(iter(keysets))
             if len(keysets) == 1 and keys and "" not in keys:
-                out[model] = _argmax_codes(table, keys, entries, present)
-            else:
-                out[model] = _one_by_one(table, entries, bad)
+                out[model], scores[model] = _argmax_codes(table, keys, entries, present)
+                continue
+            out[model] = _one_by_one(table, entries, bad)
         else:
             out[model] = _one_by_one(table, entries, bad)
-    return PredictedCodes(out, bad)
+        if dict in kinds:
+            mixed = _score_matrix(entries, bad)
+            if mixed is not None:
+                scores[model] = mixed
+    return PredictedCodes(out, bad, scores)

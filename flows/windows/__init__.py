@@ -20,5 +20,5 @@ from flows.windows.time import TimePolicy
 def window_policy(settings: Settings) -> WindowPolicy[Any, Any]:
     """The window kind ``CONFUSION_WINDOW_KIND`` names, with its size or duration."""
     if WindowKind(settings.window_kind) is WindowKind.TIME:
-        return TimePolicy(settings.window_duration_ms)
-    return CountPolicy(settings.window_size)
+        return TimePolicy(settings.window_duration_ms, settings.score_bins)
+    return CountPolicy(settings.window_size, settings.score_bins)

@@ -22,6 +22,7 @@ from flows.errors import SnapshotError
 from flows.parsing.batches import ModelColumns
 from flows.windows.pairs import Codes, Counts, LabelCodes, code_dtype, pair_counts
 from flows.windows.record_log import RecordLog, RecordLogSnapshot
+from flows.windows.scores import ScoreSnapshot, ScoreView, ScoreWindow, batch_rows
 
 SNAPSHOT_VERSION: Literal[1] = 1
 
@@ -46,6 +47,7 @@ class WindowView:
     last: tuple[str | int, int]
     kind: WindowKind = WindowKind.COUNT
     full: bool = False
+    scores: ScoreView | None = None  # when the window holds records with score maps
 
 
 class WindowSnapshot(TypedDict):
@@ -62,6 +64,7 @@ class WindowSnapshot(TypedDict):
     cap: int
     pairs: Codes
     log: RecordLogSnapshot
+    scores: NotRequired[ScoreSnapshot | None]  # absent from checkpoints before score statistics
 
 
 class SlidingWindow(ABC):
@@ -75,9 +78,11 @@ class SlidingWindow(ABC):
 
     kind: ClassVar[WindowKind]
 
-    __slots__ = ("_cap", "_log", "_pairs", "codes", "held", "matrix", "seq")
+    __slots__ = ("_cap", "_log", "_pairs", "codes", "held", "matrix", "score_bins", "scores", "seq")
 
-    def __init__(self, ring: int, log: RecordLog) -> None:
+    def __init__(self, ring: int, log: RecordLog, score_bins: int = 0) -> None:
+        self.score_bins = score_bins  # CONFUSION_SCORE_BINS; 0: no score statistics
+        self.scores: ScoreWindow | None = None  # from the first batch with score maps on
         self.seq = 0  # records added so far
         self.held = 0  # records in the window
         self.codes = LabelCodes()
@@ -100,24 +105,29 @@ class SlidingWindow(ABC):
         pairs = self._encode(batch.labels, batch.truth, batch.pred)
         # The whole batch is logged first: a view part way through reads its last record here.
         self._log.append(batch.ids, batch.ts.tolist())
+        self.scores, rows = batch_rows(
+            self.scores, self.score_bins, batch, self.held, len(self._pairs)
+        )
         views: list[WindowView] = []
-        if every <= 0:
-            self._push(pairs, batch.ts)
-        else:
-            pos = 0
-            while pos < n:
-                end = pos + min(n - pos, every - self.seq % every)
-                self._push(pairs[pos:end], batch.ts[pos:end])
-                pos = end
-                if self.seq % every == 0:
-                    views.append(self.view())
+        pos = 0
+        while pos < n:
+            end = n if every <= 0 else pos + min(n - pos, every - self.seq % every)
+            held = self.held
+            kept = self._push(pairs[pos:end], batch.ts[pos:end])
+            if rows is not None and self.scores is not None:
+                # The score state follows the same step: what arrived and what left.
+                arrived = end - pos if kept is None else int(kept.sum())
+                self.scores.advance(rows, pos, end, held + arrived - self.held, kept)
+            pos = end
+            if every > 0 and self.seq % every == 0:
+                views.append(self.view())
         self._log.forget_before(self._first_logged())
         return views
 
     @abstractmethod
-    def _push(self, pairs: Codes, ts: NDArray[np.int64]) -> None:
+    def _push(self, pairs: Codes, ts: NDArray[np.int64]) -> NDArray[np.bool_] | None:
         """Add records given as this window's pair codes (``ts``: their event times) and let
-        out what leaves."""
+        out what leaves; return which of them the window took in (None: all of them)."""
 
     @abstractmethod
     def _first_logged(self) -> int:
@@ -195,7 +205,26 @@ class SlidingWindow(ABC):
             "cap": self._cap,
             "pairs": pairs,
             "log": self._log.snapshot(),
+            "scores": None if self.scores is None else self.scores.snapshot(),
         }
+
+    def _score_view(self) -> ScoreView | None:
+        """The score statistics for a view, when the window holds any scored record."""
+        if self.scores is None or self.scores.scored == 0:
+            return None
+        return self.scores.view()
+
+    def _restore_scores(self, state: WindowSnapshot) -> None:
+        """Take the score state of ``state`` once the kind has restored its records.
+
+        A checkpoint written with other ``CONFUSION_SCORE_BINS`` (or before score statistics)
+        restarts them: the held records count as unscored, later score maps are counted.
+        """
+        saved = state.get("scores")
+        if saved is None or self.score_bins == 0 or saved["bins"] != self.score_bins:
+            return
+        self.scores = ScoreWindow.restore(saved, len(self._pairs))
+        self.scores.evict(self.scores.count - self.held)  # the window may have shrunk
 
     @classmethod
     def _check(cls, state: WindowSnapshot) -> None:
@@ -224,6 +253,7 @@ class SlidingWindow(ABC):
             + self.matrix.nbytes
             + self._log.nbytes()
             + sum(len(label) + 50 for label in self.codes.labels)
+            + (0 if self.scores is None else self.scores.nbytes())
         )
 
 

@@ -27,17 +27,21 @@ class CountWindow(SlidingWindow):
 
     __slots__ = ("size",)
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, score_bins: int = 0) -> None:
         if size < 1:
             raise ValueError("window size must be >= 1")
         # Small windows keep ids as they are; big ones pay a little CPU for a lot less memory.
         super().__init__(
-            size, RecordLog(max(16, min(4096, size // 8)), compress=size >= COMPRESS_FROM)
+            size,
+            RecordLog(max(16, min(4096, size // 8)), compress=size >= COMPRESS_FROM),
+            score_bins,
         )
         self.size = size
 
     def _push(self, pairs: Codes, ts: NDArray[np.int64]) -> None:
-        """Count windows let records out by number; the times only go to the record log."""
+        """Count windows let records out by number; the times only go to the record log.
+
+        Every record is taken in (returns None)."""
         n = len(pairs)
         if n <= SCALAR_BELOW:  # emitting every record or so: numpy's per-call cost dominates
             self._push_scalar(pairs.tolist())
@@ -93,6 +97,7 @@ class CountWindow(SlidingWindow):
             self._log.get(self.seq - 1),
             self.kind,
             self.held == self.size,
+            self._score_view(),
         )
 
     def _held_pairs(self) -> Codes:
@@ -107,14 +112,17 @@ class CountWindow(SlidingWindow):
         return {**self._snapshot_base(self._held_pairs()), "size": self.size}
 
     @classmethod
-    def restore(cls, state: CountSnapshot, size: int | None = None) -> CountWindow:
+    def restore(
+        cls, state: CountSnapshot, size: int | None = None, score_bins: int = 0
+    ) -> CountWindow:
         """Rebuild a window from `snapshot`; a new ``size`` keeps the newest records that fit."""
         cls._check(state)
-        window = cls(size or state["size"])
+        window = cls(size or state["size"], score_bins)
         pairs = window._restore_base(state)
         window.seq -= len(pairs)  # then the held records are added again, oldest first
         window._push(pairs.astype(window._pairs.dtype), np.zeros(len(pairs), dtype=np.int64))
         window._log.forget_before(window._first_logged())
+        window._restore_scores(state)
         return window
 
 
@@ -124,9 +132,10 @@ class CountPolicy(WindowPolicy[CountWindow, CountSnapshot]):
 
     kind: ClassVar[WindowKind] = WindowKind.COUNT
     size: int
+    score_bins: int = 0
 
     def new(self) -> CountWindow:
-        return CountWindow(self.size)
+        return CountWindow(self.size, self.score_bins)
 
     def restore(self, state: CountSnapshot) -> CountWindow:
-        return CountWindow.restore(state, self.size)
+        return CountWindow.restore(state, self.size, self.score_bins)

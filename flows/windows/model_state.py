@@ -9,7 +9,7 @@ as dead letters. Its snapshot is the window's versioned copy plus the last emitt
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -91,12 +91,46 @@ def over_class_limit(known: LabelTable, cols: ModelColumns, limit: int) -> list[
     return refused
 
 
+def over_score_class_limit(known: LabelTable | None, cols: ModelColumns, limit: int) -> list[int]:
+    """Rows whose score-map labels (with their truth) would take the model's score statistics
+    past ``limit`` classes, judged in read order like `over_class_limit`.
+
+    Score statistics hold one code per class per record, so their classes are bounded too.
+    """
+    if cols.scores is None:
+        return []
+    index: Mapping[str, int] = {} if known is None else known.index
+    room = limit - len(index)
+    if len(cols.labels) + len(cols.score_keys) <= room:  # room for every label of the batch
+        return []
+    present = ~np.isnan(cols.scores)
+    admitted: set[str] = set()
+    refused: list[int] = []
+    for row in range(len(cols)):
+        need = {cols.labels[int(cols.truth[row])]}
+        need |= {cols.score_keys[j] for j in np.flatnonzero(present[row]).tolist()}
+        need = {label for label in need if label not in index and label not in admitted}
+        if len(need) <= room:
+            admitted |= need
+            room -= len(need)
+        else:
+            refused.append(row)
+    return refused
+
+
 def _class_letters(cols: ModelColumns, rows: list[int], limit: int) -> list[DeadLetter]:
     """Dead letters of refused rows; ``raw`` is the refused entry as a record of its own, so
     replaying it after raising the limit counts exactly what was refused."""
     letters = []
     for row in rows:
-        truth, pred = cols.labels[cols.truth[row]], cols.labels[cols.pred[row]]
+        truth = cols.labels[cols.truth[row]]
+        pred: str | dict[str, float] = cols.labels[cols.pred[row]]
+        if cols.scores is not None and not np.isnan(cols.scores[row]).all():
+            pred = {
+                key: score
+                for key, score in zip(cols.score_keys, cols.scores[row].tolist(), strict=True)
+                if score == score
+            }
         reason = reached(
             "CONFUSION_MAX_CLASSES",
             f"model {cols.model!r} already holds its limit of {limit} classes "
@@ -117,34 +151,13 @@ def _class_letters(cols: ModelColumns, rows: list[int], limit: int) -> list[Dead
 
 def _rows(cols: ModelColumns, lo: int, hi: int) -> ModelColumns:
     """Records ``lo .. hi - 1`` of ``cols``: a batch is cut where a detector saw a change."""
-    return ModelColumns(
-        cols.model,
-        cols.labels,
-        cols.truth[lo:hi],
-        cols.pred[lo:hi],
-        cols.ids[lo:hi],
-        cols.ts[lo:hi],
-        cols.origin,
-        None if cols.positions is None else cols.positions[lo:hi],
-        cols.headers,
-    )
+    return cols.take(np.arange(lo, hi))
 
 
 def _without(cols: ModelColumns, rows: list[int]) -> ModelColumns:
     keep = np.ones(len(cols), dtype=bool)
     keep[rows] = False
-    sel = np.flatnonzero(keep)
-    return ModelColumns(
-        cols.model,
-        cols.labels,
-        cols.truth[sel],
-        cols.pred[sel],
-        [cols.ids[i] for i in sel.tolist()],
-        cols.ts[sel],
-        cols.origin,
-        None if cols.positions is None else cols.positions[sel],
-        cols.headers,
-    )
+    return cols.take(np.flatnonzero(keep))
 
 
 class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, ModelState]):
@@ -197,6 +210,14 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, ModelState]):
             if refused:
                 out += _class_letters(batch, refused, self.max_classes)
                 batch = _without(batch, refused)
+            if self.window.score_bins:
+                scores = self.window.scores
+                refused = over_score_class_limit(
+                    None if scores is None else scores.classes, batch, self.max_classes
+                )
+                if refused:
+                    out += _class_letters(batch, refused, self.max_classes)
+                    batch = _without(batch, refused)
             changes = self._changes(batch)
             if not changes:
                 self._add(batch, out)
@@ -229,9 +250,9 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, ModelState]):
     def _changes(self, batch: ModelColumns) -> list[Change]:
         if not self.alerting.drift.enabled or not len(batch):
             return []
-        scores = getattr(batch, "scores", None)  # score maps, where the parser keeps them
+        scores = batch.scores  # score maps, where the model sent them (NaN rows elsewhere)
         true_score = (
-            true_class_scores(batch.labels, batch.truth, getattr(batch, "keys", []), scores)
+            true_class_scores(batch.labels, batch.truth, batch.score_keys, scores)
             if scores is not None
             else None
         )

@@ -38,10 +38,10 @@ class TimeWindow(SlidingWindow):
 
     __slots__ = ("_head", "_num", "_ts", "duration_ms", "first_ts", "newest")
 
-    def __init__(self, duration_ms: int) -> None:
+    def __init__(self, duration_ms: int, score_bins: int = 0) -> None:
         if duration_ms < 1:
             raise ValueError("window duration must be >= 1 ms")
-        super().__init__(64, RecordLog(1024, compress=False))
+        super().__init__(64, RecordLog(1024, compress=False), score_bins)
         self.duration_ms = duration_ms
         self.newest: int | None = None  # the window ends here (the newest event time)
         self.first_ts: int | None = None  # event time of the first record ever (for "full")
@@ -72,15 +72,16 @@ class TimeWindow(SlidingWindow):
         num[: self.held] = self._num[order]
         self._pairs, self._ts, self._num, self._head = pairs, ts, num, 0
 
-    def _push(self, pairs: Codes, ts: NDArray[np.int64]) -> None:
+    def _push(self, pairs: Codes, ts: NDArray[np.int64]) -> NDArray[np.bool_] | None:
         """Add records with their event times, then let out what the window no longer spans.
 
         A record whose time is already outside the window when it arrives (against the newest
-        time read up to and including it) is counted in ``seq`` but never held.
+        time read up to and including it) is counted in ``seq`` but never held; returns which
+        records were held.
         """
         n = len(pairs)
         if n == 0:
-            return
+            return None
         times = np.asarray(ts, dtype=np.int64)
         # Lateness is judged against the newest time when each record was read (a running
         # maximum), never against a record read after it: otherwise the verdict would depend
@@ -107,6 +108,7 @@ class TimeWindow(SlidingWindow):
         self.matrix += self._counts(pairs)
         self.held += kept
         self._evict(self.newest - self.duration_ms)
+        return keep
 
     def _first_number(self) -> int:
         """The record number of the oldest held record (``seq`` when none is held)."""
@@ -136,7 +138,16 @@ class TimeWindow(SlidingWindow):
         last = self._log.get(self.seq - 1)
         first = self._log.get(self._first_number()) if self.held else last
         return WindowView(
-            self.duration_ms, self.seq, self.held, labels, matrix, first, last, self.kind, self.full
+            self.duration_ms,
+            self.seq,
+            self.held,
+            labels,
+            matrix,
+            first,
+            last,
+            self.kind,
+            self.full,
+            self._score_view(),
         )
 
     def nbytes(self) -> int:
@@ -154,10 +165,12 @@ class TimeWindow(SlidingWindow):
         }
 
     @classmethod
-    def restore(cls, state: TimeSnapshot, duration_ms: int | None = None) -> TimeWindow:
+    def restore(
+        cls, state: TimeSnapshot, duration_ms: int | None = None, score_bins: int = 0
+    ) -> TimeWindow:
         """Rebuild a window from `snapshot`; a new duration lets out what it no longer spans."""
         cls._check(state)
-        window = cls(duration_ms or state["duration_ms"])
+        window = cls(duration_ms or state["duration_ms"], score_bins)
         pairs = window._restore_base(state)
         held = len(pairs)
         window._grow_ring(held)
@@ -170,6 +183,7 @@ class TimeWindow(SlidingWindow):
         if window.newest is not None:
             window._evict(window.newest - window.duration_ms)
         window._log.forget_before(window._first_logged())
+        window._restore_scores(state)
         return window
 
 
@@ -179,9 +193,10 @@ class TimePolicy(WindowPolicy[TimeWindow, TimeSnapshot]):
 
     kind: ClassVar[WindowKind] = WindowKind.TIME
     duration_ms: int
+    score_bins: int = 0
 
     def new(self) -> TimeWindow:
-        return TimeWindow(self.duration_ms)
+        return TimeWindow(self.duration_ms, self.score_bins)
 
     def restore(self, state: TimeSnapshot) -> TimeWindow:
-        return TimeWindow.restore(state, self.duration_ms)
+        return TimeWindow.restore(state, self.duration_ms, self.score_bins)

@@ -6,6 +6,7 @@ Faults are real too: `FaultProxy` sits in front of the node and answers some bul
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -155,12 +156,14 @@ def test_bulk_requests_respect_count_and_byte_limits(
     with FaultProxy(es_url) as proxy:
         write(sink_for(proxy.url, index, bulk_docs=5), sample_docs)
         by_count = list(proxy.bulk_bodies)
-        write(sink_for(proxy.url, index, bulk_bytes=10_000), sample_docs)
+        # Room for about three actions (documents with scores carry tables of a few kB).
+        limit = 3 * max(len(json.dumps(doc)) for doc in sample_docs) + 1_000
+        write(sink_for(proxy.url, index, bulk_bytes=limit), sample_docs)
         by_bytes = proxy.bulk_bodies[len(by_count) :]
     actions = len(sample_docs) + 3  # history + one latest per model
     assert [body.count(b"\n") // 2 for body in by_count] == [5, 5, 5, 5, 1]
     assert sum(body.count(b"\n") // 2 for body in by_bytes) == actions
-    assert len(by_bytes) > 1 and all(len(body) <= 10_000 for body in by_bytes)
+    assert len(by_bytes) > 1 and all(len(body) <= limit for body in by_bytes)
     assert count(es_client, index) == len(sample_docs)
 
 
@@ -241,3 +244,20 @@ def test_flow_survives_elasticsearch_being_unreachable(
         run_main(build_flow(settings))
         assert proxy.failed_bulks == 2
     assert {k: without_emitted_at(d) for k, d in all_docs(es_client, index).items()} == expected
+
+
+def test_scores_are_typed_and_queryable(
+    es_url: str, es_client: Elasticsearch, es_index: IndexNameFactory, sample_docs: list[Doc]
+) -> None:
+    """The mapping types the scores object: a range query on a macro ROC-AUC finds exactly the
+    documents that carry one, and the per-class values are searchable as one flattened field."""
+    index = es_index()
+    write(sink_for(es_url, index), sample_docs)
+    count(es_client, index)  # refreshes
+    with_auc = [d for d in sample_docs if (d.get("scores") or {}).get("macro_roc_auc") is not None]
+    assert with_auc, "the sample stream has models with score maps"
+    found = es_client.count(index=index, query={"range": {"scores.macro_roc_auc": {"gte": 0}}})
+    assert found["count"] == len(with_auc)
+    mapping = es_client.indices.get_mapping(index=index)[index]["mappings"]["properties"]
+    assert mapping["scores"]["properties"]["brier"]["type"] == "double"
+    assert mapping["scores"]["properties"]["per_class"]["type"] == "flattened"

@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ("core_update", "flow", "state", "profile_flow", "end_to_end", "drift")
+SCRIPTS = ("core_update", "flow", "state", "scores", "profile_flow", "end_to_end", "drift")
 HEADINGS = {
     "core_update": "Core update",
     "flow": "Flow:",
     "state": "State:",
+    "scores": "Scores:",
     "profile_flow": "Profile",
     "end_to_end": "End to end",
     "drift": "Drift detection",
@@ -80,6 +81,17 @@ def test_core_and_flow_targets_follow_from_their_measurements(
     assert min(job, river, ours, naive) > 0
     assert [t["met"] for t in reports["core_update"]["targets"]] == [job >= 10 * river]
     assert [t["met"] for t in reports["flow"]["targets"]] == [ours >= 3 * naive, ours >= 300_000]
+
+
+def test_scores_targets_follow_from_their_measurements(
+    reports: dict[str, dict[str, Any]],
+) -> None:
+    data = reports["scores"]["data"]
+    on, off = data["rates"]["100"], data["rates"]["0"]
+    assert min(on, off) > 0
+    assert reports["scores"]["targets"][0]["met"] == (on / off >= 0.75)
+    with_scores, labels_only = data["states"]
+    assert with_scores["scores_nbytes"] > 0 and labels_only["scores_nbytes"] == 0
 
 
 def test_render_writes_targets_and_sections(reports: dict[str, dict[str, Any]]) -> None:

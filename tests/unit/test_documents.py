@@ -13,6 +13,7 @@ from flows.windows.count import CountWindow
 from tests.batches import model_batch
 from tests.reference import (
     DOCUMENT_KEYS,
+    OPTIONAL_KEYS,
     PER_CLASS_KEYS,
     SUMMARY_METRICS,
     WINDOW_KEYS,
@@ -20,6 +21,7 @@ from tests.reference import (
     assert_documents_match,
     expected_document,
 )
+from tests.score_reference import SCORES_KEYS
 
 T0 = 1_795_341_600_000  # 2026-11-22T10:00:00.000Z
 RECORDS = [
@@ -46,7 +48,7 @@ def build(records: list[Counted], size: int, emitted_at: int = T0 + 5000) -> Doc
 def test_typed_shapes_and_the_metric_names_are_the_contract_s() -> None:
     """The TypedDicts, the one list of metric names and the index mapping say the same as the
     reference (written independently, from the contract)."""
-    assert set(Document.__annotations__) == DOCUMENT_KEYS
+    assert set(Document.__annotations__) == DOCUMENT_KEYS | OPTIONAL_KEYS
     assert set(WindowInfo.__annotations__) == WINDOW_KEYS
     assert METRIC_NAMES == SUMMARY_METRICS
     assert tuple(Metrics.__annotations__) == (*METRIC_NAMES, "per_class")
@@ -54,6 +56,7 @@ def test_typed_shapes_and_the_metric_names_are_the_contract_s() -> None:
     mapped = mappings()["properties"]
     assert set(mapped["metrics"]["properties"]) == {*METRIC_NAMES, "per_class"}
     assert set(mapped["window"]["properties"]) == WINDOW_KEYS
+    assert set(mapped["scores"]["properties"]) == SCORES_KEYS
 
 
 def test_document_has_exactly_the_contract_keys_and_types() -> None:

@@ -99,3 +99,26 @@ def test_an_unknown_state_version_is_refused() -> None:
     logic.on_batch([parsed.by_model["m"]])
     with pytest.raises(SnapshotError):
         ModelWindowLogic(policy, 1, {**logic.snapshot(), "v": 999})  # type: ignore[typeddict-item]
+
+
+def test_score_map_labels_count_against_the_class_limit() -> None:
+    """Score statistics hold one code per class: a map bringing a label past
+    CONFUSION_MAX_CLASSES refuses that entry (dead letter with its map), like a new truth."""
+    import json
+
+    from flows.parsing.batches import DeadLetter
+
+    maps = [{"A": 0.6, "B": 0.4}, {"A": 0.5, "B": 0.3, "C": 0.2}, {"A": 0.9, "D": 0.1}]
+    lines = [
+        dumps({"id": i, "ts": 1000 * i, "label": "A", "predictions": {"m": m}})
+        for i, m in enumerate(maps)
+    ]
+    cols = parse_batch(RawBatch(lines, [0] * 3, "memory", [1, 2, 3])).by_model["m"]
+    logic = ModelWindowLogic(CountPolicy(10, score_bins=10), 1, None, max_classes=3)
+    out = logic.on_batch([cols])[0]
+    letters = [item for item in out if isinstance(item, DeadLetter)]
+    docs = [item for item in out if not isinstance(item, DeadLetter)]
+    assert len(letters) == 1 and "CONFUSION_MAX_CLASSES" in letters[0].reason
+    assert json.loads(letters[0].raw)["predictions"]["m"] == {"A": 0.9, "D": 0.1}
+    assert [d["seq"] for d in docs] == [1, 2]
+    assert set(docs[-1]["scores"]["per_class"]) == {"A", "B", "C"}

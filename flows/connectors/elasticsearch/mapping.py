@@ -11,9 +11,10 @@ from typing import Any
 from flows.connectors.elasticsearch.bulk import Retrier
 from flows.errors import SinkError
 from flows.output.metrics import METRIC_NAMES
+from flows.output.score_metrics import SCORE_METRIC_NAMES
 
 TEMPLATE_PRIORITY = 200
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2  # 2: the scores object
 # Searchable within a fraction of a second: documents are few (one per model per emission), so a
 # short refresh costs little.
 REFRESH_INTERVAL = "100ms"
@@ -54,6 +55,19 @@ def mappings() -> dict[str, Any]:
                     "per_class": {"type": "flattened"},
                 }
             },
+            # Ranking and calibration of models that send score maps: the summary values are
+            # typed, the per-class values one flattened field, the tables kept for display.
+            "scores": {
+                "properties": {
+                    "count": {"type": "long"},
+                    "bins": {"type": "integer"},
+                    "out_of_range": {"type": "long"},
+                    "per_class": {"type": "flattened"},
+                    **{name: _METRIC for name in SCORE_METRIC_NAMES},
+                    "reliability": {"type": "object", "enabled": False},
+                    "thresholds": {"type": "object", "enabled": False},
+                }
+            },
         },
     }
 
@@ -87,8 +101,12 @@ def _install_one(retrier: Retrier, name: str) -> None:
     def exists() -> bool:
         return bool(indices.exists(index=name))
 
+    def add_fields() -> object:  # an index made by an older template gains the new fields
+        return indices.put_mapping(index=name, properties=mappings()["properties"])
+
     retrier.call(f"installing index template {name}-template", put_template)
     if retrier.call(f"checking index {name}", exists):
+        retrier.call(f"adding new fields to the mapping of {name}", add_fields)
         return
     try:
         retrier.call(f"creating index {name}", lambda: indices.create(index=name))

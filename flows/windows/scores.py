@@ -1,0 +1,535 @@
+"""Score statistics of a sliding window: ranking, calibration and Brier, added and removed exactly.
+
+For models that send score maps, a window also keeps what ROC-AUC, average precision, the Brier
+score and the top-label calibration error need, as sums that records are added to and removed
+from with one and the same tally, so removal is the exact inverse of addition:
+
+- per class, one-vs-rest histograms of positives and negatives over ``bins`` fixed score bins
+  (a score s falls in bin ``min(floor(s * bins), bins - 1)``, clipped into the first or last bin
+  outside [0, 1]); ranking by bin makes the state counts, not a sorted list;
+- per reliability bin (the bin of the top score): records, correct ones, and the sum of their
+  top-label confidences in fixed point (units of 2**-31: integers, so exact);
+- the Brier sum, exact: each record's term ``sum_k (s_k - y_k)**2`` is a float64, i.e. an integer
+  mantissa times a power of two. Mantissas are summed as integers per binary exponent (split in
+  halves of 27 and 26 bits so every partial sum stays an exact integer), so the sum of the terms
+  held is exact whatever the order of millions of adds and removes; it becomes a float only when
+  a document is built, by one correctly rounded integer division.
+
+Storage is a FIFO ring: records leave oldest first (count and time windows both evict in read
+order), so the caller only says how many leave. Per record: one code per class (one byte up to
+126 bins: ``positive * (bins + 1) + bin``, bin ``bins`` standing for a missing key), a reliability
+code (two bytes), the Brier term (8) and the confidence (4): 17 bytes with 3 classes. Classes are
+the labels seen as truth or as score-map keys; a label missing from a record's map scores 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+import numpy as np
+from numpy.typing import NDArray
+
+from flows.errors import SnapshotError
+from flows.parsing.batches import ModelColumns
+from flows.parsing.labels import LabelTable
+
+SCORE_SNAPSHOT_VERSION = 1
+CONF_ONE = 1 << 31  # fixed-point unit of confidences: 1.0 is 2**31
+MAX_BINS = 1000
+
+# Brier accumulator: a float64 x = f * 2**e with 0.5 <= f < 1 (np.frexp) is
+# (hi * 2**26 + lo) * 2**(bucket - BRIER_UNIT) with bucket = e + 1074 >= 0, hi < 2**27, lo < 2**26.
+BRIER_UNIT = 1074 + 53
+_EXP_BUCKETS = 1024 + 1074 + 1
+_FLUSH_AFTER = 1 << 25  # records tallied before float partial sums move to int64 (< 2**53)
+_CHUNK = 1 << 21  # rows per float bincount of confidences: sums of <= 2**31 stay below 2**53
+
+Floats = NDArray[np.float64]
+Ints = NDArray[np.int64]
+
+
+def bin_of(scores: Floats, bins: int) -> Ints:
+    """The bin of each score: ``min(floor(s * bins), bins - 1)``, clipped outside [0, 1]."""
+    clipped = np.clip(scores, 0.0, 1.0)
+    return np.minimum(np.floor(clipped * bins), bins - 1).astype(np.int64)
+
+
+def code_dtype(values: int) -> np.dtype[Any]:
+    """The smallest unsigned dtype holding codes ``0 .. values - 1``."""
+    if values <= 1 << 8:
+        return np.dtype(np.uint8)
+    if values <= 1 << 16:
+        return np.dtype(np.uint16)
+    return np.dtype(np.uint32)
+
+
+class ExactSum:
+    """An exact sum of float64 values: integer mantissa sums per binary exponent.
+
+    ``add`` with ``sign`` -1 removes exactly what ``add`` with +1 added; ``value`` is the sum in
+    units of 2**-1127 (a Python int), from which any ratio is one correctly rounded division.
+    Partial sums are kept in float64 arrays, exact while they hold integers below 2**53, and
+    moved to int64 every `_FLUSH_AFTER` values.
+    """
+
+    __slots__ = ("_fhigh", "_flow", "_pending", "high", "low")
+
+    def __init__(self) -> None:
+        self.high: Ints = np.zeros(_EXP_BUCKETS, dtype=np.int64)
+        self.low: Ints = np.zeros(_EXP_BUCKETS, dtype=np.int64)
+        self._fhigh: Floats = np.zeros(_EXP_BUCKETS, dtype=np.float64)
+        self._flow: Floats = np.zeros(_EXP_BUCKETS, dtype=np.float64)
+        self._pending = 0
+
+    def add(self, values: Floats, sign: int = 1) -> None:
+        """Add (``sign`` 1) or remove (``sign`` -1) finite ``values``."""
+        if len(values) + self._pending > _FLUSH_AFTER:
+            self._flush()
+            if len(values) > _FLUSH_AFTER:
+                for start in range(0, len(values), _FLUSH_AFTER):
+                    self.add(values[start : start + _FLUSH_AFTER], sign)
+                return
+        fraction, exponent = np.frexp(values)
+        high = np.floor(fraction * 134217728.0)  # 2**27: the top 27 bits of 53
+        low = fraction * 9007199254740992.0 - high * 67108864.0  # 2**53, 2**26: the rest
+        bucket = exponent + 1074
+        if sign > 0:
+            self._fhigh += np.bincount(bucket, high, _EXP_BUCKETS)
+            self._flow += np.bincount(bucket, low, _EXP_BUCKETS)
+        else:
+            self._fhigh -= np.bincount(bucket, high, _EXP_BUCKETS)
+            self._flow -= np.bincount(bucket, low, _EXP_BUCKETS)
+        self._pending += len(values)
+
+    def _flush(self) -> None:
+        self.high += self._fhigh.astype(np.int64)
+        self.low += self._flow.astype(np.int64)
+        self._fhigh[:] = 0.0
+        self._flow[:] = 0.0
+        self._pending = 0
+
+    @property
+    def value(self) -> int:
+        """The sum in units of 2**-1127."""
+        high = self.high + self._fhigh.astype(np.int64)
+        low = self.low + self._flow.astype(np.int64)
+        used = np.flatnonzero(high | low)
+        total = 0
+        for bucket, h, lo in zip(
+            used.tolist(), high[used].tolist(), low[used].tolist(), strict=True
+        ):
+            total += ((h << 26) + lo) << bucket
+        return total
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreRows:
+    """A batch turned into what the ring holds, row-aligned with the batch.
+
+    Attributes:
+        codes: per record and class, ``positive * (bins + 1) + bin`` (bin ``bins``: the key is
+            missing, score 0); ``2 * (bins + 1)`` for a record without scores.
+        rel: ``(out_of_range * 2 + correct) * bins + top bin``; ``4 * bins`` without scores.
+        terms: each record's Brier term (0 when unscored or out of range).
+        conf: top-label confidence in units of 2**-31 (clipped into [0, 1]).
+    """
+
+    codes: NDArray[Any]
+    rel: NDArray[Any]
+    terms: Floats
+    conf: NDArray[Any]
+
+    def __len__(self) -> int:
+        return len(self.rel)
+
+    def select(self, index: NDArray[Any]) -> ScoreRows:
+        """The rows at ``index``."""
+        return ScoreRows(self.codes[index], self.rel[index], self.terms[index], self.conf[index])
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreView:
+    """What a document needs of the score statistics at one moment (arrays are copies).
+
+    ``positives`` and ``negatives`` are (classes, bins) histograms with missing keys folded into
+    bin 0; ``present`` says which classes occur in the window as truth or as a score-map key.
+    """
+
+    bins: int
+    classes: list[str]
+    scored: int
+    out_of_range: int
+    positives: Ints
+    negatives: Ints
+    truth_counts: Ints
+    present: NDArray[np.bool_]
+    rel_count: Ints
+    rel_correct: Ints
+    rel_conf: Ints
+    brier_sum: int  # units of 2**-BRIER_UNIT (`ExactSum.value`)
+
+
+class ScoreSnapshot(TypedDict):
+    """The picklable, versioned copy of a `ScoreWindow`, oldest record first."""
+
+    v: int
+    bins: int
+    classes: list[str]
+    prefix: int
+    codes: NDArray[Any]
+    rel: NDArray[Any]
+    terms: Floats
+    conf: NDArray[Any]
+
+
+class ScoreWindow:
+    """Score statistics of the records a window holds, oldest first.
+
+    ``prefix`` counts records the window held before this state existed (they have no scores);
+    `evict` lets those go first.
+    """
+
+    __slots__ = (
+        "_brier",
+        "_codes",
+        "_conf",
+        "_conf_sum",
+        "_head",
+        "_hist",
+        "_offsets",
+        "_rel",
+        "_rel_count",
+        "_terms",
+        "bins",
+        "classes",
+        "held",
+        "prefix",
+    )
+
+    def __init__(self, bins: int, capacity: int = 64, prefix: int = 0) -> None:
+        if not 1 <= bins <= MAX_BINS:
+            raise ValueError(f"score bins must be 1 to {MAX_BINS}")
+        self.bins = bins
+        self.classes = LabelTable()
+        self.prefix = prefix
+        self.held = 0  # records in the ring, scored or not
+        self._head = 0
+        capacity = max(capacity, 1)
+        self._codes: NDArray[Any] = np.zeros((capacity, 0), dtype=code_dtype(self._slot + 1))
+        self._rel: NDArray[Any] = np.zeros(capacity, dtype=code_dtype(4 * bins + 1))
+        self._terms: Floats = np.zeros(capacity, dtype=np.float64)
+        self._conf: NDArray[np.uint32] = np.zeros(capacity, dtype=np.uint32)
+        self._hist: Ints = np.zeros(0, dtype=np.int64)  # class c at c * (slot + 1) + code
+        self._offsets: Ints = np.zeros(0, dtype=np.int64)
+        self._rel_count: Ints = np.zeros(4 * bins + 1, dtype=np.int64)
+        self._conf_sum: Ints = np.zeros(4 * bins + 1, dtype=np.int64)
+        self._brier = ExactSum()
+
+    @property
+    def _slot(self) -> int:
+        """The code of a record without scores; codes below it are per-class histogram slots."""
+        return 2 * (self.bins + 1)
+
+    @property
+    def scored(self) -> int:
+        """Records with scores held."""
+        return int(self._rel_count[: 4 * self.bins].sum())
+
+    @property
+    def count(self) -> int:
+        """Records of the window this state accounts for (held here or in the prefix)."""
+        return self.prefix + self.held
+
+    # -- batch preparation ---------------------------------------------------------------------
+
+    def _grow_classes(self, n: int) -> None:
+        old = self._codes.shape[1]
+        if n <= old:
+            return
+        width, missing = self._slot + 1, self.bins  # a held record lacks the new keys
+        unscored = self._rel == 4 * self.bins
+        pad = np.where(unscored, self._slot, missing)[:, None]
+        self._codes = np.hstack([self._codes, np.repeat(pad, n - old, axis=1)]).astype(
+            self._codes.dtype
+        )
+        hist = np.zeros(n * width, dtype=np.int64)
+        hist[: old * width] = self._hist
+        scored = self.scored
+        for c in range(old, n):
+            hist[c * width + missing] = scored
+        self._hist = hist
+        self._offsets = np.arange(n, dtype=np.int64) * width
+
+    def prepare(
+        self,
+        labels: Sequence[str],
+        truth: NDArray[Any],
+        pred: NDArray[Any],
+        keys: Sequence[str],
+        scores: Floats,
+    ) -> ScoreRows:
+        """Turn a batch's columns into rows ready to `push`.
+
+        Args:
+            labels: the batch's label table; ``truth`` and ``pred`` are codes into it.
+            truth: true label code per record.
+            pred: predicted label code per record (the arg-max of its score map).
+            keys: the score-map labels, one per column of ``scores``.
+            scores: (records, keys) scores; NaN where a record's map lacks the key, a row of
+                NaN where the record sent a bare label (it is held but not scored).
+        """
+        n, bins = len(truth), self.bins
+        truth = np.asarray(truth, dtype=np.int64)
+        used = np.flatnonzero(np.bincount(truth, minlength=len(labels)))
+        remap = np.full(len(labels), -1, dtype=np.int64)
+        remap[used] = [self.classes.code(labels[i]) for i in used.tolist()]
+        key_class = np.asarray([self.classes.code(k) for k in keys], dtype=np.int64)
+        for code in np.unique(pred).tolist():  # a scored record predicts one of its keys
+            if code >= 0 and remap[code] < 0 and labels[code] in self.classes.index:
+                remap[code] = self.classes.index[labels[code]]
+        self._grow_classes(len(self.classes))
+        tclass = remap[truth]
+        pclass = remap[np.asarray(pred, dtype=np.int64)]
+
+        missing = np.isnan(scores)
+        scored = ~missing.all(axis=1) if len(keys) else np.zeros(n, dtype=bool)
+        filled = np.where(missing, 0.0, scores)
+        outside = ((filled < 0.0) | (filled > 1.0)).any(axis=1)
+        positive = np.arange(len(self.classes))[None, :] == tclass[:, None]
+        codes = np.full((n, len(self.classes)), bins, dtype=np.int64)
+        codes[:, key_class] = np.where(missing, bins, bin_of(filled, bins))
+        top = codes.max(axis=1, where=codes < bins, initial=0)
+        codes += positive * (bins + 1)
+        codes[~scored] = self._slot
+        # A record's term depends on the record alone: its keys in label order, then 1 when
+        # its map lacks the true label (other columns of the batch add exact zeros).
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        hot = positive[:, key_class[order]] & ~missing[:, order]
+        squares = (filled[:, order] - hot) ** 2
+        terms = np.zeros(n)
+        for j in range(len(order)):  # left to right: numpy's sum may regroup wide rows
+            terms += squares[:, j]
+        terms += ~hot.any(axis=1)
+        terms[~scored | outside] = 0.0
+        conf = np.rint(
+            np.clip(filled.max(axis=1, where=~missing, initial=0.0), 0.0, 1.0) * CONF_ONE
+        )
+        conf[~scored] = 0.0
+        rel = np.where(scored, (outside * 2 + (pclass == tclass)) * bins + top, 4 * bins)
+        return ScoreRows(
+            codes.astype(self._codes.dtype),
+            rel.astype(self._rel.dtype),
+            terms,
+            conf.astype(np.uint32),
+        )
+
+    # -- the one tally, for add and remove -----------------------------------------------------
+
+    def _tally(
+        self, codes: NDArray[Any], rel: NDArray[Any], terms: Floats, conf: NDArray[Any], sign: int
+    ) -> None:
+        hist = np.bincount((codes + self._offsets).ravel(), minlength=len(self._hist))
+        rel_count = np.bincount(rel, minlength=len(self._rel_count))
+        conf_sum = _int_bincount(rel, conf, len(self._conf_sum))
+        if sign > 0:
+            self._hist += hist[: len(self._hist)]
+            self._rel_count += rel_count
+            self._conf_sum += conf_sum
+        else:
+            self._hist -= hist[: len(self._hist)]
+            self._rel_count -= rel_count
+            self._conf_sum -= conf_sum
+        self._brier.add(terms, sign)
+
+    # -- the FIFO ring -------------------------------------------------------------------------
+
+    def _slots(self, start: int, n: int) -> list[tuple[int, int]]:
+        size = len(self._rel)
+        lo = start % size
+        if lo + n <= size:
+            return [(lo, lo + n)]
+        return [(lo, size), (0, lo + n - size)]
+
+    def _grow_ring(self, need: int) -> None:
+        size = len(self._rel)
+        if need <= size:
+            return
+        new_size = max(need, 2 * size)
+        order = (self._head + np.arange(self.held)) % size
+        for name in ("_codes", "_rel", "_terms", "_conf"):
+            old = getattr(self, name)
+            new = np.zeros((new_size, *old.shape[1:]), dtype=old.dtype)
+            new[: self.held] = old[order]
+            setattr(self, name, new)
+        self._head = 0
+
+    def push(self, rows: ScoreRows, lo: int = 0, hi: int | None = None) -> None:
+        """Add rows ``lo .. hi - 1`` of a prepared batch as the newest records.
+
+        A count window lets its oldest records go (`evict`) before pushing, so the ring never
+        outgrows the window; a time window pushes first and the ring doubles when it must.
+        """
+        hi = len(rows) if hi is None else hi
+        n = hi - lo
+        if n <= 0:
+            return
+        self._grow_ring(self.held + n)
+        codes, rel = rows.codes[lo:hi], rows.rel[lo:hi]
+        width = self._codes.shape[1]
+        if codes.shape[1] < width:  # classes joined after this batch was prepared
+            pad = np.where(rel == 4 * self.bins, self._slot, self.bins)[:, None]
+            codes = np.hstack([codes, np.repeat(pad, width - codes.shape[1], axis=1)])
+        terms, conf = rows.terms[lo:hi], rows.conf[lo:hi]
+        offset = 0
+        for a, b in self._slots(self._head + self.held, n):
+            take = slice(offset, offset + b - a)
+            self._codes[a:b] = codes[take]
+            self._rel[a:b] = rel[take]
+            self._terms[a:b] = terms[take]
+            self._conf[a:b] = conf[take]
+            offset += b - a
+        self.held += n
+        self._tally(codes, rel, terms, conf, 1)
+
+    def advance(
+        self, rows: ScoreRows, lo: int, hi: int, leaving: int, keep: NDArray[np.bool_] | None = None
+    ) -> None:
+        """Follow one step of the window: rows ``lo .. hi - 1`` arrive, ``leaving`` records go.
+
+        ``keep`` (over the step's rows) leaves out records the window never held (a time
+        window's late records). The oldest records go before the new ones are written, so a
+        count window's ring never outgrows the window; if the step itself overflows the window,
+        the rest goes afterwards.
+        """
+        if keep is not None and not keep.all():
+            rows = rows.select(np.flatnonzero(keep) + lo)
+            lo, hi = 0, len(rows)
+        first = min(leaving, self.count)
+        self.evict(first)
+        self.push(rows, lo, hi)
+        self.evict(leaving - first)
+
+    def evict(self, n: int) -> None:
+        """Let the ``n`` oldest records of the window go (those of the prefix first)."""
+        from_prefix = min(n, self.prefix)
+        self.prefix -= from_prefix
+        n = min(n - from_prefix, self.held)
+        if n <= 0:
+            return
+        for a, b in self._slots(self._head, n):
+            self._tally(self._codes[a:b], self._rel[a:b], self._terms[a:b], self._conf[a:b], -1)
+        self._head = (self._head + n) % len(self._rel)
+        self.held -= n
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def view(self) -> ScoreView:
+        """The statistics as copies, missing keys folded into bin 0."""
+        bins, width = self.bins, self._slot + 1
+        hist = self._hist.reshape(-1, width)
+        negatives = hist[:, :bins].copy()
+        negatives[:, 0] += hist[:, bins]
+        positives = hist[:, bins + 1 : 2 * bins + 1].copy()
+        positives[:, 0] += hist[:, 2 * bins + 1]
+        keyed = (hist[:, :bins].sum(axis=1) + hist[:, bins + 1 : 2 * bins + 1].sum(axis=1)) > 0
+        truth_counts = positives.sum(axis=1)
+        rel_count = self._rel_count[: 4 * bins].reshape(4, bins)
+        conf = self._conf_sum[: 4 * bins].reshape(4, bins)
+        return ScoreView(
+            bins,
+            list(self.classes.labels),
+            int(rel_count.sum()),
+            int(rel_count[2:].sum()),
+            positives,
+            negatives,
+            truth_counts,
+            keyed | (truth_counts > 0),
+            rel_count.sum(axis=0),
+            rel_count[1] + rel_count[3],
+            conf.sum(axis=0),
+            self._brier.value,
+        )
+
+    def nbytes(self) -> int:
+        """Bytes of state held: the ring, the sums and the class labels."""
+        ring = sum(a.nbytes for a in (self._codes, self._rel, self._terms, self._conf))
+        sums = (
+            self._hist.nbytes
+            + self._rel_count.nbytes
+            + self._conf_sum.nbytes
+            + 4 * self._brier.high.nbytes
+        )
+        return ring + sums + sum(len(label) + 50 for label in self.classes.labels)
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def _ordered(self, array: NDArray[Any]) -> NDArray[Any]:
+        return array[(self._head + np.arange(self.held)) % len(self._rel)]
+
+    def snapshot(self) -> ScoreSnapshot:
+        """A versioned copy of the held records; the sums are left out because they recount."""
+        return {
+            "v": SCORE_SNAPSHOT_VERSION,
+            "bins": self.bins,
+            "classes": list(self.classes.labels),
+            "prefix": self.prefix,
+            "codes": self._ordered(self._codes),
+            "rel": self._ordered(self._rel),
+            "terms": self._ordered(self._terms),
+            "conf": self._ordered(self._conf),
+        }
+
+    @classmethod
+    def restore(cls, state: ScoreSnapshot, capacity: int = 64) -> ScoreWindow:
+        """Rebuild from `snapshot` by recounting its records."""
+        if state.get("v") != SCORE_SNAPSHOT_VERSION:
+            raise SnapshotError(
+                f"score statistics snapshot has version {state.get('v')!r}, "
+                f"this build reads {SCORE_SNAPSHOT_VERSION}"
+            )
+        window = cls(state["bins"], max(capacity, len(state["rel"])), state["prefix"])
+        window.classes = LabelTable(state["classes"])
+        window._grow_classes(len(window.classes))
+        rows = ScoreRows(
+            np.asarray(state["codes"], dtype=window._codes.dtype),
+            np.asarray(state["rel"], dtype=window._rel.dtype),
+            np.asarray(state["terms"], dtype=np.float64),
+            np.asarray(state["conf"], dtype=np.uint32),
+        )
+        window.push(rows)
+        return window
+
+
+def _int_bincount(index: NDArray[Any], weights: NDArray[Any], length: int) -> Ints:
+    """Integer-weighted bincount, exact: float sums of <= 2**31 over <= 2**21 rows."""
+    if len(index) <= _CHUNK:
+        return np.bincount(index, weights, length).astype(np.int64)
+    out = np.zeros(length, dtype=np.int64)
+    for start in range(0, len(index), _CHUNK):
+        part = np.bincount(index[start : start + _CHUNK], weights[start : start + _CHUNK], length)
+        out += part.astype(np.int64)
+    return out
+
+
+def batch_rows(
+    scores: ScoreWindow | None, bins: int, cols: ModelColumns, held: int, capacity: int
+) -> tuple[ScoreWindow | None, ScoreRows | None]:
+    """A window's score state and its rows for one batch, or (None, None) when not needed.
+
+    The state starts with the first batch that brings score maps (the records the window
+    already holds become its unscored prefix, ``held``) and is dropped once it holds no scored
+    record and a batch brings none, so a model that never sends score maps pays nothing.
+    ``bins`` 0 turns score statistics off.
+    """
+    if bins == 0:
+        return None, None
+    if cols.scores is None:
+        if scores is None or scores.scored == 0:
+            return None, None
+        empty = np.empty((len(cols), 0), dtype=np.float64)
+        return scores, scores.prepare(cols.labels, cols.truth, cols.pred, [], empty)
+    if scores is None:
+        scores = ScoreWindow(bins, capacity, prefix=held)
+    return scores, scores.prepare(cols.labels, cols.truth, cols.pred, cols.score_keys, cols.scores)
