@@ -209,15 +209,16 @@ class ElasticsearchSource(FixedPartitionedSource[RawBatch, int]):
     def list_parts(self) -> list[str]:
         """``index/shard`` for every shard of every concrete index the pattern names now."""
         retrier = self._retrier()
-        found: dict[str, Any] = {}
-        try:
-            found = dict(retrier.call(
-                f"the settings of {self.pattern}",
-                lambda: retrier.client.indices.get_settings(
-                    index=self.pattern, name="index.number_of_shards",
-                    expand_wildcards="open")))
-        except NotFoundError:
-            pass  # a concrete name that does not exist; a pattern just matches nothing
+        client = retrier.client
+
+        def shard_counts() -> dict[str, Any]:
+            try:
+                return dict(client.indices.get_settings(
+                    index=self.pattern, name="index.number_of_shards", expand_wildcards="open"))
+            except NotFoundError:  # a concrete name that does not exist (a pattern matches none)
+                return {}
+
+        found = retrier.call(f"the settings of {self.pattern}", shard_counts)
         shards = {index: int(body["settings"]["index"]["number_of_shards"])
                   for index, body in found.items()}
         if not shards:
