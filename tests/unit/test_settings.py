@@ -40,6 +40,7 @@ def test_values_are_read_from_their_variables(tmp_path: Path) -> None:
     assert settings.weights == {"model1": 0.5, "model2": 1.0}
 
 
+ES_SOURCE = {"CONFUSION_SOURCE": "elasticsearch", "CONFUSION_ES_URL": "http://es:9200"}
 BAD_VALUES = [
     ({"CONFUSION_SOURCE": "kafak"}, "CONFUSION_SOURCE"),
     ({"CONFUSION_SINK": "es"}, "CONFUSION_SINK"),
@@ -62,19 +63,20 @@ BAD_VALUES = [
     ({"CONFUSION_SINK": "elasticsearch"}, "CONFUSION_ES_URL"),
     ({"CONFUSION_SOURCE": "elasticsearch", "CONFUSION_ES_SOURCE_INDEX": "raw"},
      "CONFUSION_ES_URL"),
-    ({"CONFUSION_SOURCE": "elasticsearch", "CONFUSION_ES_URL": "http://es:9200"}, "CONFUSION_ES_SOURCE_INDEX"),
-    ({"CONFUSION_SOURCE": "elasticsearch", "CONFUSION_ES_URL": "http://es:9200", "CONFUSION_ES_SOURCE_INDEX": "Raw Data"}, "CONFUSION_ES_SOURCE_INDEX"),
-    ({"CONFUSION_SOURCE": "elasticsearch", "CONFUSION_ES_URL": "http://es:9200", "CONFUSION_ES_SOURCE_INDEX": "raw", "CONFUSION_ES_SOURCE_START": "now"},
+    (ES_SOURCE, "CONFUSION_ES_SOURCE_INDEX"),
+    ({**ES_SOURCE, "CONFUSION_ES_SOURCE_INDEX": "Raw Data"}, "CONFUSION_ES_SOURCE_INDEX"),
+    ({**ES_SOURCE, "CONFUSION_ES_SOURCE_INDEX": "raw", "CONFUSION_ES_SOURCE_START": "now"},
      "CONFUSION_ES_SOURCE_START"),
-    ({"CONFUSION_SOURCE": "elasticsearch", "CONFUSION_ES_URL": "http://es:9200", "CONFUSION_ES_SOURCE_INDEX": "raw", "CONFUSION_ES_SOURCE_POLL": "0"},
+    ({**ES_SOURCE, "CONFUSION_ES_SOURCE_INDEX": "raw", "CONFUSION_ES_SOURCE_POLL": "0"},
      "CONFUSION_ES_SOURCE_POLL"),
-    ({"CONFUSION_SOURCE": "elasticsearch", "CONFUSION_ES_URL": "http://es:9200", "CONFUSION_ES_SOURCE_INDEX": "raw", "CONFUSION_ES_SOURCE_STOP_AT_END": "sometimes"},
+    ({**ES_SOURCE, "CONFUSION_ES_SOURCE_INDEX": "raw",
+      "CONFUSION_ES_SOURCE_STOP_AT_END": "sometimes"},
      "CONFUSION_ES_SOURCE_STOP_AT_END"),
-    ({"CONFUSION_SOURCE": "elasticsearch", "CONFUSION_ES_URL": "http://es:9200", "CONFUSION_ES_SOURCE_INDEX": "raw", "CONFUSION_DLQ_INDEX": "Dead Letters"},
+    ({**ES_SOURCE, "CONFUSION_ES_SOURCE_INDEX": "raw", "CONFUSION_DLQ_INDEX": "Dead Letters"},
      "CONFUSION_DLQ_INDEX"),
-    ({"CONFUSION_SOURCE": "elasticsearch", "CONFUSION_ES_URL": "http://es:9200", "CONFUSION_ES_SOURCE_INDEX": "conf*", "CONFUSION_SINK": "elasticsearch",
+    ({**ES_SOURCE, "CONFUSION_ES_SOURCE_INDEX": "conf*", "CONFUSION_SINK": "elasticsearch",
       "CONFUSION_ES_INDEX": "confusion"}, "CONFUSION_ES_SOURCE_INDEX"),
-    ({"CONFUSION_SOURCE": "elasticsearch", "CONFUSION_ES_URL": "http://es:9200", "CONFUSION_ES_SOURCE_INDEX": "raw", "CONFUSION_ES_USERNAME": "u"},
+    ({**ES_SOURCE, "CONFUSION_ES_SOURCE_INDEX": "raw", "CONFUSION_ES_USERNAME": "u"},
      "CONFUSION_ES_PASSWORD"),
     ({"CONFUSION_DLQ_INDEX": "dead"}, "CONFUSION_DLQ_INDEX"),
     ({"CONFUSION_ENSEMBLE_WEIGHTS": "model1=abc"}, "CONFUSION_ENSEMBLE_WEIGHTS"),
