@@ -235,3 +235,45 @@ def test_a_missing_source_index_stops_the_job_naming_the_variable(
     job.start()
     assert job.wait(60) != [0]
     assert "CONFUSION_ES_SOURCE_INDEX" in job.output()
+
+
+def test_concurrent_writers_on_one_shard_each_record_counted_once(
+    es_url: str, es_client: Elasticsearch, es_index: IndexNameFactory, tmp_path: Path,
+) -> None:
+    """Four writers index into one shard at once while the job follows it closely: operations
+    of one shard then finish out of _seq_no order, which reading only up to the global
+    checkpoint must absorb. Per model, the count reaches exactly 6,000 and never goes past it."""
+    lines = sample_lines()
+    source = es_index("raw")
+    make_input(es_client, source)
+    out = tmp_path / "out.jsonl"
+    env = job_env(source="elasticsearch", es_url=es_url, es_source_index=source,
+                  es_source_poll=0.01, sink="jsonl", output=out, batch_size=100,
+                  dead_letter_path=tmp_path / "dead.jsonl", window_size=WINDOW,
+                  emit_every=EMIT, summary="false")
+    job = Job(env, tmp_path / "job.log")
+
+    def top() -> dict[str, int]:
+        last: dict[str, int] = {}
+        if out.exists():
+            for line in out.read_bytes().splitlines():
+                doc = orjson.loads(line)
+                last[doc["model"]] = max(last.get(doc["model"], 0), doc["seq"])
+        return last
+
+    try:
+        job.start()
+        wait_for("the start", lambda: "no checkpoint" in job.output(), 60)
+        writers = [BackgroundIndexer(es_client, source, lines[i::4], 0.0) for i in range(4)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.finish()
+        wait_for("every record", lambda: job.assert_alive() or top() == dict.fromkeys(
+            ("model1", "model2", "model3"), len(lines)), 60)
+        time.sleep(1.0)  # nothing more may come
+    finally:
+        job.kill9()
+    assert top() == dict.fromkeys(("model1", "model2", "model3"), len(lines))
+    dead = tmp_path / "dead.jsonl"
+    assert not dead.exists() or not dead.read_bytes()
