@@ -2,9 +2,9 @@
 
 The cursor. Every shard numbers the operations it applies with ``_seq_no`` (0, 1, 2, ...), so
 one Bytewax partition per (concrete index, shard) reads that shard's documents in ``_seq_no``
-order (``sort: _seq_no``, ``search_after`` the last one read, ``preference=_shards:N``) and its
-snapshot is the next ``_seq_no`` to read: a resume asks for ``_seq_no > snapshot - 1`` and
-neither skips nor repeats a document.
+order, a page at a time (``_seq_no`` in ``(next - 1, next - 1 + page]``, sorted,
+``preference=_shards:N``), and its snapshot is the next ``_seq_no`` to read: a resume asks for
+``_seq_no >= snapshot`` and neither skips nor repeats a document.
 
 Refresh visibility. Operations of one shard are applied by several indexing threads at once: a
 document with ``_seq_no`` 41 can be searchable while 40 is still being written, and a reader
@@ -91,16 +91,21 @@ class ShardReader:
                            lambda: client.indices.refresh(index=self.index))
         return checkpoint
 
-    def page(self, after: int, upto: int, size: int) -> Page:
-        """Up to ``size`` documents with ``after < _seq_no <= upto``, in ``_seq_no`` order."""
+    def page(self, after: int, upto: int) -> Page:
+        """Every document with ``after < _seq_no <= upto``, in ``_seq_no`` order.
+
+        The caller keeps ``upto - after`` at most the page size: a shard holds one live document
+        per ``_seq_no`` at most, so the page holds them all, and Elasticsearch sorts only those
+        (a sort over the whole rest of the shard made each page cost as much as the backlog).
+        """
         client = self._retrier.client
 
         def search() -> Any:
             return client.search(
-                index=self.index, preference=f"_shards:{self.shard}", size=size,
-                sort=[{"_seq_no": "asc"}], search_after=[after],
-                query={"range": {"_seq_no": {"lte": upto}}}, track_total_hits=False,
-                filter_path=["hits.hits._source", "hits.hits.sort"])
+                index=self.index, preference=f"_shards:{self.shard}", size=max(upto - after, 1),
+                sort=[{"_seq_no": "asc"}], query={"range": {"_seq_no": {"gt": after,
+                                                                        "lte": upto}}},
+                track_total_hits=False, filter_path=["hits.hits._source", "hits.hits.sort"])
 
         body = self._retrier.call(f"a search of {self.index} shard {self.shard}", search)
         hits = body.get("hits", {}).get("hits", [])
@@ -150,12 +155,10 @@ class _ShardPartition(StatefulSourcePartition[RawBatch, int]):
                 self._wake_at = datetime.now(UTC) + self._poll
                 return []
         self._wake_at = None
-        page = self._reader.page(self._next - 1, self._safe, self._size)
-        if len(page.seq_nos) < self._size:  # everything up to the safe point is read
-            self._next = self._safe + 1
-        else:
-            self._next = page.seq_nos[-1] + 1
-        if not page.values:  # only gaps (deleted, updated or no-op sequence numbers)
+        upto = min(self._safe, self._next - 1 + self._size)
+        page = self._reader.page(self._next - 1, upto)
+        self._next = upto + 1
+        if not page.values:  # only holes (deleted, updated or no-op sequence numbers)
             return []
         arrival = now_ms()
         return [RawBatch(page.values, [arrival] * len(page.values), self._origin,
