@@ -18,6 +18,7 @@ checkpoint covers it. See README, "Elasticsearch as a source", for what this ass
 from __future__ import annotations
 
 import json
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -126,6 +127,9 @@ class _ShardPartition(StatefulSourcePartition[RawBatch, int]):
         self._heartbeat = heartbeat
         self._safe = NOTHING  # everything up to here is searchable (as of the last look)
         self._wake_at: datetime | None = None
+        self._looked_at: datetime | None = None  # when the safe point was last asked for
+        self._pool: ThreadPoolExecutor | None = None
+        self._ahead: tuple[tuple[int, int], Future[Page]] | None = None  # the page read ahead
         self._ended = False
         if resume is not None:
             self._next = resume
@@ -150,19 +154,46 @@ class _ShardPartition(StatefulSourcePartition[RawBatch, int]):
         if self._next > self._safe:
             if self._end is not None:
                 return self._end_of_input()
+            # Caught up: at most one look (stats + refresh) per poll interval, so a steady
+            # trickle of documents does not make the source refresh the index back to back.
+            now = datetime.now(UTC)
+            if self._looked_at is not None and now < self._looked_at + self._poll:
+                self._wake_at = self._looked_at + self._poll
+                return []
+            self._looked_at = now
             self._safe = self._reader.safe_point()
-            if self._next > self._safe:  # caught up: look again after the poll interval
-                self._wake_at = datetime.now(UTC) + self._poll
+            if self._next > self._safe:
+                self._wake_at = now + self._poll
                 return []
         self._wake_at = None
-        upto = min(self._safe, self._next - 1 + self._size)
-        page = self._reader.page(self._next - 1, upto)
-        self._next = upto + 1
+        page = self._take(self._next - 1, min(self._safe, self._next - 1 + self._size))
         if not page.values:  # only holes (deleted, updated or no-op sequence numbers)
             return []
         arrival = now_ms()
         return [RawBatch(page.values, [arrival] * len(page.values), self._origin,
                          page.seq_nos, self._headers)]
+
+    def _take(self, after: int, upto: int) -> Page:
+        """The page ``(after, upto]``, fetched ahead while the dataflow worked on the last one.
+
+        Elasticsearch searches while the dataflow parses and counts; only one page is ever
+        ahead, and the snapshot stays the position of what was handed on, so a crash drops the
+        page read ahead and the resume reads it again.
+        """
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == (after, upto):
+            page = ahead[1].result()
+        else:
+            if ahead is not None:
+                ahead[1].cancel()
+            page = self._reader.page(after, upto)
+        self._next = upto + 1
+        if self._next <= self._safe:
+            following = (upto, min(self._safe, upto + self._size))
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"es-read-{self._origin}")
+            self._ahead = (following, self._pool.submit(self._reader.page, *following))
+        return page
 
     def _end_of_input(self) -> list[RawBatch]:
         if self._ended:
@@ -178,7 +209,8 @@ class _ShardPartition(StatefulSourcePartition[RawBatch, int]):
         return self._next
 
     def close(self) -> None:
-        pass
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class ElasticsearchSource(FixedPartitionedSource[RawBatch, int]):
