@@ -57,10 +57,11 @@ TARGET = 20_000  # records/s, the issue's aim (the seed required 100)
 def load(cluster: Cluster, index: str, path: Path, shards: int) -> float:
     """Index every line of ``path`` into a new ``index``; seconds taken (not in any rate)."""
     es = cluster.es
-    es.indices.create(index=index, settings={"number_of_shards": shards,
-                                             "number_of_replicas": 0,
-                                             "refresh_interval": "-1"},
-                      mappings={"dynamic": False, "properties": {"id": {"type": "keyword"}}})
+    es.indices.create(
+        index=index,
+        settings={"number_of_shards": shards, "number_of_replicas": 0, "refresh_interval": "-1"},
+        mappings={"dynamic": False, "properties": {"id": {"type": "keyword"}}},
+    )
     cluster.indices.append(index)
     start = time.perf_counter()
     chunk: list[bytes] = []
@@ -85,9 +86,13 @@ def _bulk(cluster: Cluster, index: str, chunk: list[bytes]) -> None:
 
 def _job(env: dict[str, str], log: Path, workers: int) -> subprocess.Popen[bytes]:
     with log.open("ab") as out:
-        return subprocess.Popen([PYTHON, "-m", "bytewax.run", "bench.flow_job", "-w",
-                                 str(workers)], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [PYTHON, "-m", "bytewax.run", "bench.flow_job", "-w", str(workers)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -104,13 +109,21 @@ def _tail(log: Path) -> str:
     return log.read_text(errors="replace")[-1500:] if log.exists() else ""
 
 
-def run_job(cluster: Cluster, source: str, sink: str, scratch: Path, n: int, batch: int,
-            workers: int) -> dict[str, Any]:
+def run_job(
+    cluster: Cluster, source: str, sink: str, scratch: Path, n: int, batch: int, workers: int
+) -> dict[str, Any]:
     result = scratch / f"{sink}.jsonl"
-    env = bench_env(source="elasticsearch", es_url=cluster.es_url, es_source_index=source,
-                    es_source_stop_at_end="true", sink="elasticsearch", es_index=sink,
-                    emit_every=EMIT_EVERY, batch_size=batch,
-                    dead_letter_path=scratch / "dead.jsonl")
+    env = bench_env(
+        source="elasticsearch",
+        es_url=cluster.es_url,
+        es_source_index=source,
+        es_source_stop_at_end="true",
+        sink="elasticsearch",
+        es_index=sink,
+        emit_every=EMIT_EVERY,
+        batch_size=batch,
+        dead_letter_path=scratch / "dead.jsonl",
+    )
     env.update(BENCH_RESULT=str(result), BENCH_SINK="real")
     cluster.index(sink)
     log = scratch / f"{sink}.log"
@@ -135,6 +148,7 @@ def run_job(cluster: Cluster, source: str, sink: str, scratch: Path, n: int, bat
 
 def scan_only(cluster: Cluster, index: str, n: int) -> dict[str, Any]:
     from elasticsearch import helpers
+
     start = time.perf_counter()
     read = 0
     for hit in helpers.scan(cluster.es, index=index, size=5_000, preserve_order=False):
@@ -152,8 +166,11 @@ def main(argv: list[str] | None = None) -> Report:
     p.add_argument("--records", type=int, default=None, help="records (default 300,000)")
     args = p.parse_args(argv)
     n = args.records or (3_000 if args.quick else 300_000)
-    report = Report("es_source", "End to end: Elasticsearch -> job -> Elasticsearch",
-                    command_line("es_source.py", argv))
+    report = Report(
+        "es_source",
+        "End to end: Elasticsearch -> job -> Elasticsearch",
+        command_line("es_source.py", argv),
+    )
     stamp = f"{int(time.time())}-{os.getpid()}"
     runs: list[tuple[str, dict[str, Any]]] = []
     try:
@@ -165,15 +182,23 @@ def main(argv: list[str] | None = None) -> Report:
                 one = f"bench-raw-1-{stamp}"
                 load_s = load(cluster, one, path, shards=1)
                 for batch in (1_000, 10_000):
-                    runs.append((f"job, 1 shard, 1 worker, CONFUSION_BATCH_SIZE={batch:,}",
-                                 run_job(cluster, one, f"bench-out-1-{batch}-{stamp}", scratch,
-                                         n, batch, 1)))
+                    runs.append(
+                        (
+                            f"job, 1 shard, 1 worker, CONFUSION_BATCH_SIZE={batch:,}",
+                            run_job(
+                                cluster, one, f"bench-out-1-{batch}-{stamp}", scratch, n, batch, 1
+                            ),
+                        )
+                    )
                 if not args.quick:
                     two = f"bench-raw-2-{stamp}"
                     load(cluster, two, path, shards=2)
-                    runs.append(("job, 2 shards, 2 workers, CONFUSION_BATCH_SIZE=10,000",
-                                 run_job(cluster, two, f"bench-out-2-{stamp}", scratch, n,
-                                         10_000, 2)))
+                    runs.append(
+                        (
+                            "job, 2 shards, 2 workers, CONFUSION_BATCH_SIZE=10,000",
+                            run_job(cluster, two, f"bench-out-2-{stamp}", scratch, n, 10_000, 2),
+                        )
+                    )
                 scan = scan_only(cluster, one, n)
             finally:
                 cluster.close()
@@ -181,21 +206,47 @@ def main(argv: list[str] | None = None) -> Report:
         report.skipped = str(exc)
         finish(report, args, started)
         return report
-    rows = [(name, f"{n:,}", f"{r['documents']:,}", f"{r['seconds']:.2f}", num(r["rate"]),
-             f"{r['cpu']:.1f}") for name, r in runs]
-    rows.append(("helpers.scan only (read + orjson.dumps, no math, no writing)", f"{n:,}", "—",
-                 f"{scan['seconds']:.2f}", num(scan["rate"]), "—"))
-    report.sections.append(Section(
-        "Bounded: index first, then read everything and write every document (emit every 100)",
-        table(("run", "records", "documents", "job s", "records/s", "job CPU s"), rows),
-        [f"Indexing the input took {load_s:.1f} s (not in any rate); the index and the job share "
-         "the machine's 2 cores with Elasticsearch.",
-         "records/s = records / (flow built -> run ended): it includes listing shards, the "
-         "safe-point look (index stats + refresh), every search page and the sink's last bulk."]))
+    rows = [
+        (
+            name,
+            f"{n:,}",
+            f"{r['documents']:,}",
+            f"{r['seconds']:.2f}",
+            num(r["rate"]),
+            f"{r['cpu']:.1f}",
+        )
+        for name, r in runs
+    ]
+    rows.append(
+        (
+            "helpers.scan only (read + orjson.dumps, no math, no writing)",
+            f"{n:,}",
+            "—",
+            f"{scan['seconds']:.2f}",
+            num(scan["rate"]),
+            "—",
+        )
+    )
+    report.sections.append(
+        Section(
+            "Bounded: index first, then read everything and write every document (emit every 100)",
+            table(("run", "records", "documents", "job s", "records/s", "job CPU s"), rows),
+            [
+                f"Indexing the input took {load_s:.1f} s (not in any rate); the index and the job share "
+                "the machine's 2 cores with Elasticsearch.",
+                "records/s = records / (flow built -> run ended): it includes listing shards, the "
+                "safe-point look (index stats + refresh), every search page and the sink's last bulk.",
+            ],
+        )
+    )
     best = max(r["rate"] for _name, r in runs)
-    report.targets.append(Target(f">= {TARGET:,} records/s Elasticsearch -> job -> "
-                                 "Elasticsearch", f"{num(best)} records/s (best run above)",
-                                 best >= TARGET))
+    report.targets.append(
+        Target(
+            f">= {TARGET:,} records/s Elasticsearch -> job -> Elasticsearch",
+            f"{num(best)} records/s (best run above)",
+            best >= TARGET,
+        )
+    )
     report.data = {"runs": dict(runs), "scan": scan, "records": n}
     finish(report, args, started)
     return report

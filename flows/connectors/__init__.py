@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # only the standard library at import time (see above)
     from bytewax.outputs import Sink
 
     from flows.output.documents import Document
-    from flows.records import DeadLetter, RawBatch
+    from flows.parsing.batches import DeadLetter, RawBatch
     from flows.settings import Settings
     from flows.telemetry import Heartbeat
 
@@ -25,16 +25,21 @@ def make_source(settings: Settings, heartbeat: Heartbeat) -> Source[RawBatch]:
     """The source of raw batches named by ``CONFUSION_SOURCE``."""
     if settings.source == "file":
         from flows.connectors.files import JsonLinesSource
+
         assert settings.input is not None
-        return JsonLinesSource(settings.input, settings.batch_size, heartbeat,
-                               settings.max_record_bytes)
+        return JsonLinesSource(
+            settings.input, settings.batch_size, heartbeat, settings.max_record_bytes
+        )
     if settings.source == "kafka":
         from flows.connectors.kafka.source import kafka_source
+
         return kafka_source(settings, heartbeat)
     if settings.source == "elasticsearch":
         from flows.connectors.elasticsearch.source import elasticsearch_source
+
         return elasticsearch_source(settings, heartbeat)
     from flows.connectors.demo import DemoSource
+
     return DemoSource(settings.demo_seed, settings.demo_records, settings.batch_size, heartbeat)
 
 
@@ -42,16 +47,20 @@ def make_document_sink(settings: Settings) -> Sink[tuple[str, Document]]:
     """The sink of ``(model, document)`` items named by ``CONFUSION_SINK``."""
     if settings.sink == "console":
         from flows.connectors.console import ConsoleSink
+
         return ConsoleSink()
     if settings.sink == "elasticsearch":
         from flows.connectors.elasticsearch.sink import ElasticsearchSink
+
         return ElasticsearchSink.from_settings(settings)
     from flows.connectors.files import JsonLinesSink
+
     return JsonLinesSink(settings.output)
 
 
 def _encode_dead_letter(letter: DeadLetter) -> bytes:
     from flows.connectors.files import encode_json
+
     doc = letter.to_json()
     try:
         return encode_json(doc)
@@ -64,9 +73,12 @@ def make_dead_letter_sink(settings: Settings) -> Sink[tuple[str, DeadLetter]]:
     when set (Elasticsearch source), else to a JSON-lines file."""
     if settings.source == "kafka":
         from flows.connectors.kafka.dead_letters import DeadLetterTopicSink
+
         return DeadLetterTopicSink.from_settings(settings)
     if settings.dlq_index is not None:
         from flows.connectors.elasticsearch.dead_letters import DeadLetterIndexSink
+
         return DeadLetterIndexSink.from_settings(settings)
     from flows.connectors.files import JsonLinesSink
+
     return JsonLinesSink(settings.dead_letter_path, _encode_dead_letter)

@@ -75,8 +75,10 @@ class _SummaryTablePartition(StatefulSinkPartition[SummaryItem, TrendState]):
     def close(self) -> None:
         elapsed = self._progress.finish()
         rate = self._totals.records / elapsed if elapsed > 0 else 0.0
-        print(self._totals.line(rate).replace("rec/s", f"rec/s over {elapsed:.1f}s"),
-              file=self._stream)
+        print(
+            self._totals.line(rate).replace("rec/s", f"rec/s over {elapsed:.1f}s"),
+            file=self._stream,
+        )
         if self._trends:
             print(summary_table(self._trends.values()), file=self._stream)
         self._stream.flush()
@@ -97,6 +99,7 @@ class SummaryTableSink(FixedPartitionedSink[SummaryItem, TrendState]):
     def part_fn(self, item_key: str) -> int:
         return 0
 
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: TrendState | None) -> _SummaryTablePartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: TrendState | None
+    ) -> _SummaryTablePartition:
         return _SummaryTablePartition(resume_state, self.progress, self.stream)

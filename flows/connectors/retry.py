@@ -39,8 +39,12 @@ class Transient(Exception):
     now inside a successful response), so one loop handles both kinds."""
 
 
-def retry_forever(call: Callable[[], T], transient: Callable[[Exception], str | None],
-                  on_retry: Callable[[Exception, str, int, float], None], backoff: Backoff) -> T:
+def retry_forever(
+    call: Callable[[], T],
+    transient: Callable[[Exception], str | None],
+    on_retry: Callable[[Exception, str, int, float], None],
+    backoff: Backoff,
+) -> T:
     """Run ``call`` until it returns; any failure ``transient`` finds no reason for is raised.
 
     Before each retry ``on_retry(exc, reason, attempt, pause)`` logs and counts it (``attempt``

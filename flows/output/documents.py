@@ -11,7 +11,7 @@ from typing import TypedDict
 
 from flows.output import metrics
 from flows.output.metrics import Metrics
-from flows.windows import WindowView
+from flows.windows.base import WindowView
 
 
 class WindowInfo(TypedDict):
@@ -39,14 +39,17 @@ class Document(TypedDict):
     seq: int
     emitted_at: str
 
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @lru_cache(maxsize=4096)
 def _iso_seconds(epoch_s: int) -> str:
     t = _EPOCH + timedelta(seconds=epoch_s)  # fromtimestamp() refuses years before 1970 on some
-    return (f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"  # platforms; %Y is not zero-padded
-            f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}.")
+    return (
+        f"{t.year:04d}-{t.month:02d}-{t.day:02d}T"  # platforms; %Y is not zero-padded
+        f"{t.hour:02d}:{t.minute:02d}:{t.second:02d}."
+    )
 
 
 def iso_ms(epoch_ms: int) -> str:
@@ -69,9 +72,16 @@ def document(model: str, view: WindowView, emitted_at_ms: int) -> Document:
     (first_id, start), (last_id, end) = view.first, view.last
     return {
         "model": model,
-        "window": {"kind": view.kind, "size": view.size, "count": view.count,
-                   "full": view.full, "first_id": first_id, "last_id": last_id,
-                   "start": iso_ms(start), "end": iso_ms(end)},
+        "window": {
+            "kind": view.kind.value,
+            "size": view.size,
+            "count": view.count,
+            "full": view.full,
+            "first_id": first_id,
+            "last_id": last_id,
+            "start": iso_ms(start),
+            "end": iso_ms(end),
+        },
         "labels": labels,
         "matrix": matrix.tolist(),
         "metrics": metrics.compute(labels, matrix),

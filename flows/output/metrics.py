@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import TypedDict, cast
 
-from flows.windows import Counts
+from flows.windows.pairs import Counts
 
 # The one list of summary metric names, in document order: `Metrics`, the Elasticsearch mapping
 # and the empty-window case follow it (a test checks `Metrics` against it).
@@ -65,9 +65,16 @@ def _per_class(labels: Sequence[str], rows: list[list[int]]) -> dict[str, ClassM
         if s == 0 and p == 0:
             continue
         fp, fn = p - t, s - t
-        out[label] = {"tp": t, "fp": fp, "fn": fn, "tn": total - t - fp - fn,
-                      "precision": _ratio(t, p), "recall": _ratio(t, s),
-                      "f1": _ratio(2 * t, 2 * t + fp + fn), "support": s}
+        out[label] = {
+            "tp": t,
+            "fp": fp,
+            "fn": fn,
+            "tn": total - t - fp - fn,
+            "precision": _ratio(t, p),
+            "recall": _ratio(t, s),
+            "f1": _ratio(2 * t, 2 * t + fp + fn),
+            "support": s,
+        }
     return out
 
 
@@ -103,11 +110,14 @@ def _summary(rows: list[list[int]]) -> dict[str, float | None]:
     expected_disagreement = n - dot_sp / n
     kappa = 1 - (n - trace) / expected_disagreement if expected_disagreement else None
 
-    return {"accuracy": trace / n,
-            "balanced_accuracy": sum(recalls) / len(recalls),
-            "macro_f1": sum(f1) / len(f1),
-            "weighted_f1": sum(f * s for f, s in zip(f1, support, strict=True)) / n,
-            "mcc": mcc, "kappa": kappa}
+    return {
+        "accuracy": trace / n,
+        "balanced_accuracy": sum(recalls) / len(recalls),
+        "macro_f1": sum(f1) / len(f1),
+        "weighted_f1": sum(f * s for f, s in zip(f1, support, strict=True)) / n,
+        "mcc": mcc,
+        "kappa": kappa,
+    }
 
 
 def compute(labels: Sequence[str], matrix: Counts) -> Metrics:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flows.output.documents import Document
-from flows.records import ParsedBatch
+from flows.parsing.batches import ParsedBatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,16 +71,38 @@ def _window(trend: ModelTrend) -> str:
 
 def summary_table(trends: Iterable[ModelTrend]) -> str:
     """A plain-text table, one row per model, sorted by name."""
-    header = ("model", "records", "window", "classes", "acc first", "acc min", "acc last",
-              "macro F1", "MCC")
+    header = (
+        "model",
+        "records",
+        "window",
+        "classes",
+        "acc first",
+        "acc min",
+        "acc last",
+        "macro F1",
+        "MCC",
+    )
     rows = [header] + [
-        (t.model, f"{t.seq:,}", _window(t), str(t.classes),
-         _num(t.first_accuracy), _num(t.min_accuracy), _num(t.accuracy), _num(t.macro_f1),
-         _num(t.mcc))
-        for t in sorted(trends, key=lambda t: t.model)]
+        (
+            t.model,
+            f"{t.seq:,}",
+            _window(t),
+            str(t.classes),
+            _num(t.first_accuracy),
+            _num(t.min_accuracy),
+            _num(t.accuracy),
+            _num(t.macro_f1),
+            _num(t.mcc),
+        )
+        for t in sorted(trends, key=lambda t: t.model)
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-             for row in rows]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

@@ -45,22 +45,29 @@ Doc = dict[str, Any]
 def make_input(es: Elasticsearch, index: str, shards: int = 1) -> None:
     # Predictions are a label for one model and a score map for another: not for dynamic
     # mapping (README, "Elasticsearch as a source", says so too).
-    es.indices.create(index=index, settings={"number_of_shards": shards,
-                                             "number_of_replicas": 0},
-                      mappings={"dynamic": False, "properties": {"id": {"type": "keyword"}}})
+    es.indices.create(
+        index=index,
+        settings={"number_of_shards": shards, "number_of_replicas": 0},
+        mappings={"dynamic": False, "properties": {"id": {"type": "keyword"}}},
+    )
 
 
-def index_lines(es: Elasticsearch, index: str, lines: Sequence[bytes], *, rate: float = 0.0,
-                chunk: int = 50) -> None:
+def index_lines(
+    es: Elasticsearch, index: str, lines: Sequence[bytes], *, rate: float = 0.0, chunk: int = 50
+) -> None:
     """Index ``lines`` in order, ``chunk`` per bulk request, paced at ``rate``/s (0: at once).
 
     One writer waiting for each bulk gives the records ``_seq_no`` in file order (one shard).
     """
     start = time.monotonic()
     for first in range(0, len(lines), chunk):
-        part = lines[first:first + chunk]
-        ok, errors = helpers.bulk(es, ({"_index": index, "_source": orjson.loads(line)}
-                                       for line in part), chunk_size=chunk, raise_on_error=False)
+        part = lines[first : first + chunk]
+        ok, errors = helpers.bulk(
+            es,
+            ({"_index": index, "_source": orjson.loads(line)} for line in part),
+            chunk_size=chunk,
+            raise_on_error=False,
+        )
         assert not errors and ok == len(part), errors[:3]
         if rate > 0:
             ahead = start + (first + len(part)) / rate - time.monotonic()
@@ -69,8 +76,7 @@ def index_lines(es: Elasticsearch, index: str, lines: Sequence[bytes], *, rate: 
 
 
 class BackgroundIndexer(threading.Thread):
-    def __init__(self, es: Elasticsearch, index: str, lines: Sequence[bytes],
-                 rate: float) -> None:
+    def __init__(self, es: Elasticsearch, index: str, lines: Sequence[bytes], rate: float) -> None:
         super().__init__(daemon=True)
         self.args = (es, index, lines)
         self.rate = rate
@@ -92,10 +98,20 @@ class BackgroundIndexer(threading.Thread):
 def es_job(es_url: str, source: str, sink: str, tmp: Path, **extra: object) -> Job:
     recovery = tmp / "recovery"
     init_recovery(recovery)
-    env = job_env(source="elasticsearch", es_url=es_url, es_source_index=source,
-                  sink="elasticsearch", es_index=sink, window_size=WINDOW, emit_every=EMIT,
-                  ensemble_weights=WEIGHTS_ENV, es_source_poll=0.2, summary="false",
-                  dead_letter_path=tmp / "dead.jsonl", **extra)
+    env = job_env(
+        source="elasticsearch",
+        es_url=es_url,
+        es_source_index=source,
+        sink="elasticsearch",
+        es_index=sink,
+        window_size=WINDOW,
+        emit_every=EMIT,
+        ensemble_weights=WEIGHTS_ENV,
+        es_source_poll=0.2,
+        summary="false",
+        dead_letter_path=tmp / "dead.jsonl",
+        **extra,
+    )
     return Job(env, tmp / "job.log", recovery=recovery)
 
 
@@ -105,28 +121,34 @@ def results(es: Elasticsearch, index: str) -> list[Doc]:
 
 @pytest.mark.slow
 def test_seed_scenario_indexed_while_running_killed_and_resumed(
-    es_url: str, es_client: Elasticsearch, es_index: IndexNameFactory, tmp_path: Path,
+    es_url: str,
+    es_client: Elasticsearch,
+    es_index: IndexNameFactory,
+    tmp_path: Path,
 ) -> None:
     lines = sample_lines()
     source, sink = es_index("raw_data_input"), es_index("calculated_confusion_matrix")
     make_input(es_client, source)
-    expected = expected_run(lines, window_size=WINDOW, emit_every=EMIT, weights=WEIGHTS,
-                            bounded=False)
+    expected = expected_run(
+        lines, window_size=WINDOW, emit_every=EMIT, weights=WEIGHTS, bounded=False
+    )
     assert len(expected.documents) == MODELS * len(lines) // EMIT
     job = es_job(es_url, source, sink, tmp_path)
     indexer = BackgroundIndexer(es_client, source, lines, RATE)
     indexer.start()
     try:
         job.start()
-        wait_for("40 documents", lambda: job.assert_alive() or count(es_client, sink) >= 40,
-                 120)
+        wait_for("40 documents", lambda: job.assert_alive() or count(es_client, sink) >= 40, 120)
         time.sleep(1.5)  # past a snapshot (every second) and into the next epoch
         assert indexer.is_alive(), "records stopped before the kill; nothing to resume into"
         job.kill9()
         killed_at = count(es_client, sink)
         job.start()
-        wait_for("every document", lambda: job.assert_alive()
-                 or count(es_client, sink) >= len(expected.documents), 120)
+        wait_for(
+            "every document",
+            lambda: job.assert_alive() or count(es_client, sink) >= len(expected.documents),
+            120,
+        )
         time.sleep(1.0)  # a replayed tail, if any, lands (with the same ids and values)
     finally:
         job.kill9()
@@ -142,23 +164,37 @@ def test_seed_scenario_indexed_while_running_killed_and_resumed(
 
 
 def test_bounded_backfill_over_shards_with_dead_letters_in_an_index(
-    es_url: str, es_client: Elasticsearch, es_index: IndexNameFactory, tmp_path: Path,
+    es_url: str,
+    es_client: Elasticsearch,
+    es_index: IndexNameFactory,
+    tmp_path: Path,
 ) -> None:
     """Bounded: reads to the end found at start and stops; bad documents go to the dead-letter
     index with their index, shard and _seq_no; over 3 shards every record counts once."""
     lines = sample_lines()[:3000]
-    bad = [b'{"id": "bad-1", "label": "A"}', b'{"id": "bad-2", "label": "A", '
-           b'"predictions": {"model1": "A", "model2": {"A": "high"}}}']
+    bad = [
+        b'{"id": "bad-1", "label": "A"}',
+        b'{"id": "bad-2", "label": "A", "predictions": {"model1": "A", "model2": {"A": "high"}}}',
+    ]
     source, sink, dlq = es_index("raw"), es_index("out"), es_index("dlq")
     make_input(es_client, source, shards=3)
     index_lines(es_client, source, [*lines[:1500], *bad, *lines[1500:]], chunk=500)
     out = tmp_path / "out.jsonl"
     recovery = tmp_path / "recovery"
     init_recovery(recovery)
-    env = job_env(source="elasticsearch", es_url=es_url, es_source_index=f"{source}*",
-                  es_source_stop_at_end="true", sink="jsonl", output=out, dlq_index=dlq,
-                  window_size=WINDOW, emit_every=EMIT, ensemble_weights=WEIGHTS_ENV,
-                  es_index=sink)
+    env = job_env(
+        source="elasticsearch",
+        es_url=es_url,
+        es_source_index=f"{source}*",
+        es_source_stop_at_end="true",
+        sink="jsonl",
+        output=out,
+        dlq_index=dlq,
+        window_size=WINDOW,
+        emit_every=EMIT,
+        ensemble_weights=WEIGHTS_ENV,
+        es_index=sink,
+    )
     job = Job(env, tmp_path / "job.log", recovery=recovery, workers=2)
     job.start()
     assert job.wait(120) == [0], job.output()[-3000:]
@@ -168,8 +204,7 @@ def test_bounded_backfill_over_shards_with_dead_letters_in_an_index(
     for doc in docs:
         final[doc["model"]] = max(final.get(doc["model"], 0), doc["seq"])
     # Shards interleave, so only each model's count (its last seq) is order-free.
-    expected = expected_run([*lines, *bad], window_size=WINDOW, emit_every=EMIT,
-                            weights=WEIGHTS)
+    expected = expected_run([*lines, *bad], window_size=WINDOW, emit_every=EMIT, weights=WEIGHTS)
     counts: dict[str, int] = {}
     for model, seq in expected.documents:
         counts[model] = max(counts.get(model, 0), seq)
@@ -177,15 +212,20 @@ def test_bounded_backfill_over_shards_with_dead_letters_in_an_index(
     assert len(job.output().split("no checkpoint")) == 4  # one line per shard
 
     letters = results(es_client, dlq)
-    assert sorted((d["scope"], d.get("model")) for d in letters) == sorted(
-        (r.scope, r.model) for r in expected.rejections) == [("entry", "model2"),
-                                                             ("record", None)]
+    assert (
+        sorted((d["scope"], d.get("model")) for d in letters)
+        == sorted((r.scope, r.model) for r in expected.rejections)
+        == [("entry", "model2"), ("record", None)]
+    )
     for letter in letters:
         where = letter["source"]
         assert where["index"] == source and where["origin"] == f"{source}/{where['shard']}"
-        found = es_client.search(index=source, preference=f"_shards:{where['shard']}",
-                                 query={"term": {"_seq_no": where["seq_no"]}},
-                                 seq_no_primary_term=True)["hits"]["hits"]
+        found = es_client.search(
+            index=source,
+            preference=f"_shards:{where['shard']}",
+            query={"term": {"_seq_no": where["seq_no"]}},
+            seq_no_primary_term=True,
+        )["hits"]["hits"]
         assert [orjson.loads(letter["raw"])] == [hit["_source"] for hit in found]
 
     # A second bounded run from the same checkpoint has nothing left to read.
@@ -197,17 +237,29 @@ def test_bounded_backfill_over_shards_with_dead_letters_in_an_index(
 
 
 def test_latest_skips_what_was_there_and_reads_what_comes(
-    es_url: str, es_client: Elasticsearch, es_index: IndexNameFactory, tmp_path: Path,
+    es_url: str,
+    es_client: Elasticsearch,
+    es_index: IndexNameFactory,
+    tmp_path: Path,
 ) -> None:
     lines = sample_lines()[:400]
     source = es_index("raw")
     make_input(es_client, source)
     index_lines(es_client, source, lines[:200], chunk=200)
     out = tmp_path / "out.jsonl"
-    env = job_env(source="elasticsearch", es_url=es_url, es_source_index=source,
-                  es_source_start="latest", es_source_poll=0.1, sink="jsonl", output=out,
-                  dead_letter_path=tmp_path / "dead.jsonl", window_size=50, emit_every=50,
-                  summary="false")
+    env = job_env(
+        source="elasticsearch",
+        es_url=es_url,
+        es_source_index=source,
+        es_source_start="latest",
+        es_source_poll=0.1,
+        sink="jsonl",
+        output=out,
+        dead_letter_path=tmp_path / "dead.jsonl",
+        window_size=50,
+        emit_every=50,
+        summary="false",
+    )
     job = Job(env, tmp_path / "job.log")
     try:
         job.start()
@@ -216,8 +268,11 @@ def test_latest_skips_what_was_there_and_reads_what_comes(
         hit = es_client.search(index=source, size=1, query={"match_all": {}})["hits"]["hits"][0]
         es_client.delete(index=source, id=hit["_id"])
         index_lines(es_client, source, lines[200:], chunk=100)
-        wait_for("200 records' documents", lambda: out.exists()
-                 and out.read_bytes().count(b"\n") >= 3 * 200 // 50, 60)
+        wait_for(
+            "200 records' documents",
+            lambda: out.exists() and out.read_bytes().count(b"\n") >= 3 * 200 // 50,
+            60,
+        )
         time.sleep(0.5)
     finally:
         job.kill9()
@@ -227,10 +282,17 @@ def test_latest_skips_what_was_there_and_reads_what_comes(
 
 
 def test_a_missing_source_index_stops_the_job_naming_the_variable(
-    es_url: str, es_index: IndexNameFactory, tmp_path: Path,
+    es_url: str,
+    es_index: IndexNameFactory,
+    tmp_path: Path,
 ) -> None:
-    env = job_env(source="elasticsearch", es_url=es_url, es_source_index=es_index("none"),
-                  sink="jsonl", output=tmp_path / "out.jsonl")
+    env = job_env(
+        source="elasticsearch",
+        es_url=es_url,
+        es_source_index=es_index("none"),
+        sink="jsonl",
+        output=tmp_path / "out.jsonl",
+    )
     job = Job(env, tmp_path / "job.log")
     job.start()
     assert job.wait(60) != [0]
@@ -238,7 +300,10 @@ def test_a_missing_source_index_stops_the_job_naming_the_variable(
 
 
 def test_concurrent_writers_on_one_shard_each_record_counted_once(
-    es_url: str, es_client: Elasticsearch, es_index: IndexNameFactory, tmp_path: Path,
+    es_url: str,
+    es_client: Elasticsearch,
+    es_index: IndexNameFactory,
+    tmp_path: Path,
 ) -> None:
     """Four writers index into one shard at once while the job follows it closely (poll 10 ms,
     pages of 100): per model the count reaches exactly 6,000 and never goes past it. A cursor
@@ -249,10 +314,19 @@ def test_concurrent_writers_on_one_shard_each_record_counted_once(
     source = es_index("raw")
     make_input(es_client, source)
     out = tmp_path / "out.jsonl"
-    env = job_env(source="elasticsearch", es_url=es_url, es_source_index=source,
-                  es_source_poll=0.01, sink="jsonl", output=out, batch_size=100,
-                  dead_letter_path=tmp_path / "dead.jsonl", window_size=WINDOW,
-                  emit_every=EMIT, summary="false")
+    env = job_env(
+        source="elasticsearch",
+        es_url=es_url,
+        es_source_index=source,
+        es_source_poll=0.01,
+        sink="jsonl",
+        output=out,
+        batch_size=100,
+        dead_letter_path=tmp_path / "dead.jsonl",
+        window_size=WINDOW,
+        emit_every=EMIT,
+        summary="false",
+    )
     job = Job(env, tmp_path / "job.log")
 
     def top() -> dict[str, int]:
@@ -271,8 +345,14 @@ def test_concurrent_writers_on_one_shard_each_record_counted_once(
             writer.start()
         for writer in writers:
             writer.finish()
-        wait_for("every record", lambda: job.assert_alive() or top() == dict.fromkeys(
-            ("model1", "model2", "model3"), len(lines)), 60)
+        wait_for(
+            "every record",
+            lambda: (
+                job.assert_alive()
+                or top() == dict.fromkeys(("model1", "model2", "model3"), len(lines))
+            ),
+            60,
+        )
         time.sleep(1.0)  # nothing more may come
     finally:
         job.kill9()

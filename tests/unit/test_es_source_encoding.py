@@ -12,7 +12,7 @@ from flows.connectors.elasticsearch.dead_letters import (
     dead_letter_id,
 )
 from flows.connectors.elasticsearch.source import part_name, source_bytes, split_part
-from flows.records import DeadLetter, RawBatch, parse_batch
+from flows.parsing.batches import DeadLetter, RawBatch, parse_batch
 
 
 def test_partition_names_split_back_into_index_and_shard() -> None:
@@ -44,5 +44,10 @@ def test_dead_letter_ids_follow_the_place_and_fit_elasticsearch() -> None:
     assert len(long_id.encode()) <= MAX_ID_BYTES and long_id.startswith("raw/2/41/sha256-")
     assert long_id != dead_letter_id(DeadLetter(b"{}", "bad", "raw/2", 41, "m" * 601))
     doc = orjson.loads(dead_letter_document(entry))
-    assert doc["source"] == {"origin": "raw/2", "position": 41, "index": "raw", "shard": "2",
-                             "seq_no": 41}
+    assert doc["source"] == {
+        "origin": "raw/2",
+        "position": 41,
+        "index": "raw",
+        "shard": "2",
+        "seq_no": 41,
+    }

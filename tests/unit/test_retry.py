@@ -27,13 +27,18 @@ def test_transient_failures_are_retried_then_the_value_returned() -> None:
     def transient(exc: Exception) -> str | None:
         return type(exc).__name__ if isinstance(exc, Transient | ConnectionError) else None
 
-    result = retry_forever(call, transient,
-                           lambda exc, reason, attempt, _pause: seen.append(
-                               (str(exc), reason, attempt)),
-                           Backoff(cap=0.001, first=0.001))
+    result = retry_forever(
+        call,
+        transient,
+        lambda exc, reason, attempt, _pause: seen.append((str(exc), reason, attempt)),
+        Backoff(cap=0.001, first=0.001),
+    )
     assert result == "done"
-    assert seen == [("busy", "Transient", 1), ("down", "ConnectionError", 2),
-                    ("busy", "Transient", 3)]
+    assert seen == [
+        ("busy", "Transient", 1),
+        ("down", "ConnectionError", 2),
+        ("busy", "Transient", 3),
+    ]
 
 
 def test_a_failure_retrying_cannot_fix_is_raised_at_once() -> None:

@@ -9,7 +9,8 @@ import pickle
 from flows.connectors.console import SummaryTableSink
 from flows.output.documents import Document, document
 from flows.telemetry import Progress
-from flows.windows import CountWindow
+from flows.windows.count import CountWindow
+from tests.batches import model_batch
 
 T0 = 1_795_341_600_000
 
@@ -19,7 +20,7 @@ def documents() -> list[Document]:
     for model, truths, preds in (("m-a", "AABBA", "ABBBA"), ("m-b", "XYZXY", "XYZZZ")):
         window = CountWindow(3)
         for i, (truth, pred) in enumerate(zip(truths, preds, strict=True)):
-            window.add([truth], [pred], [f"{model}-{i}"], [T0 + i])
+            window.add(model_batch([truth], [pred], [f"{model}-{i}"], [T0 + i]))
             docs.append(document(model, window.view(), T0 + 10_000))
     return docs
 

@@ -37,15 +37,23 @@ from flows.telemetry import job_logger
 
 T = TypeVar("T")
 
-DOCS_WRITTEN = Counter("confusion_es_documents_written", "Documents Elasticsearch accepted",
-                       ["index"])
-DOCS_REJECTED = Counter("confusion_es_documents_rejected",
-                        "Documents Elasticsearch refused as invalid (logged, not retried)",
-                        ["index"])
-RETRIES = Counter("confusion_es_retries",
-                  "Bulk requests (or items of one) retried after a transient failure", ["reason"])
-STALE_LATEST = Counter("confusion_es_stale_latest",
-                       "Replayed documents not written to the latest index: it has a newer one")
+DOCS_WRITTEN = Counter(
+    "confusion_es_documents_written", "Documents Elasticsearch accepted", ["index"]
+)
+DOCS_REJECTED = Counter(
+    "confusion_es_documents_rejected",
+    "Documents Elasticsearch refused as invalid (logged, not retried)",
+    ["index"],
+)
+RETRIES = Counter(
+    "confusion_es_retries",
+    "Bulk requests (or items of one) retried after a transient failure",
+    ["reason"],
+)
+STALE_LATEST = Counter(
+    "confusion_es_stale_latest",
+    "Replayed documents not written to the latest index: it has a newer one",
+)
 
 
 log = job_logger("elasticsearch")
@@ -75,21 +83,33 @@ class EsClientOptions:
 
     def __repr__(self) -> str:
         auth = "api key" if self.api_key else f"user {self.username}" if self.username else "none"
-        return (f"EsClientOptions(url={safe_url(self.url)!r}, auth={auth}, "
-                f"ca_certs={self.ca_certs}, verify_certs={self.verify_certs})")
+        return (
+            f"EsClientOptions(url={safe_url(self.url)!r}, auth={auth}, "
+            f"ca_certs={self.ca_certs}, verify_certs={self.verify_certs})"
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EsClientOptions:
         """The connection and security settings the sink and the source share."""
         assert settings.es_url is not None
-        return cls(settings.es_url, settings.es_api_key, settings.es_username,
-                   settings.es_password, settings.es_ca_certs, settings.es_verify_certs,
-                   settings.es_request_timeout)
+        return cls(
+            settings.es_url,
+            settings.es_api_key,
+            settings.es_username,
+            settings.es_password,
+            settings.es_ca_certs,
+            settings.es_verify_certs,
+            settings.es_request_timeout,
+        )
 
     def client(self) -> Elasticsearch:
         """A client that never retries on its own: `Retrier` decides, and logs why."""
-        kwargs: dict[str, Any] = {"request_timeout": self.request_timeout, "max_retries": 0,
-                                  "retry_on_timeout": False, "verify_certs": self.verify_certs}
+        kwargs: dict[str, Any] = {
+            "request_timeout": self.request_timeout,
+            "max_retries": 0,
+            "retry_on_timeout": False,
+            "verify_certs": self.verify_certs,
+        }
         if self.api_key is not None:
             kwargs["api_key"] = self.api_key.get_secret_value()
         if self.username is not None and self.password is not None:
@@ -119,9 +139,11 @@ def _transient(exc: Exception) -> str | None:
 
 def _refused(what: str, exc: ApiError) -> SinkError:
     status = exc.meta.status
-    hint = {401: "check CONFUSION_ES_API_KEY or CONFUSION_ES_USERNAME/CONFUSION_ES_PASSWORD",
-            403: "the credentials lack a privilege on the indices",
-            413: "lower CONFUSION_ES_BULK_BYTES"}.get(status, "this is not a transient error")
+    hint = {
+        401: "check CONFUSION_ES_API_KEY or CONFUSION_ES_USERNAME/CONFUSION_ES_PASSWORD",
+        403: "the credentials lack a privilege on the indices",
+        413: "lower CONFUSION_ES_BULK_BYTES",
+    }.get(status, "this is not a transient error")
     return SinkError(f"Elasticsearch refused {what} (HTTP {status}: {exc.message}); {hint}")
 
 
@@ -132,19 +154,20 @@ class Retrier:
         self.client = client
         self.max_backoff = max_backoff
 
-    def call(self, what: str, fn: Callable[[], T], *,
-             doing: Callable[[], str] | None = None) -> T:
+    def call(self, what: str, fn: Callable[[], T], *, doing: Callable[[], str] | None = None) -> T:
         """Run ``fn`` until it succeeds, retrying transient failures; others raise `SinkError`.
 
         ``what`` names the call in the error; ``doing`` (default: ``what``) in the retry log.
         """
+
         def on_retry(exc: Exception, reason: str, attempt: int, _pause: float) -> None:
             RETRIES.labels(reason=reason).inc()
             if isinstance(exc, Transient):
                 log.warning("%s; retry %d", exc, attempt)
             else:
-                log.warning("%s failed (%s: %s); retry %d", doing() if doing else what, reason,
-                            exc, attempt)
+                log.warning(
+                    "%s failed (%s: %s); retry %d", doing() if doing else what, reason, exc, attempt
+                )
 
         try:
             return retry_forever(fn, _transient, on_retry, Backoff(self.max_backoff))
@@ -167,8 +190,9 @@ def index_action(index: str, doc_id: str, source: bytes, version: int | None) ->
     if version is not None:
         meta["version"] = version
         meta["version_type"] = "external_gte"
-    return Action(index, doc_id, orjson.dumps({"index": meta}) + b"\n" + source + b"\n",
-                  version is not None)
+    return Action(
+        index, doc_id, orjson.dumps({"index": meta}) + b"\n" + source + b"\n", version is not None
+    )
 
 
 def chunks(actions: Sequence[Action], max_docs: int, max_bytes: int) -> Iterator[list[Action]]:
@@ -206,10 +230,14 @@ class BulkWriter:
             pending = self._settle(pending, response["items"])
             if pending:
                 raise _ItemsRefused(
-                    f"{len(pending)} documents of a bulk were refused for now (429/5xx)")
+                    f"{len(pending)} documents of a bulk were refused for now (429/5xx)"
+                )
 
-        self.retrier.call(f"a bulk request of {len(pending)} documents", attempt,
-                          doing=lambda: f"bulk of {len(pending)} documents")
+        self.retrier.call(
+            f"a bulk request of {len(pending)} documents",
+            attempt,
+            doing=lambda: f"bulk of {len(pending)} documents",
+        )
 
     @staticmethod
     def _settle(sent: list[Action], items: list[dict[str, Any]]) -> list[Action]:
@@ -227,9 +255,14 @@ class BulkWriter:
             else:
                 DOCS_REJECTED.labels(index=item_action.index).inc()
                 error = result.get("error", {})
-                log.error("document %s of index %s rejected (HTTP %d, %s): %s",
-                          item_action.doc_id, item_action.index, status, error.get("type"),
-                          error.get("reason"))
+                log.error(
+                    "document %s of index %s rejected (HTTP %d, %s): %s",
+                    item_action.doc_id,
+                    item_action.index,
+                    status,
+                    error.get("type"),
+                    error.get("reason"),
+                )
         return again
 
 

@@ -20,7 +20,7 @@ from flows.connectors.elasticsearch.bulk import (
     Retrier,
     index_action,
 )
-from flows.records import DeadLetter
+from flows.parsing.batches import DeadLetter
 from flows.settings import Settings
 
 MAX_ID_BYTES = 512  # Elasticsearch refuses longer ids
@@ -28,13 +28,21 @@ MAX_ID_BYTES = 512  # Elasticsearch refuses longer ids
 MAPPINGS: dict[str, Any] = {
     "dynamic": False,
     "properties": {
-        "reason": {"type": "text", "fields": {"keyword": {"type": "keyword",
-                                                          "ignore_above": 1024}}},
+        "reason": {
+            "type": "text",
+            "fields": {"keyword": {"type": "keyword", "ignore_above": 1024}},
+        },
         "scope": {"type": "keyword"},
         "model": {"type": "keyword"},
-        "source": {"properties": {"origin": {"type": "keyword"}, "index": {"type": "keyword"},
-                                  "shard": {"type": "integer"}, "seq_no": {"type": "long"},
-                                  "position": {"type": "long"}}},
+        "source": {
+            "properties": {
+                "origin": {"type": "keyword"},
+                "index": {"type": "keyword"},
+                "shard": {"type": "integer"},
+                "seq_no": {"type": "long"},
+                "position": {"type": "long"},
+            }
+        },
         "raw": {"type": "text", "index": False},
         "raw_hex": {"type": "keyword", "index": False, "doc_values": False},
     },
@@ -58,6 +66,7 @@ def dead_letter_document(letter: DeadLetter) -> bytes:
         return orjson.dumps(doc)
     except TypeError:  # a lone surrogate in a model name: escape it, as the JSON-lines file does
         import json
+
         return json.dumps(doc, ensure_ascii=True).encode()
 
 
@@ -68,16 +77,28 @@ class _DeadLetterIndexPartition(StatelessSinkPartition[tuple[str, DeadLetter]]):
 
     def write_batch(self, items: list[tuple[str, DeadLetter]]) -> None:
         """Written before the next batch is taken: a crash loses nothing the checkpoint covers."""
-        self._writer.write([index_action(self._index, dead_letter_id(letter),
-                                         dead_letter_document(letter), None)
-                            for _key, letter in items])
+        self._writer.write(
+            [
+                index_action(
+                    self._index, dead_letter_id(letter), dead_letter_document(letter), None
+                )
+                for _key, letter in items
+            ]
+        )
 
 
 class DeadLetterIndexSink(DynamicSink[tuple[str, DeadLetter]]):
     """Refused records and entries to one index, at least once, duplicates overwritten."""
 
-    def __init__(self, options: EsClientOptions, index: str, *, bulk_docs: int = 500,
-                 bulk_bytes: int = 5_000_000, max_backoff: float = 30.0) -> None:
+    def __init__(
+        self,
+        options: EsClientOptions,
+        index: str,
+        *,
+        bulk_docs: int = 500,
+        bulk_bytes: int = 5_000_000,
+        max_backoff: float = 30.0,
+    ) -> None:
         self.options = options
         self.index = index
         self.bulk_docs, self.bulk_bytes, self.max_backoff = bulk_docs, bulk_bytes, max_backoff
@@ -88,12 +109,17 @@ class DeadLetterIndexSink(DynamicSink[tuple[str, DeadLetter]]):
     @classmethod
     def from_settings(cls, settings: Settings) -> DeadLetterIndexSink:
         assert settings.dlq_index is not None
-        return cls(EsClientOptions.from_settings(settings), settings.dlq_index,
-                   bulk_docs=settings.es_bulk_docs, bulk_bytes=settings.es_bulk_bytes,
-                   max_backoff=settings.es_max_backoff)
+        return cls(
+            EsClientOptions.from_settings(settings),
+            settings.dlq_index,
+            bulk_docs=settings.es_bulk_docs,
+            bulk_bytes=settings.es_bulk_bytes,
+            max_backoff=settings.es_max_backoff,
+        )
 
-    def build(self, step_id: str, worker_index: int,
-              worker_count: int) -> _DeadLetterIndexPartition:
+    def build(
+        self, step_id: str, worker_index: int, worker_count: int
+    ) -> _DeadLetterIndexPartition:
         retrier = Retrier(self.options.client(), self.max_backoff)
         client = retrier.client
 
@@ -105,5 +131,6 @@ class DeadLetterIndexSink(DynamicSink[tuple[str, DeadLetter]]):
                     raise
 
         retrier.call(f"creating the dead-letter index {self.index}", create)
-        return _DeadLetterIndexPartition(BulkWriter(retrier, self.bulk_docs, self.bulk_bytes),
-                                         self.index)
+        return _DeadLetterIndexPartition(
+            BulkWriter(retrier, self.bulk_docs, self.bulk_bytes), self.index
+        )

@@ -35,14 +35,25 @@ def mappings() -> dict[str, Any]:
             "seq": {"type": "long"},
             "emitted_at": _DATE,
             "labels": _KEYWORD,
-            "window": {"properties": {
-                "kind": _KEYWORD, "size": {"type": "long"}, "count": {"type": "long"},
-                "full": {"type": "boolean"}, "first_id": _KEYWORD, "last_id": _KEYWORD,
-                "start": _DATE, "end": _DATE}},
+            "window": {
+                "properties": {
+                    "kind": _KEYWORD,
+                    "size": {"type": "long"},
+                    "count": {"type": "long"},
+                    "full": {"type": "boolean"},
+                    "first_id": _KEYWORD,
+                    "last_id": _KEYWORD,
+                    "start": _DATE,
+                    "end": _DATE,
+                }
+            },
             "matrix": {"type": "object", "enabled": False},
-            "metrics": {"properties": {
-                **{name: _METRIC for name in METRIC_NAMES},
-                "per_class": {"type": "flattened"}}},
+            "metrics": {
+                "properties": {
+                    **{name: _METRIC for name in METRIC_NAMES},
+                    "per_class": {"type": "flattened"},
+                }
+            },
         },
     }
 
@@ -62,11 +73,16 @@ def _install_one(retrier: Retrier, name: str) -> None:
 
     def put_template() -> object:
         return indices.put_index_template(
-            name=f"{name}-template", index_patterns=[name], priority=TEMPLATE_PRIORITY,
+            name=f"{name}-template",
+            index_patterns=[name],
+            priority=TEMPLATE_PRIORITY,
             version=TEMPLATE_VERSION,
-            template={"mappings": mappings(),
-                      "settings": {"index": {"refresh_interval": REFRESH_INTERVAL}}},
-            meta={"managed_by": "confusion-stream"})
+            template={
+                "mappings": mappings(),
+                "settings": {"index": {"refresh_interval": REFRESH_INTERVAL}},
+            },
+            meta={"managed_by": "confusion-stream"},
+        )
 
     def exists() -> bool:
         return bool(indices.exists(index=name))

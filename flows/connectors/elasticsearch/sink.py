@@ -73,12 +73,16 @@ class _ElasticsearchPartition(StatefulSinkPartition[Document, None]):
                 if model not in self._newest or seq >= self._newest[model][0]:
                     self._newest[model] = (seq, source)
             pending = len(self._history) + len(self._newest)
-            if (pending >= self._writer.bulk_docs or self._bytes >= self._writer.bulk_bytes
-                    or time.monotonic() - self._since >= self._flush_interval):
+            if (
+                pending >= self._writer.bulk_docs
+                or self._bytes >= self._writer.bulk_bytes
+                or time.monotonic() - self._since >= self._flush_interval
+            ):
                 self._flush()
         if self._flusher is None and self._flush_interval > 0:
-            self._flusher = threading.Thread(target=self._flush_when_due, name="es-flush",
-                                             daemon=True)
+            self._flusher = threading.Thread(
+                target=self._flush_when_due, name="es-flush", daemon=True
+            )
             self._flusher.start()
 
     def _flush_when_due(self) -> None:
@@ -94,8 +98,10 @@ class _ElasticsearchPartition(StatefulSinkPartition[Document, None]):
         """Hand the history documents, then each model's newest for latest, to the sender."""
         if not self._history:
             return
-        actions = self._history + [index_action(self._latest, model, source, seq)
-                                   for model, (seq, source) in self._newest.items()]
+        actions = self._history + [
+            index_action(self._latest, model, source, seq)
+            for model, (seq, source) in self._newest.items()
+        ]
         self._ticket = self._sender.submit(actions)
         self._history, self._newest, self._bytes = [], {}, 0
 
@@ -126,9 +132,17 @@ class ElasticsearchSink(FixedPartitionedSink[Document, None]):
     workers; the partitions hold no state, so their number can change between runs.
     """
 
-    def __init__(self, options: EsClientOptions, index: str, *, bulk_docs: int = 500,
-                 bulk_bytes: int = 5_000_000, max_backoff: float = 30.0,
-                 flush_interval: float = 0.1, partitions: int = 12) -> None:
+    def __init__(
+        self,
+        options: EsClientOptions,
+        index: str,
+        *,
+        bulk_docs: int = 500,
+        bulk_bytes: int = 5_000_000,
+        max_backoff: float = 30.0,
+        flush_interval: float = 0.1,
+        partitions: int = 12,
+    ) -> None:
         self.options = options
         self.index = index
         self.bulk_docs, self.bulk_bytes, self.max_backoff = bulk_docs, bulk_bytes, max_backoff
@@ -144,12 +158,22 @@ class ElasticsearchSink(FixedPartitionedSink[Document, None]):
     def from_settings(cls, settings: Settings) -> ElasticsearchSink:
         assert settings.es_url is not None
         options = EsClientOptions.from_settings(settings)
-        log.info("writing to %s, indices %s and %s, auth %s", safe_url(settings.es_url),
-                 settings.es_index, latest_index(settings.es_index),
-                 "api key" if options.api_key else options.username or "none")
-        return cls(options, settings.es_index, bulk_docs=settings.es_bulk_docs,
-                   bulk_bytes=settings.es_bulk_bytes, max_backoff=settings.es_max_backoff,
-                   flush_interval=settings.es_flush_interval, partitions=settings.es_partitions)
+        log.info(
+            "writing to %s, indices %s and %s, auth %s",
+            safe_url(settings.es_url),
+            settings.es_index,
+            latest_index(settings.es_index),
+            "api key" if options.api_key else options.username or "none",
+        )
+        return cls(
+            options,
+            settings.es_index,
+            bulk_docs=settings.es_bulk_docs,
+            bulk_bytes=settings.es_bulk_bytes,
+            max_backoff=settings.es_max_backoff,
+            flush_interval=settings.es_flush_interval,
+            partitions=settings.es_partitions,
+        )
 
     def list_parts(self) -> list[str]:
         return [f"es-{i}" for i in range(self.partitions)]
@@ -166,6 +190,7 @@ class ElasticsearchSink(FixedPartitionedSink[Document, None]):
                 self._sender = BulkSender(BulkWriter(retrier, self.bulk_docs, self.bulk_bytes))
             return self._sender
 
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: None) -> _ElasticsearchPartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: None
+    ) -> _ElasticsearchPartition:
         return _ElasticsearchPartition(self.sender(), self.index, self.flush_interval)

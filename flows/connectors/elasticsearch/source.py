@@ -30,7 +30,7 @@ from elasticsearch import NotFoundError
 from flows.connectors.elasticsearch.bulk import EsClientOptions, Retrier, safe_url
 from flows.errors import ConfigError
 from flows.output.documents import now_ms
-from flows.records import RawBatch
+from flows.parsing.batches import RawBatch
 from flows.settings import Settings
 from flows.telemetry import Heartbeat, job_logger
 
@@ -84,12 +84,14 @@ class ShardReader:
         client = self._retrier.client
         stats = self._retrier.call(
             f"index stats of {self.index}",
-            lambda: client.indices.stats(index=self.index, level="shards", metric="docs"))
+            lambda: client.indices.stats(index=self.index, level="shards", metric="docs"),
+        )
         copies = stats["indices"][self.index]["shards"][str(self.shard)]
         primary = next(c for c in copies if c["routing"]["primary"])
         checkpoint = int(primary["seq_no"]["global_checkpoint"])
-        self._retrier.call(f"a refresh of {self.index}",
-                           lambda: client.indices.refresh(index=self.index))
+        self._retrier.call(
+            f"a refresh of {self.index}", lambda: client.indices.refresh(index=self.index)
+        )
         return checkpoint
 
     def page(self, after: int, upto: int) -> Page:
@@ -103,22 +105,37 @@ class ShardReader:
 
         def search() -> Any:
             return client.search(
-                index=self.index, preference=f"_shards:{self.shard}", size=max(upto - after, 1),
-                sort=[{"_seq_no": "asc"}], query={"range": {"_seq_no": {"gt": after,
-                                                                        "lte": upto}}},
-                track_total_hits=False, filter_path=["hits.hits._source", "hits.hits.sort"])
+                index=self.index,
+                preference=f"_shards:{self.shard}",
+                size=max(upto - after, 1),
+                sort=[{"_seq_no": "asc"}],
+                query={"range": {"_seq_no": {"gt": after, "lte": upto}}},
+                track_total_hits=False,
+                filter_path=["hits.hits._source", "hits.hits.sort"],
+            )
 
         body = self._retrier.call(f"a search of {self.index} shard {self.shard}", search)
         hits = body.get("hits", {}).get("hits", [])
-        return Page([int(hit["sort"][0]) for hit in hits],
-                    [source_bytes(hit.get("_source")) for hit in hits])
+        return Page(
+            [int(hit["sort"][0]) for hit in hits],
+            [source_bytes(hit.get("_source")) for hit in hits],
+        )
 
 
 class _ShardPartition(StatefulSourcePartition[RawBatch, int]):
     """One shard; each poll returns at most one `RawBatch` of up to ``batch_size`` documents."""
 
-    def __init__(self, reader: ShardReader, resume: int | None, *, start: str, poll: float,
-                 batch_size: int, stop_at_end: bool, heartbeat: Heartbeat) -> None:
+    def __init__(
+        self,
+        reader: ShardReader,
+        resume: int | None,
+        *,
+        start: str,
+        poll: float,
+        batch_size: int,
+        stop_at_end: bool,
+        heartbeat: Heartbeat,
+    ) -> None:
         self._reader = reader
         self._origin = part_name(reader.index, reader.shard)
         self._headers = {"index": reader.index, "shard": str(reader.shard)}
@@ -133,17 +150,20 @@ class _ShardPartition(StatefulSourcePartition[RawBatch, int]):
         self._ended = False
         if resume is not None:
             self._next = resume
-            log.info("partition %s: resuming at _seq_no %d from the checkpoint", self._origin,
-                     resume)
+            log.info(
+                "partition %s: resuming at _seq_no %d from the checkpoint", self._origin, resume
+            )
         elif start == "earliest":
             self._next = 0
-            log.info("partition %s: no checkpoint, starting at the first document",
-                     self._origin)
+            log.info("partition %s: no checkpoint, starting at the first document", self._origin)
         else:  # latest: pinned to a number now, so a snapshot never holds "the end"
             self._safe = reader.safe_point()
             self._next = self._safe + 1
-            log.info("partition %s: no checkpoint, starting after _seq_no %d (latest)",
-                     self._origin, self._safe)
+            log.info(
+                "partition %s: no checkpoint, starting after _seq_no %d (latest)",
+                self._origin,
+                self._safe,
+            )
         # Bounded: the end is the safe point found when the partition starts.
         self._end = reader.safe_point() if stop_at_end else None
         if self._end is not None:
@@ -170,8 +190,11 @@ class _ShardPartition(StatefulSourcePartition[RawBatch, int]):
         if not page.values:  # only holes (deleted, updated or no-op sequence numbers)
             return []
         arrival = now_ms()
-        return [RawBatch(page.values, [arrival] * len(page.values), self._origin,
-                         page.seq_nos, self._headers)]
+        return [
+            RawBatch(
+                page.values, [arrival] * len(page.values), self._origin, page.seq_nos, self._headers
+            )
+        ]
 
     def _take(self, after: int, upto: int) -> Page:
         """The page ``(after, upto]``, fetched ahead while the dataflow worked on the last one.
@@ -222,9 +245,18 @@ class ElasticsearchSource(FixedPartitionedSource[RawBatch, int]):
     give the indices at least as many shards in total as there are workers.
     """
 
-    def __init__(self, options: EsClientOptions, pattern: str, *, start: str = "earliest",
-                 poll: float = 1.0, batch_size: int = 1000, stop_at_end: bool = False,
-                 max_backoff: float = 30.0, heartbeat: Heartbeat | None = None) -> None:
+    def __init__(
+        self,
+        options: EsClientOptions,
+        pattern: str,
+        *,
+        start: str = "earliest",
+        poll: float = 1.0,
+        batch_size: int = 1000,
+        stop_at_end: bool = False,
+        max_backoff: float = 30.0,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
         self.options = options
         self.pattern = pattern
         self.start = start
@@ -235,8 +267,9 @@ class ElasticsearchSource(FixedPartitionedSource[RawBatch, int]):
         self.heartbeat = heartbeat or Heartbeat(None)
 
     def __repr__(self) -> str:
-        return (f"ElasticsearchSource({self.options!r}, pattern={self.pattern!r}, "
-                f"start={self.start})")
+        return (
+            f"ElasticsearchSource({self.options!r}, pattern={self.pattern!r}, start={self.start})"
+        )
 
     def _retrier(self) -> Retrier:
         return Retrier(self.options.client(), self.max_backoff)
@@ -248,38 +281,59 @@ class ElasticsearchSource(FixedPartitionedSource[RawBatch, int]):
 
         def shard_counts() -> dict[str, Any]:
             try:
-                return dict(client.indices.get_settings(
-                    index=self.pattern, name="index.number_of_shards", expand_wildcards="open"))
+                return dict(
+                    client.indices.get_settings(
+                        index=self.pattern, name="index.number_of_shards", expand_wildcards="open"
+                    )
+                )
             except NotFoundError:  # a concrete name that does not exist (a pattern matches none)
                 return {}
 
         found = retrier.call(f"the settings of {self.pattern}", shard_counts)
-        shards = {index: int(body["settings"]["index"]["number_of_shards"])
-                  for index, body in found.items()}
+        shards = {
+            index: int(body["settings"]["index"]["number_of_shards"])
+            for index, body in found.items()
+        }
         if not shards:
-            raise ConfigError(f"no open index matches CONFUSION_ES_SOURCE_INDEX="
-                              f"{self.pattern!r}; create it first or fix the variable")
-        return [part_name(index, shard) for index in sorted(shards)
-                for shard in range(shards[index])]
+            raise ConfigError(
+                f"no open index matches CONFUSION_ES_SOURCE_INDEX="
+                f"{self.pattern!r}; create it first or fix the variable"
+            )
+        return [
+            part_name(index, shard) for index in sorted(shards) for shard in range(shards[index])
+        ]
 
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: int | None) -> _ShardPartition:
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _ShardPartition:
         index, shard = split_part(for_part)
-        return _ShardPartition(ShardReader(self._retrier(), index, shard), resume_state,
-                               start=self.start, poll=self.poll, batch_size=self.batch_size,
-                               stop_at_end=self.stop_at_end, heartbeat=self.heartbeat)
+        return _ShardPartition(
+            ShardReader(self._retrier(), index, shard),
+            resume_state,
+            start=self.start,
+            poll=self.poll,
+            batch_size=self.batch_size,
+            stop_at_end=self.stop_at_end,
+            heartbeat=self.heartbeat,
+        )
 
 
 def elasticsearch_source(settings: Settings, heartbeat: Heartbeat) -> ElasticsearchSource:
     """The source for ``CONFUSION_SOURCE=elasticsearch``; connects when partitions are built."""
     assert settings.es_source_index is not None and settings.es_url is not None
     source = ElasticsearchSource(
-        EsClientOptions.from_settings(settings), settings.es_source_index,
-        start=settings.es_source_start, poll=settings.es_source_poll,
-        batch_size=settings.batch_size, stop_at_end=settings.es_source_stop_at_end,
-        max_backoff=settings.es_max_backoff, heartbeat=heartbeat)
-    log.info("reading %s at %s (start=%s%s)", settings.es_source_index,
-             safe_url(settings.es_url), settings.es_source_start,
-             ", stop at end" if settings.es_source_stop_at_end else "")
+        EsClientOptions.from_settings(settings),
+        settings.es_source_index,
+        start=settings.es_source_start,
+        poll=settings.es_source_poll,
+        batch_size=settings.batch_size,
+        stop_at_end=settings.es_source_stop_at_end,
+        max_backoff=settings.es_max_backoff,
+        heartbeat=heartbeat,
+    )
+    log.info(
+        "reading %s at %s (start=%s%s)",
+        settings.es_source_index,
+        safe_url(settings.es_url),
+        settings.es_source_start,
+        ", stop at end" if settings.es_source_stop_at_end else "",
+    )
     return source
-

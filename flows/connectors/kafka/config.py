@@ -18,8 +18,11 @@ from prometheus_client import Counter
 from flows.errors import ConfigError
 from flows.settings import kafka_options
 
-KAFKA_ERRORS = Counter("confusion_kafka_errors",
-                       "Kafka errors reported to the job (logged, not raised)", ["client", "code"])
+KAFKA_ERRORS = Counter(
+    "confusion_kafka_errors",
+    "Kafka errors reported to the job (logged, not raised)",
+    ["client", "code"],
+)
 
 # A property whose name contains one of these is a secret: never printed in clear.
 SECRET_MARKERS = ("password", "secret", "key", "token", "credential", "jaas", "oauthbearer.config")
@@ -34,8 +37,11 @@ def is_secret(name: str) -> bool:
 
 def masked(config: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``config`` fit for logs: secret values replaced by ``***``, callbacks dropped."""
-    return {key: (MASK if is_secret(key) else value) for key, value in config.items()
-            if not callable(value)}
+    return {
+        key: (MASK if is_secret(key) else value)
+        for key, value in config.items()
+        if not callable(value)
+    }
 
 
 def describe(config: Mapping[str, Any]) -> str:
@@ -55,14 +61,16 @@ def read_properties(path: Path) -> dict[str, str]:
             continue
         key, sep, value = line.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"CONFUSION_KAFKA_CONFIG_FILE={path}, line {number}: expected "
-                              "key=value")  # the line itself may hold a secret: not echoed
+            raise ConfigError(
+                f"CONFUSION_KAFKA_CONFIG_FILE={path}, line {number}: expected key=value"
+            )  # the line itself may hold a secret: not echoed
         props[key.strip()] = value.strip()
     return props
 
 
-def client_config(config_file: Path | None, bootstrap: str | None,
-                  env: Mapping[str, str] | None = None) -> dict[str, str]:
+def client_config(
+    config_file: Path | None, bootstrap: str | None, env: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """librdkafka settings: the properties file, then the bootstrap, then ``_OPT_`` variables
     (read from ``env``, the process environment by default); later layers win."""
     config: dict[str, str] = {}

@@ -16,14 +16,16 @@ from prometheus_client import Counter
 from flows.connectors.kafka.config import client_config, count_error, describe
 from flows.connectors.retry import Backoff, Transient, retry_forever
 from flows.errors import SinkError
-from flows.records import DeadLetter
+from flows.parsing.batches import DeadLetter
 from flows.settings import Settings
 from flows.telemetry import job_logger
 
-DEAD_LETTERS_WRITTEN = Counter("confusion_dead_letters_written",
-                               "Dead letters delivered to the dead-letter topic")
-DEAD_LETTERS_FAILED = Counter("confusion_dead_letters_failed",
-                              "Dead letters Kafka refused for good (e.g. too large); logged")
+DEAD_LETTERS_WRITTEN = Counter(
+    "confusion_dead_letters_written", "Dead letters delivered to the dead-letter topic"
+)
+DEAD_LETTERS_FAILED = Counter(
+    "confusion_dead_letters_failed", "Dead letters Kafka refused for good (e.g. too large); logged"
+)
 
 # librdkafka retries what the broker reports as transient (leader moves, broker restarts, not
 # enough replicas, timeouts) on its own, with its own backoff; with no message timeout it does so
@@ -33,17 +35,26 @@ PRODUCER_DEFAULTS: dict[str, Any] = {"linger.ms": 5, "message.timeout.ms": 0}
 # Errors librdkafka gives up on that still go away by themselves (a topic being created, or a
 # timeout the operator set with CONFUSION_KAFKA_OPT_MESSAGE_TIMEOUT_MS): sent again here.
 _RETRY_CODES = {
-    KafkaError._MSG_TIMED_OUT, KafkaError._TIMED_OUT, KafkaError._TRANSPORT,
-    KafkaError._ALL_BROKERS_DOWN, KafkaError._UNKNOWN_TOPIC, KafkaError._UNKNOWN_PARTITION,
-    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE,
-    KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.REQUEST_TIMED_OUT,
-    KafkaError.NOT_ENOUGH_REPLICAS, KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    KafkaError._MSG_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._UNKNOWN_TOPIC,
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError.NOT_ENOUGH_REPLICAS,
+    KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
     KafkaError._QUEUE_FULL,
 }
 # Errors that no retry fixes and that concern every message: stop and say so.
 _FATAL_CODES = {
-    KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
-    KafkaError.SASL_AUTHENTICATION_FAILED, KafkaError._AUTHENTICATION,
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.SASL_AUTHENTICATION_FAILED,
+    KafkaError._AUTHENTICATION,
 }
 
 
@@ -54,11 +65,12 @@ def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, str | bytes | Non
     """Why and where from, as message headers; the value stays the original bytes."""
     source = dict(letter.headers)
     headers: list[tuple[str, str | bytes | None]] = [
-               ("reason", letter.reason.encode()),
-               ("scope", b"entry" if letter.model is not None else b"record"),
-               ("source_topic", source.get("topic", letter.origin).encode()),
-               ("source_partition", source.get("partition", "").encode()),
-               ("source_offset", str(letter.position).encode())]
+        ("reason", letter.reason.encode()),
+        ("scope", b"entry" if letter.model is not None else b"record"),
+        ("source_topic", source.get("topic", letter.origin).encode()),
+        ("source_partition", source.get("partition", "").encode()),
+        ("source_offset", str(letter.position).encode()),
+    ]
     if letter.model is not None:
         headers.append(("model", letter.model.encode()))
     return headers
@@ -104,11 +116,19 @@ class _DeadLetterPartition(StatelessSinkPartition[tuple[str, DeadLetter]]):
                 raise _Undelivered(pending)
 
         def on_retry(exc: Exception, _reason: str, _attempt: int, pause: float) -> None:
-            log.warning("%d dead letters not yet delivered to %s; retrying in %.1fs",
-                        len(pending), self._topic, pause)
+            log.warning(
+                "%d dead letters not yet delivered to %s; retrying in %.1fs",
+                len(pending),
+                self._topic,
+                pause,
+            )
 
-        retry_forever(attempt, lambda exc: "undelivered" if isinstance(exc, _Undelivered)
-                      else None, on_retry, Backoff(self._max_backoff, first=0.2))
+        retry_forever(
+            attempt,
+            lambda exc: "undelivered" if isinstance(exc, _Undelivered) else None,
+            on_retry,
+            Backoff(self._max_backoff, first=0.2),
+        )
 
     def _send(self, letters: list[DeadLetter]) -> _Outcome:
         outcome = _Outcome()
@@ -119,15 +139,19 @@ class _DeadLetterPartition(StatelessSinkPartition[tuple[str, DeadLetter]]):
                     DEAD_LETTERS_WRITTEN.inc()
                 else:
                     self._failed(letter, err, outcome)
+
             return on_delivery
 
         for letter in letters:
             while True:
                 try:
-                    self._producer.produce(self._topic, value=letter.raw,
-                                           key=letter.origin.encode(),
-                                           headers=dead_letter_headers(letter),
-                                           on_delivery=report(letter))
+                    self._producer.produce(
+                        self._topic,
+                        value=letter.raw,
+                        key=letter.origin.encode(),
+                        headers=dead_letter_headers(letter),
+                        on_delivery=report(letter),
+                    )
                     break
                 except BufferError:  # local queue full: serve delivery reports, then retry
                     self._producer.poll(0.1)
@@ -154,8 +178,13 @@ class _DeadLetterPartition(StatelessSinkPartition[tuple[str, DeadLetter]]):
     @staticmethod
     def _give_up(letter: DeadLetter, why: str) -> None:
         DEAD_LETTERS_FAILED.inc()
-        log.error("dead letter from %s@%d (%s) refused by Kafka, not retried: %s",
-                  letter.origin, letter.position, letter.reason, why)
+        log.error(
+            "dead letter from %s@%d (%s) refused by Kafka, not retried: %s",
+            letter.origin,
+            letter.position,
+            letter.reason,
+            why,
+        )
 
     def close(self) -> None:
         self._producer.flush()
@@ -180,11 +209,13 @@ class DeadLetterTopicSink(DynamicSink[tuple[str, DeadLetter]]):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeadLetterTopicSink:
-        return cls(settings.dead_letter_topic,
-                   client_config(settings.kafka_config_file, settings.kafka_bootstrap))
+        return cls(
+            settings.dead_letter_topic,
+            client_config(settings.kafka_config_file, settings.kafka_bootstrap),
+        )
 
-    def build(self, step_id: str, worker_index: int,
-              worker_count: int) -> _DeadLetterPartition:
-        producer = Producer({**PRODUCER_DEFAULTS, **self.config,
-                             "error_cb": lambda e: count_error("producer", e)})
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterPartition:
+        producer = Producer(
+            {**PRODUCER_DEFAULTS, **self.config, "error_cb": lambda e: count_error("producer", e)}
+        )
         return _DeadLetterPartition(producer, self.topic, self.max_backoff)

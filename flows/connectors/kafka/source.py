@@ -33,7 +33,7 @@ from flows.connectors.kafka.config import METADATA_TIMEOUT_S, client_config, cou
 from flows.connectors.retry import Backoff
 from flows.errors import ConfigError
 from flows.output.documents import now_ms
-from flows.records import RawBatch
+from flows.parsing.batches import RawBatch
 from flows.settings import Settings
 from flows.telemetry import Heartbeat, job_logger
 
@@ -54,15 +54,32 @@ class _RawBatchPartition(_KafkaSourcePartition):
     one item per message and counts an error report's offset as progress.
     """
 
-    def __init__(self, step_id: str, config: dict[str, Any], topic: str, part_idx: int,
-                 starting_offset: int, resume_state: int | None, batch_size: int,
-                 heartbeat: Heartbeat, commit_to_group: bool) -> None:
+    def __init__(
+        self,
+        step_id: str,
+        config: dict[str, Any],
+        topic: str,
+        part_idx: int,
+        starting_offset: int,
+        resume_state: int | None,
+        batch_size: int,
+        heartbeat: Heartbeat,
+        commit_to_group: bool,
+    ) -> None:
         self._fatal: KafkaError | None = None
         self._warned: dict[int, tuple[float, int]] = {}  # error code -> (last logged, since)
         self._origin = f"{topic}/{part_idx}"
         config["error_cb"] = self._on_error
-        super().__init__(step_id, config, topic, part_idx, starting_offset, resume_state,
-                         batch_size, raise_on_errors=False)
+        super().__init__(
+            step_id,
+            config,
+            topic,
+            part_idx,
+            starting_offset,
+            resume_state,
+            batch_size,
+            raise_on_errors=False,
+        )
         self._headers = {"topic": topic, "partition": str(part_idx)}
         self._heartbeat = heartbeat
         self._wake_at: datetime | None = None
@@ -82,8 +99,11 @@ class _RawBatchPartition(_KafkaSourcePartition):
         try:
             _low, high = self._consumer.get_watermark_offsets(part, timeout=METADATA_TIMEOUT_S)
         except KafkaException as exc:
-            log.warning("partition %s: end offset unknown (%s); starting at the logical end",
-                        self._origin, exc.args[0].str())
+            log.warning(
+                "partition %s: end offset unknown (%s); starting at the logical end",
+                self._origin,
+                exc.args[0].str(),
+            )
             return
         self._offset = high
         self._consumer.assign([TopicPartition(self._topic, self._part_idx, high)])
@@ -109,8 +129,7 @@ class _RawBatchPartition(_KafkaSourcePartition):
     def _process_stats(self, json_stats: str) -> None:
         """Feed ``bytewax_kafka_consumer_lag`` (records between our position and the end)."""
         try:
-            stats = json.loads(json_stats)["topics"][self._topic]["partitions"][
-                str(self._part_idx)]
+            stats = json.loads(json_stats)["topics"][self._topic]["partitions"][str(self._part_idx)]
             end, low = int(stats["ls_offset"]), int(stats["lo_offset"])
         except (KeyError, ValueError, TypeError):
             return  # the partition's first stats may arrive before it is known
@@ -181,8 +200,8 @@ class _RawBatchPartition(_KafkaSourcePartition):
         if self._commit_to_group and offset >= 0 and offset != self._committed:
             try:
                 self._consumer.commit(
-                    offsets=[TopicPartition(self._topic, self._part_idx, offset)],
-                    asynchronous=True)
+                    offsets=[TopicPartition(self._topic, self._part_idx, offset)], asynchronous=True
+                )
                 self._committed = offset
             except KafkaException as exc:
                 self._on_error(exc.args[0])
@@ -198,9 +217,17 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int | None]):
     workers read nothing.
     """
 
-    def __init__(self, topics: list[str], config: Mapping[str, str], *, start: str = "earliest",
-                 batch_size: int = 1000, stop_at_end: bool = False,
-                 heartbeat: Heartbeat | None = None, group: str | None = None) -> None:
+    def __init__(
+        self,
+        topics: list[str],
+        config: Mapping[str, str],
+        *,
+        start: str = "earliest",
+        batch_size: int = 1000,
+        stop_at_end: bool = False,
+        heartbeat: Heartbeat | None = None,
+        group: str | None = None,
+    ) -> None:
         self.topics = list(topics)
         self.config = dict(config)
         self.start = start
@@ -210,13 +237,17 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int | None]):
         self.group = group
 
     def __repr__(self) -> str:
-        return (f"KafkaBatchSource(topics={self.topics}, start={self.start}, "
-                f"config={{{describe(self.config)}}})")
+        return (
+            f"KafkaBatchSource(topics={self.topics}, start={self.start}, "
+            f"config={{{describe(self.config)}}})"
+        )
 
     def list_parts(self) -> list[str]:
         """``"<partition>-<topic>"`` for every partition, waiting while the brokers are away."""
-        admin_config: dict[str, Any] = {**self.config,
-                                        "error_cb": lambda e: count_error("admin", e)}
+        admin_config: dict[str, Any] = {
+            **self.config,
+            "error_cb": lambda e: count_error("admin", e),
+        }
         admin = AdminClient(admin_config)
         parts: list[str] = []
         for topic in self.topics:
@@ -240,25 +271,32 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int | None]):
                 elif meta is None:
                     raise ConfigError(
                         f"Kafka topic {topic!r} does not exist. Create it (e.g. "
-                        "confusion-produce --partitions N) or fix CONFUSION_KAFKA_TOPIC.")
+                        "confusion-produce --partitions N) or fix CONFUSION_KAFKA_TOPIC."
+                    )
                 elif meta.error is None and meta.partitions:
                     return meta.partitions.keys()
                 elif meta.error is not None and not meta.error.retriable():
-                    raise ConfigError(f"Kafka topic {topic!r} cannot be read: "
-                                      f"{meta.error.str()}; check CONFUSION_KAFKA_TOPIC.")
+                    raise ConfigError(
+                        f"Kafka topic {topic!r} cannot be read: "
+                        f"{meta.error.str()}; check CONFUSION_KAFKA_TOPIC."
+                    )
                 else:
                     reason = meta.error.str() if meta.error is not None else "no partitions yet"
             pause = backoff.next_delay()
-            log.warning("waiting for metadata of topic %r (%s); retrying in %.1fs", topic,
-                        reason, pause)
+            log.warning(
+                "waiting for metadata of topic %r (%s); retrying in %.1fs", topic, reason, pause
+            )
             time.sleep(pause)
 
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: int | None) -> StatefulSourcePartition[RawBatch, int | None]:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> StatefulSourcePartition[RawBatch, int | None]:
         idx, topic = for_part.split("-", 1)
         if topic not in self.topics:
-            raise ConfigError(f"the checkpoint holds topic {topic!r}, which is not in "
-                              "CONFUSION_KAFKA_TOPIC; use a new recovery directory")
+            raise ConfigError(
+                f"the checkpoint holds topic {topic!r}, which is not in "
+                "CONFUSION_KAFKA_TOPIC; use a new recovery directory"
+            )
         config: dict[str, Any] = {
             "group.id": self.group or "BYTEWAX_IGNORED",  # never used to read offsets back
             "enable.auto.commit": "false",
@@ -272,25 +310,47 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int | None]):
         }
         starting = OFFSET_BEGINNING if self.start == "earliest" else OFFSET_END
         if resume_state is None:
-            log.info("partition %s/%s: no checkpoint, starting at the %s offset", topic, idx,
-                     self.start)
+            log.info(
+                "partition %s/%s: no checkpoint, starting at the %s offset", topic, idx, self.start
+            )
         else:
-            log.info("partition %s/%s: resuming at offset %s from the checkpoint", topic, idx,
-                     resume_state)
-        partition = _RawBatchPartition(step_id, config, topic, int(idx), starting, resume_state,
-                                       self.batch_size, self.heartbeat,
-                                       commit_to_group=self.group is not None)
+            log.info(
+                "partition %s/%s: resuming at offset %s from the checkpoint",
+                topic,
+                idx,
+                resume_state,
+            )
+        partition = _RawBatchPartition(
+            step_id,
+            config,
+            topic,
+            int(idx),
+            starting,
+            resume_state,
+            self.batch_size,
+            self.heartbeat,
+            commit_to_group=self.group is not None,
+        )
         return cast(StatefulSourcePartition[RawBatch, int | None], partition)
 
 
 def kafka_source(settings: Settings, heartbeat: Heartbeat) -> KafkaBatchSource:
     """The source for ``CONFUSION_SOURCE=kafka``; reads the properties file, connects later."""
     config = client_config(settings.kafka_config_file, settings.kafka_bootstrap)
-    source = KafkaBatchSource(settings.kafka_topics, config, start=settings.kafka_start,
-                              batch_size=settings.batch_size,
-                              stop_at_end=settings.kafka_stop_at_end, heartbeat=heartbeat,
-                              group=settings.kafka_group)
-    log.info("reading %s (start=%s%s) with %s", ",".join(settings.kafka_topics),
-             settings.kafka_start, ", stop at end" if settings.kafka_stop_at_end else "",
-             describe(config))
+    source = KafkaBatchSource(
+        settings.kafka_topics,
+        config,
+        start=settings.kafka_start,
+        batch_size=settings.batch_size,
+        stop_at_end=settings.kafka_stop_at_end,
+        heartbeat=heartbeat,
+        group=settings.kafka_group,
+    )
+    log.info(
+        "reading %s (start=%s%s) with %s",
+        ",".join(settings.kafka_topics),
+        settings.kafka_start,
+        ", stop at end" if settings.kafka_stop_at_end else "",
+        describe(config),
+    )
     return source
