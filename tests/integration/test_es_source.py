@@ -282,9 +282,7 @@ def test_latest_skips_what_was_there_and_reads_what_comes(
 
 
 def test_a_missing_source_index_stops_the_job_naming_the_variable(
-    es_url: str,
-    es_index: IndexNameFactory,
-    tmp_path: Path,
+    es_url: str, es_index: IndexNameFactory, tmp_path: Path
 ) -> None:
     env = job_env(
         source="elasticsearch",
@@ -295,8 +293,9 @@ def test_a_missing_source_index_stops_the_job_naming_the_variable(
     )
     job = Job(env, tmp_path / "job.log")
     job.start()
-    assert job.wait(60) != [0]
+    assert job.wait(60) == [2]
     assert "CONFUSION_ES_SOURCE_INDEX" in job.output()
+    assert "Traceback" not in job.output()
 
 
 def test_concurrent_writers_on_one_shard_each_record_counted_once(

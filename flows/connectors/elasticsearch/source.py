@@ -28,7 +28,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from elasticsearch import NotFoundError
 
 from flows.connectors.elasticsearch.bulk import EsClientOptions, Retrier, safe_url
-from flows.errors import ConfigError
+from flows.errors import ConfigError, SinkError
 from flows.output.documents import now_ms
 from flows.parsing.batches import RawBatch
 from flows.settings import Settings
@@ -317,7 +317,12 @@ class ElasticsearchSource(FixedPartitionedSource[RawBatch, int]):
 
 
 def elasticsearch_source(settings: Settings, heartbeat: Heartbeat) -> ElasticsearchSource:
-    """The source for ``CONFUSION_SOURCE=elasticsearch``; connects when partitions are built."""
+    """The source for ``CONFUSION_SOURCE=elasticsearch``.
+
+    It asks the cluster once, here, which shards the pattern names: a pattern that matches no
+    open index (a typo, a wrong cluster or credentials) stops the job at start with exit 2, as
+    other bad settings do. Bytewax lists them again when it builds the partitions.
+    """
     assert settings.es_source_index is not None and settings.es_url is not None
     source = ElasticsearchSource(
         EsClientOptions.from_settings(settings),
@@ -329,9 +334,16 @@ def elasticsearch_source(settings: Settings, heartbeat: Heartbeat) -> Elasticsea
         max_backoff=settings.es_max_backoff,
         heartbeat=heartbeat,
     )
+    try:
+        shards = source.list_parts()
+    except SinkError as exc:  # refused for good (401, 403, ...): a setting to fix
+        raise ConfigError(
+            f"CONFUSION_ES_SOURCE_INDEX={settings.es_source_index!r}: {exc}"
+        ) from None
     log.info(
-        "reading %s at %s (start=%s%s)",
+        "reading %s (%d shards) at %s (start=%s%s)",
         settings.es_source_index,
+        len(shards),
         safe_url(settings.es_url),
         settings.es_source_start,
         ", stop at end" if settings.es_source_stop_at_end else "",
