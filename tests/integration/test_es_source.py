@@ -397,7 +397,9 @@ def test_three_shards_two_workers_killed_and_resumed_count_each_record_once(
     try:
         job.start()
         wait_for(
-            "1,000 records per model", lambda: job.assert_alive() or sum(last_seq(out).values()) >= 3000, 120
+            "1,000 records per model",
+            lambda: job.assert_alive() or sum(last_seq(out).values()) >= 3000,
+            120,
         )
         time.sleep(1.5)  # past a snapshot and into the next epoch
         assert indexer.is_alive(), "records stopped before the kill; nothing to resume into"
