@@ -18,6 +18,7 @@ checkpoint covers it. See README, "Elasticsearch as a source", for what this ass
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from elasticsearch import NotFoundError
 
 from flows.connectors.elasticsearch.bulk import EsClientOptions, Retrier, safe_url
+from flows.connectors.retry import Backoff
 from flows.errors import ConfigError, SinkError
 from flows.output.documents import now_ms
 from flows.parsing.batches import RawBatch
@@ -82,13 +84,27 @@ class ShardReader:
         covers was applied before the refresh began and is in the reader it opens.
         """
         client = self._retrier.client
-        stats = self._retrier.call(
-            f"index stats of {self.index}",
-            lambda: client.indices.stats(index=self.index, level="shards", metric="docs"),
-        )
-        copies = stats["indices"][self.index]["shards"][str(self.shard)]
-        primary = next(c for c in copies if c["routing"]["primary"])
-        checkpoint = int(primary["seq_no"]["global_checkpoint"])
+        backoff = Backoff(self._retrier.max_backoff)
+        while True:
+            stats = self._retrier.call(
+                f"index stats of {self.index}",
+                lambda: client.indices.stats(index=self.index, level="shards", metric="docs"),
+            )
+            copies = stats["indices"].get(self.index, {}).get("shards", {}).get(str(self.shard))
+            primary = [c for c in copies or [] if c["routing"]["primary"]]
+            if primary:
+                break
+            # No started primary (red index, recovery): wait, as for any transient failure.
+            # Never StopIteration here: Bytewax would take it for the end of the shard.
+            pause = backoff.next_delay()
+            log.warning(
+                "%s shard %d has no started primary; retrying in %.1fs",
+                self.index,
+                self.shard,
+                pause,
+            )
+            time.sleep(pause)
+        checkpoint = int(primary[0]["seq_no"]["global_checkpoint"])
         self._retrier.call(
             f"a refresh of {self.index}", lambda: client.indices.refresh(index=self.index)
         )
