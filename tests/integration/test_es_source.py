@@ -11,6 +11,7 @@ window, so equality proves the cursor neither skips nor repeats.
 from __future__ import annotations
 
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Sequence
@@ -125,6 +126,24 @@ def last_seq(out: Path) -> dict[str, int]:
     return last
 
 
+def committed_shards(recovery: Path) -> int:
+    """How many source partitions a restart would resume from a snapshot: those with a snapshot
+    of the ``read`` step no newer than the recovery store's committed epoch. Tests wait on this
+    state before a kill instead of on time."""
+    keys: set[str] = set()
+    for db in recovery.glob("part-*.sqlite3"):
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
+            (commit,) = conn.execute("SELECT max(commit_epoch) FROM commits").fetchone()
+            if commit is None:
+                continue
+            rows = conn.execute(
+                "SELECT state_key FROM snaps WHERE step_id LIKE '%.read' AND snap_epoch <= ?",
+                (commit,),
+            ).fetchall()
+            keys.update(key for (key,) in rows)
+    return len(keys)
+
+
 def results(es: Elasticsearch, index: str) -> list[Doc]:
     return list(all_docs(es, index).values())
 
@@ -149,7 +168,8 @@ def test_seed_scenario_indexed_while_running_killed_and_resumed(
     try:
         job.start()
         wait_for("40 documents", lambda: job.assert_alive() or count(es_client, sink) >= 40, 120)
-        time.sleep(1.5)  # past a snapshot (every second) and into the next epoch
+        wait_for("a committed snapshot", lambda: committed_shards(tmp_path / "recovery") == 1, 60)
+        time.sleep(0.5)  # into the next epoch, so the restart also has a tail to replay
         assert indexer.is_alive(), "records stopped before the kill; nothing to resume into"
         job.kill9()
         killed_at = count(es_client, sink)
@@ -401,7 +421,8 @@ def test_three_shards_two_workers_killed_and_resumed_count_each_record_once(
             lambda: job.assert_alive() or sum(last_seq(out).values()) >= 3000,
             120,
         )
-        time.sleep(1.5)  # past a snapshot and into the next epoch
+        wait_for("a committed snapshot of every shard", lambda: committed_shards(recovery) == 3, 60)
+        time.sleep(0.5)  # into the next epoch, so the restart also has a tail to replay
         assert indexer.is_alive(), "records stopped before the kill; nothing to resume into"
         job.kill9()
         job.start()
