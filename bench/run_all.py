@@ -21,7 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PYTHON, RESULTS, ROOT, machine, mark, table
 
-BENCHMARKS = ("core_update", "flow", "state", "scores", "profile_flow", "end_to_end", "drift")
+BENCHMARKS = (
+    "core_update",
+    "flow",
+    "state",
+    "scores",
+    "profile_flow",
+    "end_to_end",
+    "drift",
+    "es_source",
+)
 
 
 def run_one(name: str, quick: bool, out: Path) -> dict[str, Any]:

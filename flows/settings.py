@@ -57,7 +57,7 @@ class Settings(AlertSettings, BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    source: Literal["demo", "file", "kafka"] = "demo"
+    source: Literal["demo", "file", "kafka", "elasticsearch"] = "demo"
     input: Path | None = None
     demo_records: int = Field(100_000, ge=1, le=100_000_000)
     demo_seed: int = 2026
@@ -88,6 +88,7 @@ class Settings(AlertSettings, BaseModel):
     kafka_group: str | None = None
     kafka_stop_at_end: bool = False
     dlq_topic: str | None = None
+    dlq_index: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9._-]*$")
 
     es_url: str | None = None
     es_index: str = Field("confusion-history", pattern=r"^[a-z0-9][a-z0-9._-]*$")
@@ -102,6 +103,11 @@ class Settings(AlertSettings, BaseModel):
     es_max_backoff: float = Field(30.0, gt=0)
     es_flush_interval: float = Field(0.1, ge=0)
     es_partitions: int = Field(12, ge=1, le=1024)
+    # An index, alias or pattern (comma-separated for several); ES index names are lower case.
+    es_source_index: str | None = Field(None, pattern=r"^[a-z0-9*][a-z0-9._*+,-]*$")
+    es_source_start: Literal["earliest", "latest"] = "earliest"
+    es_source_poll: float = Field(1.0, gt=0, le=3600)
+    es_source_stop_at_end: bool = False
 
     @field_validator("window_duration")
     @classmethod
@@ -139,7 +145,30 @@ class Settings(AlertSettings, BaseModel):
                 raise ValueError(
                     f"CONFUSION_KAFKA_CONFIG_FILE={self.kafka_config_file} is not a readable file"
                 )
-        if self.sink == "elasticsearch":
+        if self.source == "elasticsearch":
+            if not self.es_url:
+                raise ValueError(
+                    "CONFUSION_SOURCE=elasticsearch needs CONFUSION_ES_URL "
+                    "(e.g. https://es.example:9200)"
+                )
+            if not self.es_source_index:
+                raise ValueError(
+                    "CONFUSION_SOURCE=elasticsearch needs CONFUSION_ES_SOURCE_INDEX"
+                    " (an index, alias or pattern such as raw_data_input*)"
+                )
+            if self.sink == "elasticsearch" and _reads_own_output(
+                self.es_source_index, self.es_index
+            ):
+                raise ValueError(
+                    f"CONFUSION_ES_SOURCE_INDEX={self.es_source_index!r} matches "
+                    f"the job's own output CONFUSION_ES_INDEX={self.es_index!r}"
+                )
+        elif self.dlq_index is not None:
+            raise ValueError(
+                "CONFUSION_DLQ_INDEX is for CONFUSION_SOURCE=elasticsearch; "
+                "other sources have their own dead letters (see README)"
+            )
+        if self.sink == "elasticsearch" or self.source == "elasticsearch":
             if not self.es_url:
                 raise ValueError(
                     "CONFUSION_SINK=elasticsearch needs CONFUSION_ES_URL "
@@ -180,6 +209,17 @@ class Settings(AlertSettings, BaseModel):
     @property
     def dead_letter_topic(self) -> str:
         return self.dlq_topic or f"{self.kafka_topics[0]}.dead-letter"
+
+
+def _reads_own_output(pattern: str, index: str) -> bool:
+    """Whether the source pattern takes in the sink's history or latest index."""
+    from fnmatch import fnmatchcase
+
+    return any(
+        fnmatchcase(name, part.strip())
+        for part in pattern.split(",")
+        for name in (index, f"{index}-latest")
+    )
 
 
 _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}

@@ -34,6 +34,10 @@ def make_source(settings: Settings, heartbeat: Heartbeat) -> Source[RawBatch]:
         from flows.connectors.kafka.source import kafka_source
 
         return kafka_source(settings, heartbeat)
+    if settings.source == "elasticsearch":
+        from flows.connectors.elasticsearch.source import elasticsearch_source
+
+        return elasticsearch_source(settings, heartbeat)
     from flows.connectors.demo import DemoSource
 
     return DemoSource(settings.demo_seed, settings.demo_records, settings.batch_size, heartbeat)
@@ -88,11 +92,16 @@ def _encode_dead_letter(letter: DeadLetter) -> bytes:
 
 
 def make_dead_letter_sink(settings: Settings) -> Sink[tuple[str, DeadLetter]]:
-    """Dead letters go back to Kafka when records come from Kafka, else to a JSON-lines file."""
+    """Dead letters go back to Kafka when records come from Kafka, to ``CONFUSION_DLQ_INDEX``
+    when set (Elasticsearch source), else to a JSON-lines file."""
     if settings.source == "kafka":
         from flows.connectors.kafka.dead_letters import DeadLetterTopicSink
 
         return DeadLetterTopicSink.from_settings(settings)
+    if settings.dlq_index is not None:
+        from flows.connectors.elasticsearch.dead_letters import DeadLetterIndexSink
+
+        return DeadLetterIndexSink.from_settings(settings)
     from flows.connectors.files import JsonLinesSink
 
     return JsonLinesSink(settings.dead_letter_path, _encode_dead_letter)

@@ -48,6 +48,7 @@ def test_values_are_read_from_their_variables(tmp_path: Path) -> None:
     assert settings.weights == {"model1": 0.5, "model2": 1.0}
 
 
+ES_SOURCE = {"CONFUSION_SOURCE": "elasticsearch", "CONFUSION_ES_URL": "http://es:9200"}
 BAD_VALUES = [
     ({"CONFUSION_SOURCE": "kafak"}, "CONFUSION_SOURCE"),
     ({"CONFUSION_SINK": "es"}, "CONFUSION_SINK"),
@@ -69,6 +70,43 @@ BAD_VALUES = [
         "CONFUSION_KAFKA_TOPIC",
     ),
     ({"CONFUSION_SINK": "elasticsearch"}, "CONFUSION_ES_URL"),
+    ({"CONFUSION_SOURCE": "elasticsearch", "CONFUSION_ES_SOURCE_INDEX": "raw"}, "CONFUSION_ES_URL"),
+    (ES_SOURCE, "CONFUSION_ES_SOURCE_INDEX"),
+    ({**ES_SOURCE, "CONFUSION_ES_SOURCE_INDEX": "Raw Data"}, "CONFUSION_ES_SOURCE_INDEX"),
+    (
+        {**ES_SOURCE, "CONFUSION_ES_SOURCE_INDEX": "raw", "CONFUSION_ES_SOURCE_START": "now"},
+        "CONFUSION_ES_SOURCE_START",
+    ),
+    (
+        {**ES_SOURCE, "CONFUSION_ES_SOURCE_INDEX": "raw", "CONFUSION_ES_SOURCE_POLL": "0"},
+        "CONFUSION_ES_SOURCE_POLL",
+    ),
+    (
+        {
+            **ES_SOURCE,
+            "CONFUSION_ES_SOURCE_INDEX": "raw",
+            "CONFUSION_ES_SOURCE_STOP_AT_END": "sometimes",
+        },
+        "CONFUSION_ES_SOURCE_STOP_AT_END",
+    ),
+    (
+        {**ES_SOURCE, "CONFUSION_ES_SOURCE_INDEX": "raw", "CONFUSION_DLQ_INDEX": "Dead Letters"},
+        "CONFUSION_DLQ_INDEX",
+    ),
+    (
+        {
+            **ES_SOURCE,
+            "CONFUSION_ES_SOURCE_INDEX": "conf*",
+            "CONFUSION_SINK": "elasticsearch",
+            "CONFUSION_ES_INDEX": "confusion",
+        },
+        "CONFUSION_ES_SOURCE_INDEX",
+    ),
+    (
+        {**ES_SOURCE, "CONFUSION_ES_SOURCE_INDEX": "raw", "CONFUSION_ES_USERNAME": "u"},
+        "CONFUSION_ES_PASSWORD",
+    ),
+    ({"CONFUSION_DLQ_INDEX": "dead"}, "CONFUSION_DLQ_INDEX"),
     ({"CONFUSION_ENSEMBLE_WEIGHTS": "model1=abc"}, "CONFUSION_ENSEMBLE_WEIGHTS"),
     ({"CONFUSION_ENSEMBLE_WEIGHTS": "model1"}, "CONFUSION_ENSEMBLE_WEIGHTS"),
     ({"CONFUSION_ENSEMBLE_WEIGHTS": "model1=-1"}, "CONFUSION_ENSEMBLE_WEIGHTS"),
@@ -131,3 +169,26 @@ def test_a_misspelt_variable_is_named_with_a_suggestion() -> None:
         "CONFUSION_WINDOW_SIZ"
     ]
     assert "CONFUSION_WINDOW_SIZE" in stream.getvalue()
+
+
+def test_an_elasticsearch_source_reads_its_variables() -> None:
+    settings = load_settings(
+        {
+            "CONFUSION_SOURCE": "elasticsearch",
+            "CONFUSION_ES_URL": "https://es:9200",
+            "CONFUSION_ES_SOURCE_INDEX": "raw_data_input*,preds",
+            "CONFUSION_ES_SOURCE_START": "latest",
+            "CONFUSION_ES_SOURCE_POLL": "0.25",
+            "CONFUSION_ES_SOURCE_STOP_AT_END": "true",
+            "CONFUSION_DLQ_INDEX": "raw-dead",
+            "CONFUSION_SINK": "elasticsearch",
+            "CONFUSION_ES_INDEX": "calculated_confusion_matrix",
+        }
+    )
+    assert (
+        settings.es_source_index,
+        settings.es_source_start,
+        settings.es_source_poll,
+        settings.es_source_stop_at_end,
+        settings.dlq_index,
+    ) == ("raw_data_input*,preds", "latest", 0.25, True, "raw-dead")

@@ -32,6 +32,7 @@ from pydantic import SecretStr
 
 from flows.connectors.retry import Backoff, Transient, retry_forever
 from flows.errors import SinkError
+from flows.settings import Settings
 from flows.telemetry import job_logger
 
 T = TypeVar("T")
@@ -85,6 +86,20 @@ class EsClientOptions:
         return (
             f"EsClientOptions(url={safe_url(self.url)!r}, auth={auth}, "
             f"ca_certs={self.ca_certs}, verify_certs={self.verify_certs})"
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EsClientOptions:
+        """The connection and security settings the sink and the source share."""
+        assert settings.es_url is not None
+        return cls(
+            settings.es_url,
+            settings.es_api_key,
+            settings.es_username,
+            settings.es_password,
+            settings.es_ca_certs,
+            settings.es_verify_certs,
+            settings.es_request_timeout,
         )
 
     def client(self) -> Elasticsearch:

@@ -157,15 +157,7 @@ class ElasticsearchSink(FixedPartitionedSink[Document, None]):
     @classmethod
     def from_settings(cls, settings: Settings) -> ElasticsearchSink:
         assert settings.es_url is not None
-        options = EsClientOptions(
-            settings.es_url,
-            settings.es_api_key,
-            settings.es_username,
-            settings.es_password,
-            settings.es_ca_certs,
-            settings.es_verify_certs,
-            settings.es_request_timeout,
-        )
+        options = EsClientOptions.from_settings(settings)
         log.info(
             "writing to %s, indices %s and %s, auth %s",
             safe_url(settings.es_url),
