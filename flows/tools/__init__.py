@@ -1,0 +1,1 @@
+"""Command-line tools around the job: they read its settings and output, never its state."""
