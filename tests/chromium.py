@@ -51,6 +51,7 @@ class Page:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
     _next_id: int = 0
 
     def call(self, method: str, params: dict[str, Any] | None = None,
@@ -83,7 +84,9 @@ class Page:
     def _note(self, event: dict[str, Any]) -> None:
         self.events.append(event)
         method, params = event["method"], event.get("params", {})
-        if method == "Runtime.exceptionThrown":
+        if method == "Network.requestWillBeSent":
+            self.requests.append(params.get("request", {}).get("url", ""))
+        elif method == "Runtime.exceptionThrown":
             details = params.get("exceptionDetails", {})
             text = details.get("exception", {}).get("description") or details.get("text")
             self.errors.append(f"uncaught exception: {text}")
@@ -167,7 +170,7 @@ def chromium(width: int = 1440, height: int = 1000, timeout_s: float = 60.0) -> 
         ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=timeout_s,
                                          suppress_origin=True)
         page = Page(ws, timeout_s)
-        for domain in ("Page", "Runtime", "Log"):
+        for domain in ("Page", "Runtime", "Log", "Network"):
             page.call(f"{domain}.enable")
         page.call("Emulation.setDeviceMetricsOverride",
                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
