@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import PYTHON, RESULTS, ROOT, machine, mark, table
 
-BENCHMARKS = ("core_update", "flow", "state", "profile_flow", "end_to_end")
+BENCHMARKS = ("core_update", "flow", "state", "profile_flow", "end_to_end", "report_page")
 
 
 def run_one(name: str, quick: bool, out: Path) -> dict[str, Any]:

@@ -33,11 +33,16 @@ def test_minmax_keeps_extremes_and_bounds_points(ys: list[float], buckets: int) 
     y = np.array(ys, dtype=np.float64)
     picked = minmax_indices(y, buckets)
     finite = np.flatnonzero(np.isfinite(y))
-    assert len(picked) <= max(2 * buckets, 0) or len(picked) == len(finite)
+    assert len(picked) <= 2 * buckets + 2
+    if len(finite):
+        assert picked[0] == finite[0] and picked[-1] == finite[-1]
     assert list(picked) == sorted(set(picked.tolist()))  # ordered, no repeats
     assert set(picked.tolist()) <= set(finite.tolist())  # never a NaN
-    if len(finite) <= 2 * buckets:
-        assert picked.tolist() == finite.tolist()  # short series drawn whole
+    if len(finite) <= 2 * buckets:  # short series drawn whole, but for flat stretches
+        v = y[finite]
+        flat = [i for k, i in enumerate(finite.tolist())
+                if 0 < k < len(v) - 1 and v[k - 1] == v[k] == v[k + 1]]
+        assert picked.tolist() == [i for i in finite.tolist() if i not in flat]
     if len(finite):
         chosen = y[picked]
         assert chosen.min() == y[finite].min() and chosen.max() == y[finite].max()
@@ -49,6 +54,11 @@ def test_minmax_keeps_a_one_point_dip_in_a_long_series() -> None:
     picked = minmax_indices(y, 250)
     assert len(picked) <= 500
     assert 61_234 in picked.tolist()
+    assert picked.tolist() == [0, 61_200, 61_234, 61_600, 99_999]  # its bucket's ends, the ends
+
+
+def test_a_flat_series_is_two_points() -> None:
+    assert minmax_indices(np.ones(10_000), 250).tolist() == [0, 9_999]
 
 
 rows = st.lists(st.fixed_dictionaries({

@@ -31,8 +31,8 @@ Rows = list[dict[str, Any]]
 
 LINE_WIDTH = 560
 LINE_HEIGHT = 220
-# min/max buckets per series: headline metrics keep up to 2 x 250 points, per-class lines 2 x 100.
-HEADLINE_BUCKETS = 250
+# min/max buckets per series: headline metrics keep up to 2 x 200 points, per-class lines 2 x 100.
+HEADLINE_BUCKETS = 200
 CLASS_BUCKETS = 100
 OVERVIEW_BUCKETS = 150
 MAX_CELL_TEXT_CLASSES = 25

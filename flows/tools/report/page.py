@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from flows.tools.report import charts as charts_mod
 from flows.tools.report.charts import (
     Chart,
     Rows,
@@ -284,6 +285,7 @@ def render_html(report: Report) -> str:
             f'<h2>{_e(model.frame.model)} <a class=top href="#overview">↑ overview</a></h2>'
             f"{_facts(model)}<div class=charts>{chart_divs(ids)}</div></section>")
     axis_text = "window end time" if report.axis == "time" else "seq"
+    buckets = (charts_mod.HEADLINE_BUCKETS, charts_mod.CLASS_BUCKETS, charts_mod.OVERVIEW_BUCKETS)
     body = f"""
 <header><h1>{_e(report.title)}</h1>
 <p class=meta>{_e(report.source)} · {report.documents:,} window documents · {len(report.models)}
@@ -295,9 +297,9 @@ models · {len(report.alerts):,} alert documents · x axis: {axis_text} · gener
 <section id=overview><h2>Models side by side</h2>
 <p class=note>Click a column to sort, a model to jump to it; "Δ since first" is the latest
 accuracy minus the first; alerts are fired / resolved documents. Long series are downsampled for
-drawing: each line keeps the lowest and the highest value of each of up to 250 equal runs of
-documents (100 for per-class lines, 150 on the overview), so no dip or spike is lost;
-the tables use every document.</p>
+drawing: each line keeps the lowest and the highest value of each of up to {buckets[0]} equal
+runs of documents ({buckets[1]} for per-class lines, {buckets[2]} on the overview), so no dip or
+spike is lost; the tables use every document.</p>
 {_overview_table(report)}
 <div class=charts>{chart_divs(overview_ids)}</div>
 {_alerts_table(report.alerts)}

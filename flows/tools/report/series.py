@@ -386,21 +386,34 @@ def minmax_indices(y: FloatArray, buckets: int) -> NDArray[np.intp]:
 
     Splitting the series into ``buckets`` runs of equal length and keeping the lowest and the
     highest point of each keeps every dip and spike a reader must see (a drift that lasts one
-    document still shows), at most ``2 * buckets`` points whatever the length.
+    document still shows), at most ``2 * buckets + 2`` points whatever the length, the first
+    and the last included. Points inside a
+    run of equal values (a window fill of 1.0 for hours) are left out too: the line is the same.
     """
     finite = np.flatnonzero(np.isfinite(y))
     if len(finite) <= 2 * buckets:
-        return finite
+        return _drop_flat(finite, y)
     values = y[finite]
     size = math.ceil(len(finite) / buckets)
     pad = size * buckets - len(finite)
     low = np.concatenate([values, np.full(pad, np.inf)]).reshape(buckets, size)
     high = np.concatenate([values, np.full(pad, -np.inf)]).reshape(buckets, size)
     base = np.arange(buckets) * size
-    picks = np.concatenate([base + low.argmin(axis=1), base + high.argmax(axis=1)])
+    picks = np.concatenate([[0, len(finite) - 1], base + low.argmin(axis=1),
+                            base + high.argmax(axis=1)])  # both ends: the line spans the range
     picks = np.unique(picks[picks < len(finite)])
-    chosen: NDArray[np.intp] = finite[picks]
-    return chosen
+    return _drop_flat(finite[picks], y)
+
+
+def _drop_flat(indices: NDArray[np.intp], y: FloatArray) -> NDArray[np.intp]:
+    """Leave out points inside a run of equal values: the line through them is the same."""
+    if len(indices) < 3:
+        return indices
+    v = y[indices]
+    keep = np.ones(len(indices), dtype=bool)
+    keep[1:-1] = (v[1:-1] != v[:-2]) | (v[1:-1] != v[2:])
+    kept: NDArray[np.intp] = indices[keep]
+    return kept
 
 
 def long_rows(x: NDArray[np.int64], columns: Mapping[str, FloatArray], buckets: int,
