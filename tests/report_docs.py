@@ -5,7 +5,8 @@ has exactly the shape the job writes. The optional parts follow the issue texts 
 capabilities: a ``scores`` object (issue 13: per-class ROC-AUC/AP, macro averages, Brier, ECE
 with reliability bins, a threshold table for two-class models), delayed-label counts and label
 latency (issue 12), and alert documents (issue 14). Their values are plausible, not computed:
-the report draws them, it does not check them.
+the report draws them, it does not check them. Tables inside ``scores`` (reliability bins,
+thresholds) are objects of columns, as issue 13's branch writes them.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _scores(rng: np.random.Generator, labels: list[str], skill: float, count: in
     bins = []
     for b in range(10):
         conf = (b + 0.5) / 10
-        bins.append({"count": int(rng.integers(0, 200)) if b >= 3 else 0,
+        bins.append({"lower": b / 10, "count": int(rng.integers(0, 200)) if b >= 3 else 0,
                      "mean_confidence": conf,
                      "accuracy": float(np.clip(conf * skill + rng.normal(0, 0.03), 0, 1))})
     scores: Doc = {
@@ -56,19 +57,25 @@ def _scores(rng: np.random.Generator, labels: list[str], skill: float, count: in
         "macro_average_precision": float(np.mean(list(ap.values()))),
         "brier": float(np.clip(1 - skill + rng.normal(0, 0.01), 0, 2)),
         "ece": float(np.clip((1 - skill) / 3 + rng.normal(0, 0.005), 0, 1)),
-        "reliability": [b for b in bins if b["count"]],
+        # Tables are columns, as the job writes them: one list per field.
+        "reliability": {key: [b[src] for b in bins if b["count"]] for key, src in (
+            ("lower", "lower"), ("count", "count"), ("confidence", "mean_confidence"),
+            ("accuracy", "accuracy"))},
+        "thresholds": None,
     }
     if len(labels) == 2:
-        table = []
-        for i in range(21):
-            t = i / 20
+        table: dict[str, Any] = {"positive": labels[1], "threshold": [], "precision": [],
+                                 "recall": [], "f1": [], "fpr": []}
+        for i in range(100):
+            t = i / 100
             recall = float(1 - t ** (1 + 3 * skill))
             fpr = float((1 - t) ** (1 + 6 * skill))
             precision = recall / (recall + fpr) if recall + fpr else None
             f1 = (2 * precision * recall / (precision + recall)
                   if precision is not None and precision + recall else None)
-            table.append({"threshold": t, "precision": precision, "recall": recall,
-                          "f1": f1, "fpr": fpr})
+            for key, value in (("threshold", t), ("precision", precision), ("recall", recall),
+                               ("f1", f1), ("fpr", fpr)):
+                table[key].append(value)
         scores["thresholds"] = table
     return scores
 
@@ -108,13 +115,22 @@ def window_docs(model: str, n_docs: int, *, classes: int = 3, window: int = 1000
 
 def alert_doc(model: str, seq: int, *, state: str = "fired", source: str = "rule",
               name: str = "accuracy < 0.8", metric: str = "accuracy", value: float = 0.62,
-              baseline: float | None = 0.92, window: int = 1000) -> Doc:
+              baseline: float | None = 0.92, window: int = 1000,
+              fired_seq: int | None = None) -> Doc:
+    """An alert transition as issue 14's job writes it (``status`` fired or resolved)."""
     end = START_MS + seq * STEP_MS
-    return {"model": model, "kind": source, "name": name, "metric": metric, "value": value,
-            "baseline": baseline, "state": state, "seq": seq,
-            "window": {"first_id": f"r-{seq - window + 1:07d}", "last_id": f"r-{seq:07d}",
+    fired_seq = seq if fired_seq is None else fired_seq
+    alert_id = f"{model}/{name}/{fired_seq}"
+    return {"id": f"{alert_id}/{state}", "alert_id": alert_id, "status": state,
+            "model": model, "source": source, "name": name, "metric": metric, "value": value,
+            "threshold": None, "limit": None, "baseline": baseline, "baseline_seq": 1000,
+            "baseline_source": "first_full_window",
+            "detector": name if source == "detector" else None,
+            "window": {"kind": "count", "size": window, "count": window, "full": True,
+                       "first_id": f"r-{seq - window + 1:07d}", "last_id": f"r-{seq:07d}",
                        "start": iso_ms(end - (window - 1) * STEP_MS), "end": iso_ms(end)},
-            "fired_at": iso_ms(end + 30)}
+            "seq": seq, "fired_seq": fired_seq, "fired_at": iso_ms(START_MS + fired_seq * STEP_MS),
+            "at": iso_ms(end + 30), "emitted_at": iso_ms(end + 40), "reason": None}
 
 
 def rich_documents() -> list[Doc]:
@@ -131,7 +147,7 @@ def rich_documents() -> list[Doc]:
     docs.append(alert_doc("binary", 7300))
     docs.append(alert_doc("binary", 7400, source="detector", name="ADWIN", metric="correct",
                           value=0.6, baseline=None))
-    docs.append(alert_doc("binary", 10500, state="resolved", value=0.85))
+    docs.append(alert_doc("binary", 10500, state="resolved", value=0.85, fired_seq=7300))
     docs.append(alert_doc("wide", 4100, name="macro_f1 drop 0.1", metric="macro_f1",
                           value=0.55, baseline=0.9))
     return docs

@@ -242,14 +242,26 @@ def scores_chart(frame: SeriesFrame, axis: str, alerts: Rows) -> Chart:
                        subtitle="ROC-AUC and AP: higher is better; Brier and ECE: lower")
 
 
-def _bins(scores: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _columns_to_rows(value: Any) -> list[dict[str, Any]] | None:
+    """``{"a": [..], "b": [..]}`` (how the job writes tables) as rows; rows stay rows."""
+    if isinstance(value, list):
+        return [row for row in value if isinstance(row, dict)]
+    if isinstance(value, dict):
+        columns = {k: v for k, v in value.items() if isinstance(v, list)}
+        if columns:
+            n = min(len(v) for v in columns.values())
+            return [{k: v[i] for k, v in columns.items()} for i in range(n)]
+    return None
+
+
+def _bins(scores: Mapping[str, Any]) -> list[dict[str, Any]]:
     for holder in (scores, scores.get("ece") if isinstance(scores.get("ece"), dict) else {},
                    scores.get("calibration") if isinstance(scores.get("calibration"), dict)
                    else {}):
         for key in ("reliability", "reliability_bins", "bins"):
-            value = holder.get(key) if isinstance(holder, dict) else None
-            if isinstance(value, list):
-                return [b for b in value if isinstance(b, dict)]
+            rows = _columns_to_rows(holder.get(key) if isinstance(holder, dict) else None)
+            if rows:
+                return rows
     return []
 
 
@@ -301,11 +313,9 @@ def reliability_chart(scores: Mapping[str, Any]) -> Chart | None:
 
 
 def threshold_rows(scores: Mapping[str, Any]) -> Rows:
-    table = _get(scores, "thresholds", "threshold_table")
+    table = _columns_to_rows(_get(scores, "thresholds", "threshold_table")) or []
     rows = []
-    for row in table if isinstance(table, list) else []:
-        if not isinstance(row, dict):
-            continue
+    for row in table:
         values = {k: _get(row, *names) for k, names in (
             ("threshold", ("threshold", "t")), ("precision", ("precision",)),
             ("recall", ("recall", "tpr")), ("fpr", ("fpr", "false_positive_rate")),
@@ -328,7 +338,9 @@ def curve_chart(scores: Mapping[str, Any], which: str) -> Chart | None:
         return None
     auc_key = "roc_auc" if which == "roc" else "average_precision"
     per_class = scores.get("per_class") if isinstance(scores.get("per_class"), dict) else {}
-    positive = scores.get("positive") or scores.get("positive_class")
+    table = scores.get("thresholds")
+    positive = (table.get("positive") if isinstance(table, dict) else None) or scores.get(
+        "positive") or scores.get("positive_class")
     area = None
     if positive is not None and isinstance(per_class, dict):
         area = (per_class.get(str(positive)) or {}).get(auc_key)

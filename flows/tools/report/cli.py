@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
                     "confusion-stream job's output.")
     parser.add_argument("inputs", nargs="*", type=Path, metavar="FILE",
                         help="JSON-lines files the job wrote (window and alert documents); "
-                             "default $CONFUSION_OUTPUT or out/confusion.jsonl")
+                             "default $CONFUSION_OUTPUT (out/confusion.jsonl) and, when it "
+                             "exists, $CONFUSION_ALERTS_OUTPUT (out/alerts.jsonl)")
     parser.add_argument("--es", action="store_true",
                         help="read the Elasticsearch indices instead (history, -latest, "
                              "-alerts), with the sink's CONFUSION_ES_* settings")
@@ -97,6 +98,15 @@ def _read_es(args: argparse.Namespace, selection: Selection) -> tuple[Collection
     return collection, f"Elasticsearch {where}, index {settings.es_index}"
 
 
+def default_inputs() -> list[Path]:
+    """The job's JSON-lines output, and its alerts file when there is one."""
+    paths = [Path(os.environ.get("CONFUSION_OUTPUT") or "out/confusion.jsonl")]
+    alerts = Path(os.environ.get("CONFUSION_ALERTS_OUTPUT") or "out/alerts.jsonl")
+    if alerts.is_file():
+        paths.append(alerts)
+    return paths
+
+
 def run(argv: Sequence[str] | None = None) -> Path:
     args = _parser().parse_args(argv)
     selection = _selection(args)
@@ -106,8 +116,7 @@ def run(argv: Sequence[str] | None = None) -> Path:
             raise ReportInputError("give JSON-lines files or --es, not both")
         collection, source = _read_es(args, selection)
     else:
-        paths = args.inputs or [Path(os.environ.get("CONFUSION_OUTPUT") or
-                                     "out/confusion.jsonl")]
+        paths = args.inputs or default_inputs()
         collection = read_jsonl(paths, selection)
         source = ", ".join(str(p) for p in paths)
     if not collection.models:

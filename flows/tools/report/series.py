@@ -318,8 +318,9 @@ def parse_alert(doc: Mapping[str, Any], where: str) -> Alert:
         name = str(doc.get("name") or doc.get("rule") or doc.get("detector") or what or source)
     window = doc.get("window") if isinstance(doc.get("window"), dict) else {}
     seq = doc.get("seq", window.get("seq") if window else None)
-    fired = doc.get("resolved_at") if state == "resolved" and "resolved_at" in doc \
-        else doc.get("fired_at", doc.get("at", doc.get("emitted_at")))
+    # ``at``: when this transition happened (issue 14); older shapes say fired_at/resolved_at.
+    fired = doc.get("at") or (doc.get("resolved_at") if state == "resolved" else None) \
+        or doc.get("fired_at") or doc.get("emitted_at")
     return Alert(model=model, state=state, source=source, name=name,
                  metric=str(doc["metric"]) if doc.get("metric") is not None else None,
                  value=_optional_number(doc.get("value")),
