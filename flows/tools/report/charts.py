@@ -336,6 +336,8 @@ def curve_chart(scores: Mapping[str, Any], which: str) -> Chart | None:
     rows = [r for r in rows if r[x_field] is not None and r[y_field] is not None]
     if len(rows) < 2:
         return None
+    if which == "roc":  # above every score nothing is predicted positive: the curve's origin
+        rows.append({"threshold": 1.0, "precision": None, "recall": 0.0, "fpr": 0.0, "f1": None})
     auc_key = "roc_auc" if which == "roc" else "average_precision"
     per_class = scores.get("per_class") if isinstance(scores.get("per_class"), dict) else {}
     table = scores.get("thresholds")
@@ -349,6 +351,7 @@ def curve_chart(scores: Mapping[str, Any], which: str) -> Chart | None:
     if isinstance(area, int | float):
         subtitle += f"; {'ROC-AUC' if which == 'roc' else 'AP'} {area:.4f}"
     axis_spec = {"type": "quantitative", "scale": {"domain": [0, 1]}}
+    color = "#d62728" if which == "roc" else "#9467bd"
     titles = {"fpr": "false-positive rate", "recall": "recall (true-positive rate)",
               "precision": "precision"}
     layers: list[Spec] = []
@@ -359,8 +362,7 @@ def curve_chart(scores: Mapping[str, Any], which: str) -> Chart | None:
                                     "y": {"field": "b", **axis_spec}}})
     layers.append({
         "data": {"name": "main"},
-        "mark": {"type": "line", "color": "#d62728" if which == "roc" else "#9467bd",
-                 "point": {"size": 18}},
+        "mark": {"type": "line", "color": color, "point": {"size": 16, "color": color}},
         "encoding": {
             "x": {"field": x_field, "title": titles[x_field], **axis_spec},
             "y": {"field": y_field, "title": titles[y_field], **axis_spec},
