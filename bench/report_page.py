@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import resource
 import statistics
 import subprocess
@@ -208,6 +209,7 @@ def _timed(fn: Any) -> float:
 def main() -> None:
     args = parser(__doc__ or "").parse_args()
     started = time.perf_counter()
+    load = os.getloadavg()[0]
     models, per_model = (4, 50) if args.quick else (100, 1000)
     repeats = args.repeats or (1 if args.quick else 3)
     report = Report("report_page", "Report page: size and load time in Chromium",
@@ -242,7 +244,8 @@ def main() -> None:
              f"(peak RSS {rss_mb:.0f} MB), PNGs off; the page has {page['charts']:.0f} charts.",
              "Load event: the HTML (with the 0.9 MB Vega bundle and the data) parsed and its "
              "script run; charts draw when they come into view, one at a time. Medians of "
-             f"{repeats} fresh browsers.",
+             f"{repeats} fresh browsers; 1-minute load average at the start {load:.1f} on "
+             f"{os.cpu_count()} cores (the machine is shared).",
              f"Scrolling through the whole page ({page['screens']:.0f} screens, each drawn "
              f"before the next): {page['scroll_s']:.0f} s ({per_screen:.2f} s per screen); JS "
              f"heap after it {page['scroll_heap_mb']:.0f} MB, as charts far out of view give "
