@@ -1,4 +1,4 @@
-"""Synthetic window and alert documents for the report's tests and benchmark.
+"""Synthetic window and alert documents, and running the report, for its tests and benchmark.
 
 Matrices are random but the metrics are the job's own (`flows.metrics.compute`), so a document
 has exactly the shape the job writes. The optional parts follow the issue texts of the parallel
@@ -11,14 +11,21 @@ thresholds) are objects of columns, as issue 13's branch writes them.
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 from flows.documents import iso_ms
 from flows.metrics import compute
 
+ROOT = Path(__file__).resolve().parents[1]
 START_MS = 1_795_341_600_000  # 2026-11-22T10:00:00Z
 STEP_MS = 50
 Doc = dict[str, Any]
@@ -151,3 +158,26 @@ def rich_documents() -> list[Doc]:
     docs.append(alert_doc("wide", 4100, name="macro_f1 drop 0.1", metric="macro_f1",
                           value=0.55, baseline=0.9))
     return docs
+
+
+# ------------------------------------------------------------------ running the report
+
+
+def run_report(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "flows.tools.report", *map(str, args)],
+                          cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
+
+
+def write_jsonl(path: Path, docs: list[dict[str, Any]]) -> Path:
+    path.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
+    return path
+
+
+def page_charts(html: Path) -> dict[str, Any]:
+    """The chart specs and data embedded in a report page."""
+    text = html.read_text(encoding="utf-8")
+    match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text,
+                      re.S)
+    assert match, "no chart data in the page"
+    charts: dict[str, Any] = json.loads(match.group(1))
+    return charts

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from tests.chromium import CHART_CHECK_JS, Page, chromium
-from tests.report_docs import rich_documents
-from tests.unit.test_report_cli import page_charts, run_report, write_jsonl
+from tests.report_docs import page_charts, rich_documents, run_report, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("CONFUSION_TEST_ARTIFACTS", ROOT / "out" / "test-artifacts"))

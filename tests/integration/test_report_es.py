@@ -18,8 +18,7 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from flows.connectors.elasticsearch import ElasticsearchSink, EsClientOptions
-from tests.report_docs import alert_doc, window_docs
-from tests.unit.test_report_cli import page_charts, run_report, write_jsonl
+from tests.report_docs import alert_doc, page_charts, run_report, window_docs, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 Doc = dict[str, Any]

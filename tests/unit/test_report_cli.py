@@ -5,39 +5,17 @@ Bad input must give one clear line on stderr and exit status 2, never a tracebac
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
 
-from tests.report_docs import rich_documents, window_docs
+from tests.report_docs import page_charts, rich_documents, run_report, window_docs, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_report(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "flows.tools.report", *map(str, args)],
-                          cwd=cwd, capture_output=True, text=True, timeout=300, check=False)
-
-
-def write_jsonl(path: Path, docs: list[dict[str, Any]]) -> Path:
-    path.write_bytes(b"".join(orjson.dumps(d) + b"\n" for d in docs))
-    return path
-
-
-def page_charts(html: Path) -> dict[str, Any]:
-    """The chart specs and data embedded in a report page."""
-    text = html.read_text(encoding="utf-8")
-    match = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', text,
-                      re.S)
-    assert match, "no chart data in the page"
-    charts: dict[str, Any] = json.loads(match.group(1))
-    return charts
 
 
 def test_writes_page_and_one_png_per_chart(tmp_path: Path) -> None:
