@@ -3,10 +3,10 @@
 Matrices are random but the metrics are the job's own (`flows.metrics.compute`), so a document
 has exactly the shape the job writes. The optional parts follow the issue texts of the parallel
 capabilities: a ``scores`` object (issue 13: per-class ROC-AUC/AP, macro averages, Brier, ECE
-with reliability bins, a threshold table for two-class models), delayed-label counts and label
-latency (issue 12), and alert documents (issue 14). Their values are plausible, not computed:
-the report draws them, it does not check them. Tables inside ``scores`` (reliability bins,
-thresholds) are objects of columns, as issue 13's branch writes them.
+with reliability bins, a threshold table for two-class models), the ``join`` block of delayed
+labels (issue 12: seen, joined, expired, waiting, ``latency_ms``), and alert documents (issue
+14), each shaped as those branches write them (tables inside ``scores`` are objects of columns).
+Their values are plausible, not computed: the report draws them, it does not check them.
 """
 
 from __future__ import annotations
@@ -111,12 +111,13 @@ def window_docs(model: str, n_docs: int, *, classes: int = 3, window: int = 1000
             doc["scores"] = _scores(rng, labels, skill, count)
         if labels_join:
             joined = int(seq * 0.9)
-            doc["label_join"] = {
+            doc["join"] = {  # issue 12's join block: running totals, latency since last doc
                 "seen": seq, "joined": joined, "expired": int(seq * 0.03),
                 "waiting": seq - joined - int(seq * 0.03),
-                "label_latency": {"p50": float(60_000 + rng.normal(0, 5000)),
-                                  "p95": float(300_000 + rng.normal(0, 20000)),
-                                  "max": float(900_000 + rng.normal(0, 50000))}}
+                "latency_ms": {"count": emit_every,
+                               "p50": int(60_000 + rng.normal(0, 5000)),
+                               "p95": int(300_000 + rng.normal(0, 20000)),
+                               "max": int(900_000 + rng.normal(0, 50000))}}
         yield doc
 
 

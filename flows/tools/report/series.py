@@ -114,8 +114,8 @@ def window_fill(window: Mapping[str, Any]) -> float:
 
 
 def label_join(doc: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The delayed-label counts of a document (issue 12), wherever the job puts them."""
-    for key in ("label_join", "join", "delayed_labels"):
+    """The delayed-label ``join`` block of a document (seen, joined, expired, waiting)."""
+    for key in ("join", "label_join"):
         value = doc.get(key)
         if isinstance(value, dict):
             return value
@@ -123,10 +123,11 @@ def label_join(doc: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def label_latency(doc: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Label latency (label time minus prediction time) percentiles, in milliseconds."""
+    """Label latency (label time minus prediction time) percentiles, in milliseconds: the join
+    block's ``latency_ms`` (p50, p95, max of the labels joined since the previous document)."""
     join = label_join(doc)
     for holder in (doc, join or {}):
-        value = holder.get("label_latency") or holder.get("latency_ms") or holder.get("latency")
+        value = holder.get("latency_ms") or holder.get("label_latency")
         if isinstance(value, dict):
             return value
     return None
