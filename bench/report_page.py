@@ -42,14 +42,18 @@ def write_documents(path: Path, models: int, docs_per_model: int) -> int:
     with path.open("wb") as out:
         for m in range(models):
             name = f"model-{m:03d}"
-            for doc in window_docs(name, docs_per_model, classes=CLASSES[m % len(CLASSES)],
-                                   seed=m, drift_at=0.7 if m % 7 == 0 else None,
-                                   scores=m % 2 == 0):
+            for doc in window_docs(
+                name,
+                docs_per_model,
+                classes=CLASSES[m % len(CLASSES)],
+                seed=m,
+                drift_at=0.7 if m % 7 == 0 else None,
+                scores=m % 2 == 0,
+            ):
                 out.write(orjson.dumps(doc) + b"\n")
                 written += 1
             if m % 7 == 0:
-                out.write(orjson.dumps(alert_doc(name, int(docs_per_model * 0.75) * 100))
-                          + b"\n")
+                out.write(orjson.dumps(alert_doc(name, int(docs_per_model * 0.75) * 100)) + b"\n")
     return written
 
 
@@ -57,8 +61,12 @@ def run_report(source: Path, html: Path, *extra: str) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of ``confusion-report`` on ``source``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    subprocess.run([PYTHON, "-m", "flows.tools.report", str(source), "-o", str(html),
-                    "--png", "none", *extra], cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [PYTHON, "-m", "flows.tools.report", str(source), "-o", str(html), "--png", "none", *extra],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return seconds, max(peak, before) / 1024
@@ -93,8 +101,11 @@ def open_page(page: Page, html: Path, model: str) -> dict[str, float]:
     page.navigate(html.resolve().as_uri())
     loaded = time.perf_counter() - start
     overview, _ = _timed_eval(page, "window.confusionReport.render('overview--')")
-    one, _ = _timed_eval(page, f"document.getElementById('m-{model}').scrollIntoView(); "
-                                f"window.confusionReport.render('{model}--')")
+    one, _ = _timed_eval(
+        page,
+        f"document.getElementById('m-{model}').scrollIntoView(); "
+        f"window.confusionReport.render('{model}--')",
+    )
     return {"load_s": loaded, "overview_s": overview, "model_s": one}
 
 
@@ -113,11 +124,18 @@ def measure_page(html: Path, repeats: int, model: str, *, scroll: bool) -> dict[
             page.call("Performance.enable")
             page.navigate(html.resolve().as_uri())
             _, walk = _timed_eval(page, SCROLL_JS, 3600)
-            result |= {"scroll_s": walk["seconds"], "screens": walk["steps"],
-                       "scroll_heap_mb": _heap_mb(page)}
+            result |= {
+                "scroll_s": walk["seconds"],
+                "screens": walk["steps"],
+                "scroll_heap_mb": _heap_mb(page),
+            }
             seconds, state = _timed_eval(page, "window.confusionReport.renderAll()", 3600)
-            result |= {"all_s": seconds, "all_heap_mb": _heap_mb(page),
-                       "charts": state["total"], "failed": state["failed"]}
+            result |= {
+                "all_s": seconds,
+                "all_heap_mb": _heap_mb(page),
+                "charts": state["total"],
+                "failed": state["failed"],
+            }
             if page.errors:
                 raise RuntimeError(f"the page reported errors: {page.errors[:3]}")
     return result
@@ -142,12 +160,22 @@ def libraries(repeats: int) -> list[list[str]]:
     doc = next(window_docs("m", 10, classes=20, seed=1))
     heat = heatmap_chart(doc, normalized=False).full_spec()
     rng = np.random.default_rng(1)
-    points = [{"x": i * 100, "series": s, "y": float(rng.random())}
-              for i in range(1000) for s in ("a", "b", "c", "d")]
-    line = {"width": 560, "height": 220, "data": {"values": points}, "mark": "line",
-            "encoding": {"x": {"field": "x", "type": "quantitative"},
-                         "y": {"field": "y", "type": "quantitative"},
-                         "color": {"field": "series"}}}
+    points = [
+        {"x": i * 100, "series": s, "y": float(rng.random())}
+        for i in range(1000)
+        for s in ("a", "b", "c", "d")
+    ]
+    line = {
+        "width": 560,
+        "height": 220,
+        "data": {"values": points},
+        "mark": "line",
+        "encoding": {
+            "x": {"field": "x", "type": "quantitative"},
+            "y": {"field": "y", "type": "quantitative"},
+            "color": {"field": "series"},
+        },
+    }
     rows = []
 
     def best(fn: Any) -> float:
@@ -157,8 +185,14 @@ def libraries(repeats: int) -> list[list[str]]:
     for name, spec in (("20-class heatmap", heat), ("4 lines x 1,000 points", line)):
         png = best(lambda spec=spec: vl_convert.vegalite_to_png(spec, scale=2))
         svg = len(vl_convert.vegalite_to_svg(spec))
-        rows.append([f"Vega via vl-convert: {name}", f"{png * 1000:.0f}",
-                     f"{svg / 1000:.0f}", f"{len(orjson.dumps(spec)) / 1000:.0f}"])
+        rows.append(
+            [
+                f"Vega via vl-convert: {name}",
+                f"{png * 1000:.0f}",
+                f"{svg / 1000:.0f}",
+                f"{len(orjson.dumps(spec)) / 1000:.0f}",
+            ]
+        )
     try:
         import matplotlib
 
@@ -188,8 +222,14 @@ def libraries(repeats: int) -> list[list[str]]:
     plt.rcParams["svg.fonttype"] = "none"
     for name, fn in (("20-class heatmap", mpl_heat), ("4 lines x 1,000 points", mpl_line)):
         png = best(lambda fn=fn: fn("png"))
-        rows.append([f"matplotlib (static SVG): {name}", f"{png * 1000:.0f}",
-                     f"{len(fn('svg')) / 1000:.0f}", "—"])
+        rows.append(
+            [
+                f"matplotlib (static SVG): {name}",
+                f"{png * 1000:.0f}",
+                f"{len(fn('svg')) / 1000:.0f}",
+                "—",
+            ]
+        )
     return rows
 
 
@@ -212,8 +252,11 @@ def main() -> None:
     load = os.getloadavg()[0]
     models, per_model = (4, 50) if args.quick else (100, 1000)
     repeats = args.repeats or (1 if args.quick else 3)
-    report = Report("report_page", "Report page: size and load time in Chromium",
-                    "python bench/report_page.py" + (" --quick" if args.quick else ""))
+    report = Report(
+        "report_page",
+        "Report page: size and load time in Chromium",
+        "python bench/report_page.py" + (" --quick" if args.quick else ""),
+    )
     with tempfile.TemporaryDirectory(prefix="report-bench-") as tmp_name:
         tmp = Path(tmp_name)
         source = tmp / "docs.jsonl"
@@ -222,55 +265,111 @@ def main() -> None:
         build_s, rss_mb = run_report(source, html)
         model = f"model-{models // 2:03d}"
         page = measure_page(html, repeats, model, scroll=True)
-        subprocess.run([PYTHON, "-c", "import sys; sys.path.insert(0, '.'); "
-                        "from bench.report_page import build_without_downsampling as b; "
-                        f"from pathlib import Path; b(Path({str(source)!r}), "
-                        f"Path({str(raw)!r}))"], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            [
+                PYTHON,
+                "-c",
+                "import sys; sys.path.insert(0, '.'); "
+                "from bench.report_page import build_without_downsampling as b; "
+                f"from pathlib import Path; b(Path({str(source)!r}), "
+                f"Path({str(raw)!r}))",
+            ],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
         raw_page = measure_page(raw, repeats, model, scroll=False)
         size, raw_size = html.stat().st_size, raw.stat().st_size
         gz = len(gzip.compress(html.read_bytes()))
         rows = [
-            ["downsampled (what confusion-report writes)", f"{size / 1e6:.1f}", f"{gz / 1e6:.1f}",
-             f"{page['load_s']:.2f}", f"{page['overview_s']:.2f}", f"{page['model_s']:.2f}"],
-            ["every document a point", f"{raw_size / 1e6:.1f}", "—", f"{raw_page['load_s']:.2f}",
-             f"{raw_page['overview_s']:.2f}", f"{raw_page['model_s']:.2f}"],
+            [
+                "downsampled (what confusion-report writes)",
+                f"{size / 1e6:.1f}",
+                f"{gz / 1e6:.1f}",
+                f"{page['load_s']:.2f}",
+                f"{page['overview_s']:.2f}",
+                f"{page['model_s']:.2f}",
+            ],
+            [
+                "every document a point",
+                f"{raw_size / 1e6:.1f}",
+                "—",
+                f"{raw_page['load_s']:.2f}",
+                f"{raw_page['overview_s']:.2f}",
+                f"{raw_page['model_s']:.2f}",
+            ],
         ]
         per_screen = page["scroll_s"] / max(page["screens"], 1)
-        report.sections.append(Section(
-            f"{models} models x {per_model:,} documents ({docs:,} lines), Chromium headless",
-            table(["page", "size MB", "gzip MB", "load event s", "overview charts drawn s",
-                   "jump to a model, its charts drawn s"], rows),
-            [f"`confusion-report` read the file and wrote the page in {build_s:.1f} s "
-             f"(peak RSS {rss_mb:.0f} MB), PNGs off; the page has {page['charts']:.0f} charts.",
-             "Load event: the HTML (with the 0.9 MB Vega bundle and the data) parsed and its "
-             "script run; charts draw when they come into view, one at a time. Medians of "
-             f"{repeats} fresh browsers; 1-minute load average at the start {load:.1f} on "
-             f"{os.cpu_count()} cores (the machine is shared).",
-             f"Scrolling through the whole page ({page['screens']:.0f} screens, each drawn "
-             f"before the next): {page['scroll_s']:.0f} s ({per_screen:.2f} s per screen); JS "
-             f"heap after it {page['scroll_heap_mb']:.0f} MB, as charts far out of view give "
-             "their Vega views back.",
-             f"Every chart drawn and kept (`renderAll()`, what the browser tests do): "
-             f"{page['all_s']:.0f} s, JS heap {page['all_heap_mb']:.0f} MB."]))
-        report.data = {"size": size, "gzip": gz, "build_s": build_s, "rss_mb": rss_mb,
-                       "page": page, "raw_size": raw_size, "raw_page": raw_page}
+        report.sections.append(
+            Section(
+                f"{models} models x {per_model:,} documents ({docs:,} lines), Chromium headless",
+                table(
+                    [
+                        "page",
+                        "size MB",
+                        "gzip MB",
+                        "load event s",
+                        "overview charts drawn s",
+                        "jump to a model, its charts drawn s",
+                    ],
+                    rows,
+                ),
+                [
+                    f"`confusion-report` read the file and wrote the page in {build_s:.1f} s "
+                    f"(peak RSS {rss_mb:.0f} MB), PNGs off; the page has {page['charts']:.0f} charts.",
+                    "Load event: the HTML (with the 0.9 MB Vega bundle and the data) parsed and its "
+                    "script run; charts draw when they come into view, one at a time. Medians of "
+                    f"{repeats} fresh browsers; 1-minute load average at the start {load:.1f} on "
+                    f"{os.cpu_count()} cores (the machine is shared).",
+                    f"Scrolling through the whole page ({page['screens']:.0f} screens, each drawn "
+                    f"before the next): {page['scroll_s']:.0f} s ({per_screen:.2f} s per screen); JS "
+                    f"heap after it {page['scroll_heap_mb']:.0f} MB, as charts far out of view give "
+                    "their Vega views back.",
+                    f"Every chart drawn and kept (`renderAll()`, what the browser tests do): "
+                    f"{page['all_s']:.0f} s, JS heap {page['all_heap_mb']:.0f} MB.",
+                ],
+            )
+        )
+        report.data = {
+            "size": size,
+            "gzip": gz,
+            "build_s": build_s,
+            "rss_mb": rss_mb,
+            "page": page,
+            "raw_size": raw_size,
+            "raw_page": raw_page,
+        }
         report.targets += [
-            Target("at 100 models x 100k documents, the page loads and draws its overview "
-                   "within 3 s", f"{page['load_s'] + page['overview_s']:.2f} s",
-                   page["load_s"] + page["overview_s"] <= 3.0 if not args.quick else None),
-            Target("memory stays bounded while scrolling the whole page (JS heap under "
-                   "300 MB)", f"{page['scroll_heap_mb']:.0f} MB",
-                   page["scroll_heap_mb"] <= 300 if not args.quick else None),
-            Target("page under 30 MB at 100 models x 100k documents", f"{size / 1e6:.1f} MB",
-                   size <= 30e6 if not args.quick else None),
+            Target(
+                "at 100 models x 100k documents, the page loads and draws its overview within 3 s",
+                f"{page['load_s'] + page['overview_s']:.2f} s",
+                page["load_s"] + page["overview_s"] <= 3.0 if not args.quick else None,
+            ),
+            Target(
+                "memory stays bounded while scrolling the whole page (JS heap under 300 MB)",
+                f"{page['scroll_heap_mb']:.0f} MB",
+                page["scroll_heap_mb"] <= 300 if not args.quick else None,
+            ),
+            Target(
+                "page under 30 MB at 100 models x 100k documents",
+                f"{size / 1e6:.1f} MB",
+                size <= 30e6 if not args.quick else None,
+            ),
         ]
-    report.sections.append(Section(
-        "Chart libraries, the same two charts",
-        table(["renderer and chart", "PNG ms (best)", "SVG kB", "spec+data JSON kB"],
-              libraries(1 if args.quick else 3)),
-        ["Vega draws in the browser from the spec and its data, so the page carries data "
-         "(kilobytes), not drawn elements; a static SVG per chart carries every drawn element "
-         "and grows with the number of charts and points."]))
+    report.sections.append(
+        Section(
+            "Chart libraries, the same two charts",
+            table(
+                ["renderer and chart", "PNG ms (best)", "SVG kB", "spec+data JSON kB"],
+                libraries(1 if args.quick else 3),
+            ),
+            [
+                "Vega draws in the browser from the spec and its data, so the page carries data "
+                "(kilobytes), not drawn elements; a static SVG per chart carries every drawn element "
+                "and grows with the number of charts and points."
+            ],
+        )
+    )
     finish(report, args, started)
 
 

@@ -38,8 +38,9 @@ def chromium_path() -> str:
         found = shutil.which(name)
         if found:
             return found
-    raise BrowserError("Chromium is not installed (Debian package 'chromium'; scripts/test "
-                       "installs it)")
+    raise BrowserError(
+        "Chromium is not installed (Debian package 'chromium'; scripts/test installs it)"
+    )
 
 
 @dataclass
@@ -54,8 +55,9 @@ class Page:
     requests: list[str] = field(default_factory=list)
     _next_id: int = 0
 
-    def call(self, method: str, params: dict[str, Any] | None = None,
-             timeout_s: float | None = None) -> dict[str, Any]:
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, timeout_s: float | None = None
+    ) -> dict[str, Any]:
         self._next_id += 1
         call_id = self._next_id
         self.ws.send(json.dumps({"id": call_id, "method": method, "params": params or {}}))
@@ -91,8 +93,9 @@ class Page:
             text = details.get("exception", {}).get("description") or details.get("text")
             self.errors.append(f"uncaught exception: {text}")
         elif method == "Runtime.consoleAPICalled":
-            text = " ".join(str(a.get("value", a.get("description", "")))
-                            for a in params.get("args", []))
+            text = " ".join(
+                str(a.get("value", a.get("description", ""))) for a in params.get("args", [])
+            )
             if params.get("type") in ("error", "assert"):
                 self.errors.append(f"console.{params.get('type')}: {text}")
             elif params.get("type") == "warning":
@@ -100,8 +103,9 @@ class Page:
         elif method == "Log.entryAdded":
             entry = params.get("entry", {})
             if entry.get("level") == "error":
-                self.errors.append(f"{entry.get('source')}: {entry.get('text')} "
-                                   f"{entry.get('url', '')}".strip())
+                self.errors.append(
+                    f"{entry.get('source')}: {entry.get('text')} {entry.get('url', '')}".strip()
+                )
 
     def wait_event(self, method: str, timeout_s: float | None = None) -> dict[str, Any]:
         for event in self.events:
@@ -117,8 +121,11 @@ class Page:
 
     def evaluate(self, expression: str, timeout_s: float | None = None) -> Any:
         """Evaluate JavaScript (awaiting a promise) and return its JSON value."""
-        result = self.call("Runtime.evaluate", {"expression": expression, "awaitPromise": True,
-                                                "returnByValue": True}, timeout_s)
+        result = self.call(
+            "Runtime.evaluate",
+            {"expression": expression, "awaitPromise": True, "returnByValue": True},
+            timeout_s,
+        )
         if "exceptionDetails" in result:
             raise BrowserError(f"{expression[:80]}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -132,9 +139,16 @@ class Page:
         params: dict[str, Any] = {"format": "png"}
         if full_page:
             size = self.call("Page.getLayoutMetrics")["cssContentSize"]
-            params |= {"captureBeyondViewport": True,
-                       "clip": {"x": 0, "y": 0, "width": size["width"],
-                                "height": min(size["height"], 16_000), "scale": 1}}
+            params |= {
+                "captureBeyondViewport": True,
+                "clip": {
+                    "x": 0,
+                    "y": 0,
+                    "width": size["width"],
+                    "height": min(size["height"], 16_000),
+                    "scale": 1,
+                },
+            }
         data = self.call("Page.captureScreenshot", params, timeout_s=120)["data"]
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(base64.b64decode(data))
@@ -146,13 +160,29 @@ def chromium(width: int = 1440, height: int = 1000, timeout_s: float = 60.0) -> 
     """A fresh headless Chromium with one page, killed on exit (its profile is temporary)."""
     binary = chromium_path()
     profile = Path(tempfile.mkdtemp(prefix="confusion-chromium-"))
-    args = [binary, "--headless=new", "--no-sandbox", "--disable-gpu",
-            "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
-            "--disable-extensions", "--disable-background-networking",
-            "--remote-debugging-port=0", "--remote-allow-origins=*",
-            f"--user-data-dir={profile}", f"--window-size={width},{height}", "about:blank"]
-    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**os.environ, "LANG": "C.UTF-8"})
+    args = [
+        binary,
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-extensions",
+        "--disable-background-networking",
+        "--remote-debugging-port=0",
+        "--remote-allow-origins=*",
+        f"--user-data-dir={profile}",
+        f"--window-size={width},{height}",
+        "about:blank",
+    ]
+    proc = subprocess.Popen(
+        args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "LANG": "C.UTF-8"},
+    )
     try:
         port_file = profile / "DevToolsActivePort"
         deadline = time.monotonic() + timeout_s
@@ -167,13 +197,16 @@ def chromium(width: int = 1440, height: int = 1000, timeout_s: float = 60.0) -> 
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
             targets = json.load(r)
         target = next(t for t in targets if t.get("type") == "page")
-        ws = websocket.create_connection(target["webSocketDebuggerUrl"], timeout=timeout_s,
-                                         suppress_origin=True)
+        ws = websocket.create_connection(
+            target["webSocketDebuggerUrl"], timeout=timeout_s, suppress_origin=True
+        )
         page = Page(ws, timeout_s)
         for domain in ("Page", "Runtime", "Log", "Network"):
             page.call(f"{domain}.enable")
-        page.call("Emulation.setDeviceMetricsOverride",
-                  {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+        page.call(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
         try:
             yield page
         finally:

@@ -33,11 +33,22 @@ def browser() -> Any:
 def demo_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real job on its demo stream (20,000 records, drift included), then the report."""
     tmp = tmp_path_factory.mktemp("demo")
-    env = {**os.environ, "CONFUSION_DEMO_RECORDS": "20000", "CONFUSION_OUTPUT":
-           str(tmp / "confusion.jsonl"), "CONFUSION_DEAD_LETTER_PATH": str(tmp / "dead.jsonl"),
-           "CONFUSION_PROGRESS": "off", "CONFUSION_SUMMARY": "false"}
-    subprocess.run([sys.executable, "-m", "bytewax.run", "flows.confusion"], cwd=ROOT, env=env,
-                   check=True, timeout=300, capture_output=True)
+    env = {
+        **os.environ,
+        "CONFUSION_DEMO_RECORDS": "20000",
+        "CONFUSION_OUTPUT": str(tmp / "confusion.jsonl"),
+        "CONFUSION_DEAD_LETTER_PATH": str(tmp / "dead.jsonl"),
+        "CONFUSION_PROGRESS": "off",
+        "CONFUSION_SUMMARY": "false",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "bytewax.run", "flows.confusion"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     result = run_report(tmp / "confusion.jsonl", "-o", tmp / "report.html", "--png", "none")
     assert result.returncode == 0, result.stderr
     return tmp / "report.html"
@@ -82,13 +93,21 @@ def test_demo_report_renders_every_chart(browser: Page, demo_report: Path) -> No
 
 def test_rich_report_draws_scores_labels_and_alerts(browser: Page, rich_report: Path) -> None:
     charts = load_and_check(browser, rich_report, "report-rich.png")
-    for cid in ("binary--roc", "binary--pr", "binary--reliability", "binary--scores",
-                "wide--class-auc", "wide--coverage", "wide--latency"):
+    for cid in (
+        "binary--roc",
+        "binary--pr",
+        "binary--reliability",
+        "binary--scores",
+        "wide--class-auc",
+        "wide--coverage",
+        "wide--latency",
+    ):
         assert cid in charts
     assert charts["wide--matrix"]["drawn"] == 800  # 20 x 20 cells, each with its count
     rules = browser.evaluate(
-        "document.querySelectorAll('[data-chart=\"binary--metrics\"] g.mark-rule.role-mark"
-        " > line').length")
+        'document.querySelectorAll(\'[data-chart="binary--metrics"] g.mark-rule.role-mark'
+        " > line').length"
+    )
     assert rules == 3  # binary's three alert documents, marked on its metrics
 
 

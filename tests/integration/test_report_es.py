@@ -17,21 +17,42 @@ from typing import Any
 import pytest
 from elasticsearch import Elasticsearch
 
-from flows.connectors.elasticsearch import ElasticsearchSink, EsClientOptions
+from flows.connectors.elasticsearch.bulk import EsClientOptions
+from flows.connectors.elasticsearch.sink import ElasticsearchSink
 from tests.report_docs import alert_doc, page_charts, run_report, window_docs, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[2]
 Doc = dict[str, Any]
 
 
-def report_es(es_url: str, index: str, out: Path, *args: str,
-              url: str | None = None) -> subprocess.CompletedProcess[str]:
+def report_es(
+    es_url: str, index: str, out: Path, *args: str, url: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONFUSION_")}
-    env |= {"CONFUSION_ES_URL": url or es_url, "CONFUSION_ES_INDEX": index,
-            "CONFUSION_ES_REQUEST_TIMEOUT": "10"}
-    return subprocess.run([sys.executable, "-m", "flows.tools.report", "--es", "-o", str(out),
-                           "--png", "none", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    env |= {
+        "CONFUSION_ES_URL": url or es_url,
+        "CONFUSION_ES_INDEX": index,
+        "CONFUSION_ES_REQUEST_TIMEOUT": "10",
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flows.tools.report",
+            "--es",
+            "-o",
+            str(out),
+            "--png",
+            "none",
+            *args,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +68,7 @@ ALERTS = [alert_doc("binary", 7600), alert_doc("binary", 12000, state="resolved"
 
 
 @pytest.fixture
-def filled_index(es_url: str, es_client: Elasticsearch, es_index: Any,
-                 documents: list[Doc]) -> str:
+def filled_index(es_url: str, es_client: Elasticsearch, es_index: Any, documents: list[Doc]) -> str:
     index = es_index()
     sink = ElasticsearchSink(EsClientOptions(es_url), index)
     part = sink.build_part("documents", "es-0", None)
@@ -57,15 +77,18 @@ def filled_index(es_url: str, es_client: Elasticsearch, es_index: Any,
     part.close()
     actions: list[dict[str, Any]] = []
     for alert in ALERTS:
-        actions += [{"index": {"_index": f"{index}-alerts",
-                               "_id": f"{alert['model']}/{alert['seq']}"}}, alert]
+        actions += [
+            {"index": {"_index": f"{index}-alerts", "_id": f"{alert['model']}/{alert['seq']}"}},
+            alert,
+        ]
     assert not es_client.bulk(operations=actions, refresh=True)["errors"]
     es_client.indices.refresh(index=f"{index}*")
     return index
 
 
-def test_es_report_equals_file_report(es_url: str, filled_index: str, documents: list[Doc],
-                                      tmp_path: Path) -> None:
+def test_es_report_equals_file_report(
+    es_url: str, filled_index: str, documents: list[Doc], tmp_path: Path
+) -> None:
     from_es = report_es(es_url, filled_index, tmp_path / "es.html")
     assert from_es.returncode == 0, from_es.stderr
     source = write_jsonl(tmp_path / "docs.jsonl", [*documents, *ALERTS])
@@ -80,12 +103,22 @@ def test_es_report_equals_file_report(es_url: str, filled_index: str, documents:
     assert alerts["n"] == 2
 
 
-def test_es_report_with_models_and_until(es_url: str, filled_index: str, documents: list[Doc],
-                                         tmp_path: Path) -> None:
+def test_es_report_with_models_and_until(
+    es_url: str, filled_index: str, documents: list[Doc], tmp_path: Path
+) -> None:
     """An upper time bound takes each model's newest matrix from the history, not -latest."""
     until = next(d for d in documents if d["model"] == "binary" and d["seq"] == 5000)
-    result = report_es(es_url, filled_index, tmp_path / "r.html", "--models", "binary,plain",
-                       "--until", until["window"]["end"], "--x", "seq")
+    result = report_es(
+        es_url,
+        filled_index,
+        tmp_path / "r.html",
+        "--models",
+        "binary,plain",
+        "--until",
+        until["window"]["end"],
+        "--x",
+        "seq",
+    )
     assert result.returncode == 0, result.stderr
     charts = page_charts(tmp_path / "r.html")
     assert {cid.split("--")[0] for cid in charts} == {"overview", "binary", "plain"}
@@ -99,8 +132,7 @@ def test_missing_index_is_a_clear_error(es_url: str, es_index: Any, tmp_path: Pa
     result = report_es(es_url, index, tmp_path / "r.html")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert f"confusion-report: error: Elasticsearch index '{index}' does not exist" in \
-        result.stderr
+    assert f"confusion-report: error: Elasticsearch index '{index}' does not exist" in result.stderr
     assert not (tmp_path / "r.html").exists()
 
 
@@ -110,8 +142,9 @@ def test_unreachable_cluster_is_a_clear_error(es_url: str, tmp_path: Path) -> No
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    result = report_es(es_url, "confusion-history", tmp_path / "r.html",
-                       url=f"http://127.0.0.1:{port}")
+    result = report_es(
+        es_url, "confusion-history", tmp_path / "r.html", url=f"http://127.0.0.1:{port}"
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert f"cannot reach Elasticsearch at http://127.0.0.1:{port}" in result.stderr

@@ -40,8 +40,11 @@ def test_minmax_keeps_extremes_and_bounds_points(ys: list[float], buckets: int) 
     assert set(picked.tolist()) <= set(finite.tolist())  # never a NaN
     if len(finite) <= 2 * buckets:  # short series drawn whole, but for flat stretches
         v = y[finite]
-        flat = [i for k, i in enumerate(finite.tolist())
-                if 0 < k < len(v) - 1 and v[k - 1] == v[k] == v[k + 1]]
+        flat = [
+            i
+            for k, i in enumerate(finite.tolist())
+            if 0 < k < len(v) - 1 and v[k - 1] == v[k] == v[k + 1]
+        ]
         assert picked.tolist() == [i for i in finite.tolist() if i not in flat]
     if len(finite):
         chosen = y[picked]
@@ -61,10 +64,17 @@ def test_a_flat_series_is_two_points() -> None:
     assert minmax_indices(np.ones(10_000), 250).tolist() == [0, 9_999]
 
 
-rows = st.lists(st.fixed_dictionaries({
-    "x": st.one_of(st.none(), st.integers(1_700_000_000_000, 1_900_000_000_000)),
-    "series": st.one_of(st.none(), st.sampled_from(["a", "b", "é</script>"])),
-    "y": st.one_of(st.none(), st.floats(-1, 1)), "n": st.integers(-5, 5)}), max_size=30)
+rows = st.lists(
+    st.fixed_dictionaries(
+        {
+            "x": st.one_of(st.none(), st.integers(1_700_000_000_000, 1_900_000_000_000)),
+            "series": st.one_of(st.none(), st.sampled_from(["a", "b", "é</script>"])),
+            "y": st.one_of(st.none(), st.floats(-1, 1)),
+            "n": st.integers(-5, 5),
+        }
+    ),
+    max_size=30,
+)
 
 
 @given(rows)
@@ -112,28 +122,39 @@ def test_per_class_columns_pad_classes_that_appear_late() -> None:
     collection.add_window(first)
     collection.add_window(second)
     recall = collection.frames()[0].recall
-    assert math.isnan(recall["C"][0]) and recall["C"][1] == second["metrics"]["per_class"][
-        "C"]["recall"]
+    assert (
+        math.isnan(recall["C"][0])
+        and recall["C"][1] == second["metrics"]["per_class"]["C"]["recall"]
+    )
 
 
 def test_window_fill_of_count_and_time_windows() -> None:
     assert window_fill({"kind": "count", "size": 1000, "count": 250}) == 0.25
-    time_window = {"kind": "time", "size": 60_000, "full": False,
-                   "start": "2026-11-22T10:00:00.000Z", "end": "2026-11-22T10:00:30.000Z"}
+    time_window = {
+        "kind": "time",
+        "size": 60_000,
+        "full": False,
+        "start": "2026-11-22T10:00:00.000Z",
+        "end": "2026-11-22T10:00:30.000Z",
+    }
     assert window_fill(time_window) == 0.5
     assert window_fill({**time_window, "full": True}) == 1.0
     assert math.isnan(window_fill({"kind": "count"}))
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"v": 2}, "document version 2 is not supported"),
-    ({"matrix": [[1, 2]]}, "'matrix' is not 3x3"),
-    ({"seq": "100"}, "'seq' is str"),
-    ({"window": {"kind": "count"}}, "window has no 'end'"),
-    ({"metrics": {}}, "metrics has no 'accuracy'"),
-])
-def test_documents_of_another_version_or_shape_are_refused(change: dict[str, Any],
-                                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"v": 2}, "document version 2 is not supported"),
+        ({"matrix": [[1, 2]]}, "'matrix' is not 3x3"),
+        ({"seq": "100"}, "'seq' is str"),
+        ({"window": {"kind": "count"}}, "window has no 'end'"),
+        ({"metrics": {}}, "metrics has no 'accuracy'"),
+    ],
+)
+def test_documents_of_another_version_or_shape_are_refused(
+    change: dict[str, Any], message: str
+) -> None:
     doc = {**next(window_docs("m", 1)), **change}
     with pytest.raises(DocumentError, match=message):
         check_window_doc(doc, "f:1")
@@ -145,8 +166,13 @@ def test_alert_documents_are_recognised_and_read() -> None:
     window = next(window_docs("m", 1))
     assert is_alert_doc(fired) and not is_alert_doc(window)
     a, b = parse_alert(fired, "x"), parse_alert(resolved, "y")
-    assert (a.state, a.source, a.name, a.metric, a.seq) == ("fired", "rule", "accuracy < 0.8",
-                                                            "accuracy", 700)
+    assert (a.state, a.source, a.name, a.metric, a.seq) == (
+        "fired",
+        "rule",
+        "accuracy < 0.8",
+        "accuracy",
+        700,
+    )
     assert (b.state, b.source, b.name) == ("resolved", "detector", "ADWIN")
     assert a.x("time") == parse_time_ms(fired["window"]["end"]) and a.x("seq") == 700
 
@@ -163,8 +189,9 @@ def test_optional_charts_only_where_their_fields_exist() -> None:
     assert [c.key for c in model_charts(_frame(), "time", [])] == base
     binary = [c.key for c in model_charts(_frame(classes=2, scores=True), "seq", [])]
     assert binary == [*base, "scores", "reliability", "roc", "pr"]
-    wide = [c.key for c in model_charts(_frame(classes=20, scores=True, labels_join=True),
-                                        "time", [])]
+    wide = [
+        c.key for c in model_charts(_frame(classes=20, scores=True, labels_join=True), "time", [])
+    ]
     assert wide == [*base, "scores", "reliability", "class-auc", "coverage", "latency"]
 
 

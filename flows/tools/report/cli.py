@@ -36,36 +36,66 @@ def _time_arg(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a time: use RFC 3339 with an offset (2026-11-22T10:00:00Z), "
-            "a UTC date (2026-11-22) or epoch milliseconds") from None
+            "a UTC date (2026-11-22) or epoch milliseconds"
+        ) from None
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Write one self-contained HTML report (and PNGs of its charts) of the "
-                    "confusion-stream job's output.")
-    parser.add_argument("inputs", nargs="*", type=Path, metavar="FILE",
-                        help="JSON-lines files the job wrote (window and alert documents); "
-                             "default $CONFUSION_OUTPUT (out/confusion.jsonl) and, when it "
-                             "exists, $CONFUSION_ALERTS_OUTPUT (out/alerts.jsonl)")
-    parser.add_argument("--es", action="store_true",
-                        help="read the Elasticsearch indices instead (history, -latest, "
-                             "-alerts), with the sink's CONFUSION_ES_* settings")
-    parser.add_argument("--index", help="history index (default $CONFUSION_ES_INDEX or "
-                                        "confusion-history)")
+        "confusion-stream job's output.",
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="*",
+        type=Path,
+        metavar="FILE",
+        help="JSON-lines files the job wrote (window and alert documents); "
+        "default $CONFUSION_OUTPUT (out/confusion.jsonl) and, when it "
+        "exists, $CONFUSION_ALERTS_OUTPUT (out/alerts.jsonl)",
+    )
+    parser.add_argument(
+        "--es",
+        action="store_true",
+        help="read the Elasticsearch indices instead (history, -latest, "
+        "-alerts), with the sink's CONFUSION_ES_* settings",
+    )
+    parser.add_argument(
+        "--index", help="history index (default $CONFUSION_ES_INDEX or confusion-history)"
+    )
     parser.add_argument("--since", type=_time_arg, help="first window end to include")
     parser.add_argument("--until", type=_time_arg, help="last window end to include")
-    parser.add_argument("--models", action="append", metavar="M[,M...]",
-                        help="only these models (repeat or comma-separate)")
-    parser.add_argument("--x", choices=("time", "seq"), default="time", dest="axis",
-                        help="x axis of the lines: window end time (default) or seq")
-    parser.add_argument("-o", "--output", type=Path, default=Path("out/report.html"),
-                        help="HTML file to write (default out/report.html)")
-    parser.add_argument("--png", choices=("auto", "all", "overview", "none"), default="auto",
-                        help="PNGs to write: every chart, the overview's, none; auto = all up "
-                             f"to {AUTO_PNG_MODELS} models, else the overview's")
-    parser.add_argument("--png-dir", type=Path,
-                        help="directory of the PNGs (default <output>-png next to the HTML)")
+    parser.add_argument(
+        "--models",
+        action="append",
+        metavar="M[,M...]",
+        help="only these models (repeat or comma-separate)",
+    )
+    parser.add_argument(
+        "--x",
+        choices=("time", "seq"),
+        default="time",
+        dest="axis",
+        help="x axis of the lines: window end time (default) or seq",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("out/report.html"),
+        help="HTML file to write (default out/report.html)",
+    )
+    parser.add_argument(
+        "--png",
+        choices=("auto", "all", "overview", "none"),
+        default="auto",
+        help="PNGs to write: every chart, the overview's, none; auto = all up "
+        f"to {AUTO_PNG_MODELS} models, else the overview's",
+    )
+    parser.add_argument(
+        "--png-dir", type=Path, help="directory of the PNGs (default <output>-png next to the HTML)"
+    )
     parser.add_argument("--title", default="confusion-stream report")
     return parser
 
@@ -80,7 +110,7 @@ def _selection(args: argparse.Namespace) -> Selection:
 
 
 def _read_es(args: argparse.Namespace, selection: Selection) -> tuple[Collection, str]:
-    from flows.connectors.elasticsearch import EsClientOptions, safe_url
+    from flows.connectors.elasticsearch.bulk import EsClientOptions, safe_url
     from flows.settings import load_settings
 
     env = {k: v for k, v in os.environ.items() if k.upper().startswith("CONFUSION_ES_")}
@@ -89,9 +119,15 @@ def _read_es(args: argparse.Namespace, selection: Selection) -> tuple[Collection
         env["CONFUSION_ES_INDEX"] = args.index
     settings = load_settings(env)
     assert settings.es_url is not None  # checked by the settings for the elasticsearch sink
-    options = EsClientOptions(settings.es_url, settings.es_api_key, settings.es_username,
-                              settings.es_password, settings.es_ca_certs,
-                              settings.es_verify_certs, settings.es_request_timeout)
+    options = EsClientOptions(
+        settings.es_url,
+        settings.es_api_key,
+        settings.es_username,
+        settings.es_password,
+        settings.es_ca_certs,
+        settings.es_verify_certs,
+        settings.es_request_timeout,
+    )
     where = safe_url(settings.es_url)
     with options.client() as client:
         collection = read_elasticsearch(client, settings.es_index, selection, where=where)
@@ -122,7 +158,8 @@ def run(argv: Sequence[str] | None = None) -> Path:
     if not collection.models:
         raise ReportInputError(
             f"no window documents in {source} match the models and time range asked "
-            f"({collection.skipped:,} documents left out)")
+            f"({collection.skipped:,} documents left out)"
+        )
     report = build_report(collection, axis=args.axis, title=args.title, source=source)
     output: Path = args.output
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -131,15 +168,21 @@ def run(argv: Sequence[str] | None = None) -> Path:
     if which == "auto":
         which = "all" if len(report.models) <= AUTO_PNG_MODELS else "overview"
         if which == "overview":
-            print(f"{PROG}: {len(report.models)} models: PNGs of the overview only "
-                  "(--png all for every chart)", file=sys.stderr)
+            print(
+                f"{PROG}: {len(report.models)} models: PNGs of the overview only "
+                "(--png all for every chart)",
+                file=sys.stderr,
+            )
     png_dir = args.png_dir or output.with_name(output.stem + "-png")
     pngs = write_pngs(report, png_dir, which=which)
     size = output.stat().st_size
-    print(f"{PROG}: {collection.documents:,} documents of {len(report.models)} models, "
-          f"{len(report.alerts):,} alerts -> {output} ({size / 1e6:.1f} MB, "
-          f"{len(report.charts())} charts) and {len(pngs)} PNGs in {png_dir} "
-          f"in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    print(
+        f"{PROG}: {collection.documents:,} documents of {len(report.models)} models, "
+        f"{len(report.alerts):,} alerts -> {output} ({size / 1e6:.1f} MB, "
+        f"{len(report.charts())} charts) and {len(pngs)} PNGs in {png_dir} "
+        f"in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
     return output
 
 

@@ -37,8 +37,10 @@ def read_jsonl(paths: Iterable[Path], selection: Selection) -> Collection:
             _fold(collection, doc, where)
     if not seen_any:
         names = ", ".join(str(p) for p in paths)
-        raise ReportInputError(f"no documents in {names}: the file is empty "
-                               "(did the job run and write its output there?)")
+        raise ReportInputError(
+            f"no documents in {names}: the file is empty "
+            "(did the job run and write its output there?)"
+        )
     return collection
 
 
@@ -65,8 +67,9 @@ def _lines(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             yield where, doc
 
 
-def _fold(collection: Collection, doc: dict[str, Any], where: str,
-          *, need_matrix: bool = True) -> None:
+def _fold(
+    collection: Collection, doc: dict[str, Any], where: str, *, need_matrix: bool = True
+) -> None:
     try:
         if is_alert_doc(doc):
             collection.add_alert(parse_alert(doc, where))
@@ -75,7 +78,8 @@ def _fold(collection: Collection, doc: dict[str, Any], where: str,
     except DocumentError as exc:
         raise ReportInputError(
             f"{exc}; this is not a confusion-stream window or alert document "
-            f"(keys: {', '.join(sorted(doc)[:12])})") from None
+            f"(keys: {', '.join(sorted(doc)[:12])})"
+        ) from None
     collection.add_window(doc)
 
 
@@ -96,8 +100,9 @@ def _range_query(selection: Selection, time_field: str) -> dict[str, Any]:
     return {"bool": {"filter": filters}} if filters else {"match_all": {}}
 
 
-def read_elasticsearch(client: Any, index: str, selection: Selection, *,
-                       where: str, page_size: int = 5000) -> Collection:
+def read_elasticsearch(
+    client: Any, index: str, selection: Selection, *, where: str, page_size: int = 5000
+) -> Collection:
     """History (series), latest (matrices) and alerts indices named after ``index``.
 
     The history is read without matrices (``_source_excludes``), in pages sorted by a
@@ -116,14 +121,17 @@ def read_elasticsearch(client: Any, index: str, selection: Selection, *,
     try:
         return _read_es(client, index, selection, page_size)
     except (AuthenticationException, AuthorizationException) as exc:
-        raise ReportInputError(f"Elasticsearch at {where} refused the credentials "
-                               f"(HTTP {exc.meta.status}): check CONFUSION_ES_API_KEY or "
-                               "CONFUSION_ES_USERNAME/CONFUSION_ES_PASSWORD") from None
+        raise ReportInputError(
+            f"Elasticsearch at {where} refused the credentials "
+            f"(HTTP {exc.meta.status}): check CONFUSION_ES_API_KEY or "
+            "CONFUSION_ES_USERNAME/CONFUSION_ES_PASSWORD"
+        ) from None
     except EsConnectionError as exc:
         raise ReportInputError(f"cannot reach Elasticsearch at {where}: {exc.message}") from None
     except ApiError as exc:
-        raise ReportInputError(f"Elasticsearch at {where} answered HTTP {exc.meta.status}: "
-                               f"{exc.message}") from None
+        raise ReportInputError(
+            f"Elasticsearch at {where} answered HTTP {exc.meta.status}: {exc.message}"
+        ) from None
     except TransportError as exc:
         raise ReportInputError(f"Elasticsearch at {where}: {exc}") from None
 
@@ -137,7 +145,8 @@ def _read_es(client: Any, index: str, selection: Selection, page_size: int) -> C
     if not _exists(client, index):
         raise ReportInputError(
             f"Elasticsearch index {index!r} does not exist: set CONFUSION_ES_INDEX (or --index) "
-            "to the history index the job writes (default confusion-history)")
+            "to the history index the job writes (default confusion-history)"
+        )
     collection = Collection(selection)
     query = _range_query(selection, "window.end")
     read = 0
@@ -145,9 +154,10 @@ def _read_es(client: Any, index: str, selection: Selection, page_size: int) -> C
         _fold(collection, hit["_source"], f"{index}/{hit['_id']}", need_matrix=False)
         read += 1
     if read == 0:
-        raise ReportInputError(f"Elasticsearch index {index!r} holds no documents"
-                               + (" for the models and time range asked" if query.get("bool")
-                                  else ""))
+        raise ReportInputError(
+            f"Elasticsearch index {index!r} holds no documents"
+            + (" for the models and time range asked" if query.get("bool") else "")
+        )
     for doc, where in _latest_docs(client, index, latest, selection, query):
         check = dict(doc)
         try:
@@ -155,8 +165,9 @@ def _read_es(client: Any, index: str, selection: Selection, page_size: int) -> C
         except DocumentError as exc:
             raise ReportInputError(str(exc)) from None
         series = collection.models.get(doc["model"])
-        if series is not None and (series.latest is None
-                                   or int(doc["seq"]) >= int(series.latest["seq"])):
+        if series is not None and (
+            series.latest is None or int(doc["seq"]) >= int(series.latest["seq"])
+        ):
             series.latest = doc
     if _exists(client, alerts):
         # Alerts are few; their mapping is the alert sink's, so filter them here, not there.
@@ -165,28 +176,38 @@ def _read_es(client: Any, index: str, selection: Selection, page_size: int) -> C
     return collection
 
 
-def _latest_docs(client: Any, index: str, latest: str, selection: Selection,
-                 query: Mapping[str, Any]) -> Iterator[tuple[dict[str, Any], str]]:
+def _latest_docs(
+    client: Any, index: str, latest: str, selection: Selection, query: Mapping[str, Any]
+) -> Iterator[tuple[dict[str, Any], str]]:
     if selection.until_ms is None and _exists(client, latest):
         for hit in _scan(client, latest, _range_query(selection, "window.end"), 1000):
             yield hit["_source"], f"{latest}/{hit['_id']}"
         return
-    response = client.search(index=index, query=query, collapse={"field": "model"},
-                             sort=[{"seq": "desc"}], size=10_000)
+    response = client.search(
+        index=index, query=query, collapse={"field": "model"}, sort=[{"seq": "desc"}], size=10_000
+    )
     for hit in response["hits"]["hits"]:
         yield hit["_source"], f"{index}/{hit['_id']}"
 
 
-def _scan(client: Any, index: str, query: Mapping[str, Any], page_size: int,
-          excludes: list[str] | None = None) -> Iterator[dict[str, Any]]:
+def _scan(
+    client: Any,
+    index: str,
+    query: Mapping[str, Any],
+    page_size: int,
+    excludes: list[str] | None = None,
+) -> Iterator[dict[str, Any]]:
     """Every hit of ``query``, page by page with a point in time and ``search_after``."""
     pit = client.open_point_in_time(index=index, keep_alive="2m")["id"]
     try:
         after: list[Any] | None = None
         while True:
-            kwargs: dict[str, Any] = {"pit": {"id": pit, "keep_alive": "2m"},
-                                      "query": query, "size": page_size,
-                                      "sort": [{"_shard_doc": "asc"}]}
+            kwargs: dict[str, Any] = {
+                "pit": {"id": pit, "keep_alive": "2m"},
+                "query": query,
+                "size": page_size,
+                "sort": [{"_shard_doc": "asc"}],
+            }
             if excludes:
                 kwargs["source_excludes"] = excludes
             if after is not None:

@@ -60,11 +60,13 @@ def encode_rows(rows: Rows) -> dict[str, Any]:
             uniq = list(dict.fromkeys(present))
             index = {v: i for i, v in enumerate(uniq)}
             cols[key] = {"dict": uniq, "codes": [-1 if v is None else index[v] for v in values]}
-        elif present and all(isinstance(v, int) and not isinstance(v, bool) for v in present) \
-                and min(present) > 1_000_000_000:
+        elif (
+            present
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in present)
+            and min(present) > 1_000_000_000
+        ):
             base = min(present)
-            cols[key] = {"base": base, "delta": [None if v is None else v - base
-                                                 for v in values]}
+            cols[key] = {"base": base, "delta": [None if v is None else v - base for v in values]}
         else:
             cols[key] = values
     return {"n": len(rows), "cols": cols}
@@ -134,12 +136,24 @@ def build_report(collection: Collection, *, axis: str, title: str, source: str) 
     by_model: dict[str, list[Alert]] = {}
     for alert in alerts:
         by_model.setdefault(alert.model, []).append(alert)
-    models = [PageModel(frame, by_model.get(frame.model, []),
-                        model_charts(frame, axis, by_model.get(frame.model, [])))
-              for frame in frames]
-    return Report(title=title, source=source, axis=axis, documents=collection.documents,
-                  overview=overview_charts(frames, axis, alerts), models=models, alerts=alerts,
-                  generated_at=datetime.now(tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC"))
+    models = [
+        PageModel(
+            frame,
+            by_model.get(frame.model, []),
+            model_charts(frame, axis, by_model.get(frame.model, [])),
+        )
+        for frame in frames
+    ]
+    return Report(
+        title=title,
+        source=source,
+        axis=axis,
+        documents=collection.documents,
+        overview=overview_charts(frames, axis, alerts),
+        models=models,
+        alerts=alerts,
+        generated_at=datetime.now(tz=UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
+    )
 
 
 # ------------------------------------------------------------------ HTML
@@ -181,14 +195,30 @@ def _num_td(value: float | None, digits: int = 4, *, cls: str = "") -> str:
 def _overview_table(report: Report) -> str:
     has_scores = any(m.frame.any_values(m.frame.scores) for m in report.models)
     has_labels = any(m.frame.any_values(m.frame.coverage) for m in report.models)
-    head = ["model", "docs", "seq", "window", "fill", "accuracy", "Δ since first", "lowest",
-            "macro F1", "MCC", "bal. acc.", "classes", "alerts"]
+    head = [
+        "model",
+        "docs",
+        "seq",
+        "window",
+        "fill",
+        "accuracy",
+        "Δ since first",
+        "lowest",
+        "macro F1",
+        "MCC",
+        "bal. acc.",
+        "classes",
+        "alerts",
+    ]
     if has_scores:
         head += ["macro ROC-AUC", "ECE"]
     if has_labels:
         head += ["waiting", "expired"]
-    lines = ['<div class=scroll><table class="models sortable"><thead><tr>'
-             + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    lines = [
+        '<div class=scroll><table class="models sortable"><thead><tr>'
+        + "".join(f"<th>{_e(h)}</th>" for h in head)
+        + "</tr></thead><tbody>"
+    ]
     for model in report.models:
         f = model.frame
         latest = f.latest or {}
@@ -198,14 +228,13 @@ def _overview_table(report: Report) -> str:
         delta = None if last_acc is None or first_acc is None else last_acc - first_acc
         fired = sum(a.state == "fired" for a in model.alerts)
         resolved = sum(a.state == "resolved" for a in model.alerts)
-        window_text = (f"{window.get('kind', '?')} {window.get('size', '?')}" if window
-                       else "—")
+        window_text = f"{window.get('kind', '?')} {window.get('size', '?')}" if window else "—"
         classes = len(latest.get("labels", [])) if latest else len(f.recall)
         cells = [
             f'<td data-sort="{_e(f.model)}"><a href="#{model.anchor}">{_e(f.model)}</a></td>',
             f'<td data-sort="{len(f.seq)}">{len(f.seq):,}</td>',
             f'<td data-sort="{int(f.seq[-1]) if len(f.seq) else 0}">'
-            f'{int(f.seq[-1]) if len(f.seq) else 0:,}</td>',
+            f"{int(f.seq[-1]) if len(f.seq) else 0:,}</td>",
             f"<td>{_e(window_text)}</td>",
             _num_td(_last(f.headline["fill"]), 2),
             _num_td(last_acc),
@@ -219,11 +248,15 @@ def _overview_table(report: Report) -> str:
             f"{fired} / {resolved}</td>",
         ]
         if has_scores:
-            cells += [_num_td(_last(f.scores.get("macro_roc_auc"))),
-                      _num_td(_last(f.scores.get("ece")))]
+            cells += [
+                _num_td(_last(f.scores.get("macro_roc_auc"))),
+                _num_td(_last(f.scores.get("ece"))),
+            ]
         if has_labels:
-            cells += [_num_td(_last(f.coverage.get("waiting")), 0),
-                      _num_td(_last(f.coverage.get("expired")), 0)]
+            cells += [
+                _num_td(_last(f.coverage.get("waiting")), 0),
+                _num_td(_last(f.coverage.get("expired")), 0),
+            ]
         lines.append(f'<tr data-model="{_e(f.model)}">' + "".join(cells) + "</tr>")
     lines.append("</tbody></table></div>")
     return "\n".join(lines)
@@ -233,18 +266,26 @@ def _alerts_table(alerts: Sequence[Alert], limit: int = 200) -> str:
     if not alerts:
         return ""
     shown = list(reversed(alerts))[:limit]
-    note = (f"<p class=note>The {limit} most recent of {len(alerts):,} alert documents.</p>"
-            if len(alerts) > limit else "")
+    note = (
+        f"<p class=note>The {limit} most recent of {len(alerts):,} alert documents.</p>"
+        if len(alerts) > limit
+        else ""
+    )
     rows = "".join(
         f'<tr class="{a.state}"><td>{_time(a.x("time"))}</td>'
         f'<td><a href="#m-{_e(slug(a.model))}">{_e(a.model)}</a></td><td>{_e(a.state)}</td>'
         f"<td>{_e(a.source)}: {_e(a.name)}</td><td>{_e(a.metric or '—')}</td>"
         f"<td>{cell(a.value)}</td><td>{cell(a.baseline)}</td>"
-        f"<td>{'—' if a.seq is None else f'{a.seq:,}'}</td></tr>" for a in shown)
-    return ("<h3>Alerts and detected changes</h3>" + note
-            + '<table class="alerts sortable"><thead><tr><th>window end / fired (UTC)</th>'
-              "<th>model</th><th>state</th><th>what fired</th><th>metric</th><th>value</th>"
-              f"<th>baseline</th><th>seq</th></tr></thead><tbody>{rows}</tbody></table>")
+        f"<td>{'—' if a.seq is None else f'{a.seq:,}'}</td></tr>"
+        for a in shown
+    )
+    return (
+        "<h3>Alerts and detected changes</h3>"
+        + note
+        + '<table class="alerts sortable"><thead><tr><th>window end / fired (UTC)</th>'
+        "<th>model</th><th>state</th><th>what fired</th><th>metric</th><th>value</th>"
+        f"<th>baseline</th><th>seq</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def _facts(model: PageModel) -> str:
@@ -253,13 +294,17 @@ def _facts(model: PageModel) -> str:
     if latest is None:
         return "<p class=facts>No window document with a matrix was read for this model.</p>"
     w = latest.get("window", {})
-    parts = [f"latest window: {_e(w.get('kind'))}, size {_e(w.get('size'))}, "
-             f"{_e(w.get('count'))} records{'' if w.get('full') else ' (not yet full)'}",
-             f"records {_e(w.get('first_id'))} … {_e(w.get('last_id'))}",
-             f"{_e(w.get('start'))} → {_e(w.get('end'))}",
-             f"seq {int(latest['seq']):,}", f"{len(f.seq):,} documents"]
+    parts = [
+        f"latest window: {_e(w.get('kind'))}, size {_e(w.get('size'))}, "
+        f"{_e(w.get('count'))} records{'' if w.get('full') else ' (not yet full)'}",
+        f"records {_e(w.get('first_id'))} … {_e(w.get('last_id'))}",
+        f"{_e(w.get('start'))} → {_e(w.get('end'))}",
+        f"seq {int(latest['seq']):,}",
+        f"{len(f.seq):,} documents",
+    ]
     open_alerts = sum(a.state == "fired" for a in model.alerts) - sum(
-        a.state == "resolved" for a in model.alerts)
+        a.state == "resolved" for a in model.alerts
+    )
     if model.alerts:
         parts.append(f"{len(model.alerts)} alert documents ({max(open_alerts, 0)} open)")
     return "<p class=facts>" + " · ".join(parts) + "</p>"
@@ -267,14 +312,23 @@ def _facts(model: PageModel) -> str:
 
 def render_html(report: Report) -> str:
     charts = report.charts()
-    data = {cid: {"spec": c.spec, "data": {k: encode_rows(v) for k, v in c.datasets.items()},
-                  "title": c.title} for cid, c in charts}
+    data = {
+        cid: {
+            "spec": c.spec,
+            "data": {k: encode_rows(v) for k, v in c.datasets.items()},
+            "title": c.title,
+        }
+        for cid, c in charts
+    }
     payload = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY).decode()
     payload = payload.replace("</", "<\\/")
 
     def chart_divs(ids: list[tuple[str, Chart]]) -> str:
-        return "".join(f'<div class="chart" data-chart="{_e(cid)}" title="{_e(c.title)}">'
-                       f"<span class=placeholder>{_e(c.title)}…</span></div>" for cid, c in ids)
+        return "".join(
+            f'<div class="chart" data-chart="{_e(cid)}" title="{_e(c.title)}">'
+            f"<span class=placeholder>{_e(c.title)}…</span></div>"
+            for cid, c in ids
+        )
 
     overview_ids = [(cid, c) for cid, c in charts if cid.startswith("overview--")]
     sections = []
@@ -283,7 +337,8 @@ def render_html(report: Report) -> str:
         sections.append(
             f'<section class="model" id="{_e(model.anchor)}" data-model="{_e(model.frame.model)}">'
             f'<h2>{_e(model.frame.model)} <a class=top href="#overview">↑ overview</a></h2>'
-            f"{_facts(model)}<div class=charts>{chart_divs(ids)}</div></section>")
+            f"{_facts(model)}<div class=charts>{chart_divs(ids)}</div></section>"
+        )
     axis_text = "window end time" if report.axis == "time" else "seq"
     buckets = (charts_mod.HEADLINE_BUCKETS, charts_mod.CLASS_BUCKETS, charts_mod.OVERVIEW_BUCKETS)
     body = f"""
@@ -306,24 +361,32 @@ spike is lost; the tables use every document.</p>
 </section>
 {"".join(sections)}
 </main>"""
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(report.title)}</title><style>{_asset('report.css')}</style>"
-            f"<script>{vega_bundle()}</script></head><body>{body}"
-            f'<script type="application/json" id="report-data">{payload}</script>'
-            f"<script>{_asset('report.js')}</script></body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(report.title)}</title><style>{_asset('report.css')}</style>"
+        f"<script>{vega_bundle()}</script></head><body>{body}"
+        f'<script type="application/json" id="report-data">{payload}</script>'
+        f"<script>{_asset('report.js')}</script></body></html>\n"
+    )
 
 
-def write_pngs(report: Report, directory: Path, *, which: str,
-               progress: Callable[[int, int], None] | None = None) -> list[Path]:
+def write_pngs(
+    report: Report,
+    directory: Path,
+    *,
+    which: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Path]:
     """Render charts to ``directory`` (``which``: ``all``, ``overview`` or ``none``)."""
     if which == "none":
         return []
     import vl_convert
 
     directory.mkdir(parents=True, exist_ok=True)
-    charts = [(cid, c) for cid, c in report.charts()
-              if which == "all" or cid.startswith("overview--")]
+    charts = [
+        (cid, c) for cid, c in report.charts() if which == "all" or cid.startswith("overview--")
+    ]
     written = []
     for n, (cid, chart) in enumerate(charts, start=1):
         png = vl_convert.vegalite_to_png(chart.full_spec(), scale=PNG_SCALE)
@@ -333,7 +396,6 @@ def write_pngs(report: Report, directory: Path, *, which: str,
         if progress:
             progress(n, len(charts))
     return written
-
 
 
 def _asset(name: str) -> str:

@@ -23,12 +23,21 @@ Doc = dict[str, Any]
 FloatArray = NDArray[np.float64]
 
 HEADLINE = ("accuracy", "macro_f1", "mcc", "balanced_accuracy")
-HEADLINE_TITLES = {"accuracy": "accuracy", "macro_f1": "macro F1", "mcc": "MCC",
-                   "balanced_accuracy": "balanced accuracy", "fill": "window fill"}
+HEADLINE_TITLES = {
+    "accuracy": "accuracy",
+    "macro_f1": "macro F1",
+    "mcc": "MCC",
+    "balanced_accuracy": "balanced accuracy",
+    "fill": "window fill",
+}
 # The score summary of issue 13's ``scores`` object and the label join counts of issue 12.
 SCORE_SERIES = ("macro_roc_auc", "macro_average_precision", "brier", "ece")
-SCORE_TITLES = {"macro_roc_auc": "macro ROC-AUC", "macro_average_precision": "macro AP",
-                "brier": "Brier score", "ece": "ECE"}
+SCORE_TITLES = {
+    "macro_roc_auc": "macro ROC-AUC",
+    "macro_average_precision": "macro AP",
+    "brier": "Brier score",
+    "ece": "ECE",
+}
 COVERAGE_SERIES = ("seen", "joined", "expired", "waiting")
 LATENCY_SERIES = ("p50", "p95", "max")
 
@@ -74,8 +83,10 @@ def check_window_doc(doc: Mapping[str, Any], where: str, *, need_matrix: bool = 
     """Raise `DocumentError` unless ``doc`` is a window document of the shape this report reads."""
     version = doc.get("v", doc.get("version", SUPPORTED_VERSION))
     if version != SUPPORTED_VERSION:
-        raise DocumentError(f"{where}: document version {version!r} is not supported "
-                            f"(this report reads version {SUPPORTED_VERSION})")
+        raise DocumentError(
+            f"{where}: document version {version!r} is not supported "
+            f"(this report reads version {SUPPORTED_VERSION})"
+        )
     _require(doc, "model", str, where)
     _require(doc, "seq", int, where)
     window = _require(doc, "window", dict, where)
@@ -89,9 +100,11 @@ def check_window_doc(doc: Mapping[str, Any], where: str, *, need_matrix: bool = 
     if need_matrix:
         matrix = _require(doc, "matrix", list, where)
         if len(matrix) != len(labels) or any(
-                not isinstance(row, list) or len(row) != len(labels) for row in matrix):
-            raise DocumentError(f"{where}: 'matrix' is not {len(labels)}x{len(labels)} "
-                                "like 'labels'")
+            not isinstance(row, list) or len(row) != len(labels) for row in matrix
+        ):
+            raise DocumentError(
+                f"{where}: 'matrix' is not {len(labels)}x{len(labels)} like 'labels'"
+            )
     try:
         parse_time_ms(window["end"])
     except ValueError as exc:
@@ -139,10 +152,17 @@ def scores_of(doc: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _score_value(scores: Mapping[str, Any], name: str) -> float:
-    aliases = {"macro_roc_auc": ("macro_roc_auc", "roc_auc_macro", "roc_auc"),
-               "macro_average_precision": ("macro_average_precision", "average_precision_macro",
-                                           "macro_ap", "average_precision"),
-               "brier": ("brier", "brier_score"), "ece": ("ece",)}[name]
+    aliases = {
+        "macro_roc_auc": ("macro_roc_auc", "roc_auc_macro", "roc_auc"),
+        "macro_average_precision": (
+            "macro_average_precision",
+            "average_precision_macro",
+            "macro_ap",
+            "average_precision",
+        ),
+        "brier": ("brier", "brier_score"),
+        "ece": ("ece",),
+    }[name]
     for key in aliases:
         value = scores.get(key)
         if isinstance(value, dict):  # {"ece": {"value": .., "bins": [..]}}
@@ -171,8 +191,10 @@ class _Columns:
                 column.append(math.nan)
 
     def arrays(self, order: NDArray[np.intp]) -> dict[str, FloatArray]:
-        return {key: np.frombuffer(column, dtype=np.float64)[order]
-                for key, column in self.columns.items()}
+        return {
+            key: np.frombuffer(column, dtype=np.float64)[order]
+            for key, column in self.columns.items()
+        }
 
 
 @dataclass(slots=True)
@@ -202,19 +224,25 @@ class ModelSeries:
         values["fill"] = window_fill(doc["window"])
         self.headline.append(values)
         per_class = metrics.get("per_class") or {}
-        self.recall.append({str(k): _number(v.get("recall")) for k, v in per_class.items()
-                            if isinstance(v, dict)})
-        self.precision.append({str(k): _number(v.get("precision"))
-                               for k, v in per_class.items() if isinstance(v, dict)})
+        self.recall.append(
+            {str(k): _number(v.get("recall")) for k, v in per_class.items() if isinstance(v, dict)}
+        )
+        self.precision.append(
+            {
+                str(k): _number(v.get("precision"))
+                for k, v in per_class.items()
+                if isinstance(v, dict)
+            }
+        )
         scores = scores_of(doc)
         self.has_scores |= scores is not None
-        self.scores.append({name: _score_value(scores, name) for name in SCORE_SERIES}
-                           if scores else {})
+        self.scores.append(
+            {name: _score_value(scores, name) for name in SCORE_SERIES} if scores else {}
+        )
         join, latency = label_join(doc), label_latency(doc)
         self.has_labels |= join is not None or latency is not None
         self.coverage.append({k: _number(join.get(k)) for k in COVERAGE_SERIES} if join else {})
-        self.latency.append({k: _number(latency.get(k)) for k in LATENCY_SERIES}
-                            if latency else {})
+        self.latency.append({k: _number(latency.get(k)) for k in LATENCY_SERIES} if latency else {})
         if "matrix" in doc and (self.latest is None or seq >= int(self.latest["seq"])):
             self.latest = doc
 
@@ -231,12 +259,17 @@ class ModelSeries:
         last[:-1] = sorted_seq[1:] != sorted_seq[:-1]
         order = order[last]
         return SeriesFrame(
-            model=self.model, seq=seq[order],
+            model=self.model,
+            seq=seq[order],
             time_ms=np.frombuffer(self.time_ms, dtype=np.int64)[order],
-            headline=self.headline.arrays(order), recall=self.recall.arrays(order),
-            precision=self.precision.arrays(order), scores=self.scores.arrays(order),
-            coverage=self.coverage.arrays(order), latency=self.latency.arrays(order),
-            latest=self.latest)
+            headline=self.headline.arrays(order),
+            recall=self.recall.arrays(order),
+            precision=self.precision.arrays(order),
+            scores=self.scores.arrays(order),
+            coverage=self.coverage.arrays(order),
+            latency=self.latency.arrays(order),
+            latest=self.latest,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,11 +341,11 @@ def parse_alert(doc: Mapping[str, Any], where: str) -> Alert:
     if not isinstance(model, str):
         raise DocumentError(f"{where}: alert without a 'model'")
     state_raw = str(doc.get("state") or doc.get("status") or doc.get("event") or "fired").lower()
-    state = "resolved" if state_raw.startswith("resol") or doc.get("resolved") is True \
-        else "fired"
+    state = "resolved" if state_raw.startswith("resol") or doc.get("resolved") is True else "fired"
     what = doc.get("alert")
-    source = str(doc.get("source") or doc.get("kind") or
-                 ("detector" if "detector" in doc else "rule"))
+    source = str(
+        doc.get("source") or doc.get("kind") or ("detector" if "detector" in doc else "rule")
+    )
     if isinstance(what, dict):
         name = str(what.get("name") or what.get("rule") or what.get("detector") or source)
     else:
@@ -320,15 +353,24 @@ def parse_alert(doc: Mapping[str, Any], where: str) -> Alert:
     window = doc.get("window") if isinstance(doc.get("window"), dict) else {}
     seq = doc.get("seq", window.get("seq") if window else None)
     # ``at``: when this transition happened (issue 14); older shapes say fired_at/resolved_at.
-    fired = doc.get("at") or (doc.get("resolved_at") if state == "resolved" else None) \
-        or doc.get("fired_at") or doc.get("emitted_at")
-    return Alert(model=model, state=state, source=source, name=name,
-                 metric=str(doc["metric"]) if doc.get("metric") is not None else None,
-                 value=_optional_number(doc.get("value")),
-                 baseline=_optional_number(doc.get("baseline")),
-                 seq=int(seq) if isinstance(seq, int) and not isinstance(seq, bool) else None,
-                 time_ms=_optional_time(fired),
-                 window_end_ms=_optional_time(window.get("end") if window else None))
+    fired = (
+        doc.get("at")
+        or (doc.get("resolved_at") if state == "resolved" else None)
+        or doc.get("fired_at")
+        or doc.get("emitted_at")
+    )
+    return Alert(
+        model=model,
+        state=state,
+        source=source,
+        name=name,
+        metric=str(doc["metric"]) if doc.get("metric") is not None else None,
+        value=_optional_number(doc.get("value")),
+        baseline=_optional_number(doc.get("baseline")),
+        seq=int(seq) if isinstance(seq, int) and not isinstance(seq, bool) else None,
+        time_ms=_optional_time(fired),
+        window_end_ms=_optional_time(window.get("end") if window else None),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,8 +387,9 @@ class Selection:
     def wants_time(self, time_ms: int | None) -> bool:
         if time_ms is None:
             return self.since_ms is None and self.until_ms is None
-        return ((self.since_ms is None or time_ms >= self.since_ms)
-                and (self.until_ms is None or time_ms <= self.until_ms))
+        return (self.since_ms is None or time_ms >= self.since_ms) and (
+            self.until_ms is None or time_ms <= self.until_ms
+        )
 
 
 @dataclass(slots=True)
@@ -362,7 +405,8 @@ class Collection:
     def add_window(self, doc: Doc) -> None:
         model = doc["model"]
         if not self.selection.wants_model(model) or not self.selection.wants_time(
-                parse_time_ms(doc["window"]["end"])):
+            parse_time_ms(doc["window"]["end"])
+        ):
             self.skipped += 1
             return
         series = self.models.get(model)
@@ -372,8 +416,7 @@ class Collection:
         self.documents += 1
 
     def add_alert(self, alert: Alert) -> None:
-        if self.selection.wants_model(alert.model) and self.selection.wants_time(
-                alert.x("time")):
+        if self.selection.wants_model(alert.model) and self.selection.wants_time(alert.x("time")):
             self.alerts.append(alert)
 
     def frames(self) -> list[SeriesFrame]:
@@ -401,8 +444,9 @@ def minmax_indices(y: FloatArray, buckets: int) -> NDArray[np.intp]:
     low = np.concatenate([values, np.full(pad, np.inf)]).reshape(buckets, size)
     high = np.concatenate([values, np.full(pad, -np.inf)]).reshape(buckets, size)
     base = np.arange(buckets) * size
-    picks = np.concatenate([[0, len(finite) - 1], base + low.argmin(axis=1),
-                            base + high.argmax(axis=1)])  # both ends: the line spans the range
+    picks = np.concatenate(
+        [[0, len(finite) - 1], base + low.argmin(axis=1), base + high.argmax(axis=1)]
+    )  # both ends: the line spans the range
     picks = np.unique(picks[picks < len(finite)])
     return _drop_flat(finite[picks], y)
 
@@ -418,8 +462,12 @@ def _drop_flat(indices: NDArray[np.intp], y: FloatArray) -> NDArray[np.intp]:
     return kept
 
 
-def long_rows(x: NDArray[np.int64], columns: Mapping[str, FloatArray], buckets: int,
-              names: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+def long_rows(
+    x: NDArray[np.int64],
+    columns: Mapping[str, FloatArray],
+    buckets: int,
+    names: Mapping[str, str] | None = None,
+) -> list[dict[str, Any]]:
     """Rows ``{x, series, y}`` of every column, each downsampled on its own."""
     rows: list[dict[str, Any]] = []
     for key, y in columns.items():
