@@ -30,6 +30,7 @@ BENCHMARKS = (
     "end_to_end",
     "drift",
     "es_source",
+    "report_page",
 )
 
 

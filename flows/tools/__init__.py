@@ -2,6 +2,8 @@
 
 ``health`` (liveness probe) and ``recovery_init`` (the pods' init step) import only the standard
 library: the kubelet runs them often and at every start. ``produce`` (load records into Kafka)
-imports confluent_kafka, pydantic and, for ``--demo`` only, numpy; never Bytewax. Keep new tools
-as light: import the dataflow's modules only where a tool really needs them.
+imports confluent_kafka, pydantic and, for ``--demo`` only, numpy; never Bytewax. ``report``
+(the HTML/PNG report of the job's output) imports numpy and vl-convert, and the Elasticsearch
+client only with ``--es``. Keep new tools as light: import the dataflow's modules only where a
+tool really needs them.
 """
