@@ -29,11 +29,14 @@ from flows.errors import ConfigError
 
 ENV_PREFIX = "CONFUSION_"
 KAFKA_OPT_PREFIX = "CONFUSION_KAFKA_OPT_"
-# Read by scripts/services, not by the job; listed so they do not trigger the typo warning.
+# Read by scripts/services and scripts/image, not by the job; listed so they do not trigger
+# the typo warning.
 _SCRIPT_VARIABLES = {"KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "ES_PORT", "ES_TRANSPORT_PORT",
                      "SERVICES_DIR", "SERVICES_CACHE", "SERVICES_TIMEOUT",
                      "SERVICES_STOP_TIMEOUT", "ES_JAVA_HOME", "KAFKA_JAVA_HOME",
-                     "ES_JAVA_OPTS", "KAFKA_JAVA_OPTS", "LOG_LINES"}
+                     "ES_JAVA_OPTS", "KAFKA_JAVA_OPTS", "LOG_LINES",
+                     # scripts/image
+                     "IMAGE_ENGINE", "IMAGE_BASE", "IMAGE_MIRROR", "IMAGE_CACHE"}
 
 
 class Settings(BaseModel):
