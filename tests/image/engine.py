@@ -135,11 +135,15 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
-def _chrooted(pid: int) -> bool:
+def _in_container(pid: int) -> bool:
+    """Whether ``pid`` is one of the container's own processes: chrooted, and not buildah's
+    helper (``buildah-chroot-exec``, the parent of the container's first process)."""
     try:
-        return os.readlink(f"/proc/{pid}/root") != "/"
+        chrooted = os.readlink(f"/proc/{pid}/root") != "/"
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
     except OSError:
         return False
+    return chrooted and not argv0.startswith(b"buildah-")
 
 
 @dataclass
@@ -160,8 +164,13 @@ class Container:
     # -------------------------------------------------------------- lifecycle
 
     def start(self, command: Sequence[str] | None, env: Mapping[str, str], *,
-              stdout: int | None = subprocess.PIPE, user: str | None = None) -> None:
-        """Run ``command`` (default: the image's entrypoint + cmd) as the image's user."""
+              stdout: int | None = subprocess.PIPE, user: str | None = None,
+              log: Path | None = None) -> None:
+        """Run ``command`` (default: the image's entrypoint + cmd) as the image's user.
+
+        Output goes to pipes (read them with `wait`), or with ``log`` to that file: a process
+        that runs long must not block on a full pipe.
+        """
         argv = list(command) if command is not None else self.config.command
         user = user or self.config.user
         if self.engine == "buildah":
@@ -178,8 +187,13 @@ class Container:
                 if self.engine == "podman":
                     args.append("--read-only-tmpfs=false")
             args += ["--entrypoint", argv[0], self.image, *argv[1:]]
+        if log is not None:
+            with log.open("ab") as out:
+                self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL, start_new_session=True)
+            return
         self.process = subprocess.Popen(args, stdout=stdout, stderr=subprocess.PIPE,
-                                        start_new_session=True)
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
 
     def wait(self, timeout: float) -> tuple[int, bytes, bytes]:
         """Wait for the container's command to end: exit code, stdout, stderr."""
@@ -207,7 +221,7 @@ class Container:
         namespace (docker, podman)."""
         if self.engine != "buildah" or self.process is None:
             return None
-        inside = [p for p in _descendants(self.process.pid) if _chrooted(p)]
+        inside = [p for p in _descendants(self.process.pid) if _in_container(p)]
         return inside[0] if inside else None
 
     def signal(self, sig: signal.Signals) -> None:
@@ -217,7 +231,7 @@ class Container:
             _run(self.engine, "kill", "--signal", sig.name, self.name, check=False)
             return
         assert self.process is not None
-        inside = [p for p in _descendants(self.process.pid) if _chrooted(p)]
+        inside = [p for p in _descendants(self.process.pid) if _in_container(p)]
         for pid in inside if sig == signal.SIGKILL else inside[:1]:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
