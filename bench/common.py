@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 import orjson
 
+from flows.demo import SAMPLE_RECORDS, SAMPLE_SEED, sample_lines
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 CACHE = RESULTS / "cache"
 PYTHON = sys.executable
-SAMPLE = Path(os.environ.get("BENCH_SAMPLE",
-                             ROOT.parent / "shared" / "data" / "sample_predictions.jsonl"))
 STREAM_START = datetime(2026, 11, 22, 10, 0, 0, 250_000, tzinfo=UTC)
 STREAM_STEP_MS = 250
 
@@ -261,9 +261,19 @@ def _git(*args: str) -> str:
 
 
 def sample_records() -> list[dict[str, Any]]:
-    """The 6,000 records of the shared sample stream, decoded."""
-    with SAMPLE.open("rb") as f:
-        return [orjson.loads(line) for line in f if line.strip()]
+    """The 6,000 records of the project's sample stream (`flows.demo.sample_lines`), decoded."""
+    return [orjson.loads(line) for line in sample_lines()]
+
+
+def sample_file() -> Path:
+    """The sample stream as a JSON-lines file, written once into bench/results/cache."""
+    path = CACHE / f"sample-{SAMPLE_SEED}-{SAMPLE_RECORDS}.jsonl"
+    if not path.exists():
+        CACHE.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(b"".join(line + b"\n" for line in sample_lines()))
+        tmp.replace(path)
+    return path
 
 
 def scaled_records(n: int, start: int = 0) -> Iterator[bytes]:
@@ -288,7 +298,7 @@ def scaled_records(n: int, start: int = 0) -> Iterator[bytes]:
 
 def scaled_stream(n: int) -> Path:
     """A JSON-lines file of ``n`` scaled records, written once into bench/results/cache."""
-    path = CACHE / f"stream-v1-{n}.jsonl"
+    path = CACHE / f"stream-v2-{n}.jsonl"
     if path.exists():
         return path
     CACHE.mkdir(parents=True, exist_ok=True)

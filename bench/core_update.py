@@ -89,7 +89,7 @@ class Stream:
 
 
 def sample_stream(n: int) -> Stream:
-    """``n`` records of the shared sample (3 models, 2 classes), repeated as needed."""
+    """``n`` records of the sample stream (3 models, 2 classes), repeated as needed."""
     sample = sample_records()
     rows = [sample[i % len(sample)] for i in range(n)]
     models = sorted(rows[0]["predictions"])

@@ -3,8 +3,9 @@
 The job is the real one (`bench/flow_job.py` = `build_flow` from the environment, with the
 documents output swapped for a sink that counts and drops, or kept as the JSON-lines sink), run as
 ``python -m bytewax.run bench.flow_job [-w 2]`` or ``python -m bytewax.testing ... -p 2``. The input
-is the shared sample stream scaled up with fresh ids and timestamps (cached under
-bench/results/cache). Repeats are interleaved, so a noisy neighbour hurts every contender alike.
+is the sample stream (`flows.demo.sample_lines`) scaled up with fresh ids and timestamps (cached
+under bench/results/cache). Repeats are interleaved, so a noisy neighbour hurts every contender
+alike.
 
 Rates are input records over the in-process time (flow built -> run ended, which leaves out
 interpreter start and imports; the naive loop likewise is timed from file open to end). "per
@@ -31,7 +32,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import (
     PYTHON,
     ROOT,
-    SAMPLE,
     Report,
     Section,
     Stat,
@@ -42,6 +42,7 @@ from bench.common import (
     num,
     parser,
     ratio,
+    sample_file,
     scaled_stream,
     table,
 )
@@ -134,11 +135,12 @@ def check_same_work(scratch: Path) -> int:
     The job runs with two workers and the JSON-lines sink, so that path is exercised too.
     """
     cfg = Config("ours", 100, 6000, workers=2, sink="jsonl")
-    run_ours(cfg, SAMPLE, scratch)
+    sample = sample_file()
+    run_ours(cfg, sample, scratch)
     ours = {(d["model"], d["seq"]): d for d in
             map(json.loads, (scratch / "documents.jsonl").read_text().splitlines())}
     naive: dict[tuple[str, int], dict[str, Any]] = {}
-    consume(SAMPLE, WINDOW, 100, lambda d: naive.setdefault((d["model"], d["seq"]), d))
+    consume(sample, WINDOW, 100, lambda d: naive.setdefault((d["model"], d["seq"]), d))
     if ours.keys() != naive.keys():
         raise AssertionError(f"naive loop emitted {len(naive)} documents, the job {len(ours)}")
     for key, doc in ours.items():

@@ -31,60 +31,88 @@ class Wire(msgspec.Struct):
     ts: str | int | None = None
 
 
+class WireStrict(Wire, forbid_unknown_fields=True):
+    """`Wire` without extra fields: what the one-call batch decode accepts."""
+
+
+# The batch decoder refuses unknown fields, so what it accepts is at most three levels deep
+# (record, predictions, score map) and needs no nesting check; a record with extra fields takes
+# the per-value decode below, which screens nesting first.
+_STRICT = msgspec.json.Decoder(WireStrict)
 _DECODER = msgspec.json.Decoder(Wire)
-_AT_RECORD = re.compile(r"at `\$\[(\d+)\]")
-_AT_BYTE = re.compile(r"\(byte (\d+)\)")
+MAX_DEPTH = 64  # deepest nesting of arrays and objects a record may have (README: Bad input)
+_OPENERS = re.compile(rb"[{\[]")
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
-def _failed_value(exc: Exception, values: Sequence[bytes]) -> int | None:
-    """Which value of a newline-joined batch made msgspec fail, if its message says."""
-    found = _AT_RECORD.search(str(exc))
-    if found:
-        return int(found.group(1))
-    offset: int | None = exc.start if isinstance(exc, UnicodeDecodeError) else None
-    found = _AT_BYTE.search(str(exc))
-    if found:
-        offset = int(found.group(1))
-    if offset is not None:
-        pos = 0
-        for i, value in enumerate(values):
-            pos += len(value) + 1
-            if offset < pos:
-                return i
-    return None
+def nesting_depth(value: bytes) -> int:
+    """How deeply arrays and objects nest in ``value`` (brackets inside strings do not count).
+
+    Computed on the bytes, without recursion, so a hostile record cannot exhaust the stack.
+    """
+    structure = _STRING.sub(b"", value)
+    steps = np.frombuffer(structure, dtype=np.uint8)
+    opens = (steps == ord("{")) | (steps == ord("["))
+    closes = (steps == ord("}")) | (steps == ord("]"))
+    if not opens.any():
+        return 0
+    return int(np.cumsum(opens.astype(np.int64) - closes).max())
 
 
-def _decode_one(value: bytes) -> Wire | None:
+def too_deep(value: bytes) -> bool:
+    """Whether ``value`` nests deeper than `MAX_DEPTH` (cheap unless it has many brackets)."""
+    if value.count(b"{") + value.count(b"[") <= MAX_DEPTH:
+        return False
+    return nesting_depth(value) > MAX_DEPTH
+
+
+def _decode_one(value: bytes, max_bytes: int) -> Wire | None:
+    if len(value) > max_bytes or too_deep(value):
+        return None
     try:
         return _DECODER.decode(value)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
 
 
-def decode_batch(values: Sequence[bytes]) -> list[Wire | None]:
+def _aligned(joined: bytes, n: int) -> bool:
+    """Whether the documents of the newline-joined batch can only be one per value.
+
+    Every newline is a join and sits between a ``}`` and a ``{``: a JSON string cannot hold a
+    raw newline, so no document spans two values, and with ``n`` documents decoded no value
+    holds two. (A document count alone can be fooled: a record split over two values next to
+    a value holding two documents adds up to the same count.)
+    """
+    if joined[:1] != b"{" or joined[-1:] != b"}":
+        return False
+    text = np.frombuffer(joined, dtype=np.uint8)
+    newlines = np.flatnonzero(text == ord("\n"))
+    return (len(newlines) == n - 1 and bool((text[newlines - 1] == ord("}")).all())
+            and bool((text[newlines + 1] == ord("{")).all()))
+
+
+def decode_batch(values: Sequence[bytes], max_bytes: int = 1 << 62) -> list[Wire | None]:
     """Decode every value; ``None`` where the wire types are wrong or the JSON is broken.
 
-    A failure is located from msgspec's message and the batch split around it, so one bad
-    record costs two more decode calls rather than a per-value pass.
+    The common batch (plain records, one per value) is one C call. Anything else is decoded
+    value by value, once: a batch of bad records costs one pass, whatever their number or
+    place, and which document came from which value is never guessed. ``None`` also marks a
+    value longer than ``max_bytes`` or nested deeper than `MAX_DEPTH`; the detailed path
+    says why.
     """
     if not values:
         return []
     joined = b"\n".join(values)
-    # One line per value, none blank: then as many documents as values means one per value
-    # (a value with two documents or a newline inside cannot hide behind a blank one).
-    if (joined.count(b"\n") != len(values) - 1 or b"" in values
-            or any(map(bytes.isspace, values))):
-        return [_decode_one(v) for v in values]
-    try:
-        decoded: list[Wire | None] = list(_DECODER.decode_lines(joined))
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
-        bad = _failed_value(exc, values)
-        if bad is None:
-            return [_decode_one(v) for v in values]
-        return [*decode_batch(values[:bad]), None, *decode_batch(values[bad + 1:])]
-    if len(decoded) != len(values):  # a value held several documents
-        return [_decode_one(v) for v in values]
-    return decoded
+    fits = len(joined) <= max_bytes or max(map(len, values)) <= max_bytes
+    if fits and _aligned(joined, len(values)):
+        try:
+            decoded: list[Wire | None] = list(_STRICT.decode_lines(joined))
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            pass
+        else:
+            if len(decoded) == len(values):
+                return decoded
+    return [_decode_one(v, max_bytes) for v in values]
 
 
 class LabelTable:

@@ -90,3 +90,47 @@ def demo_lines(seed: int, total: int, start: int = 0, stop: int | None = None) -
         out.extend(lines[lo:hi])
         block += 1
     return out
+
+
+# ----------------------------------------------------------------------------- the sample stream
+
+SAMPLE_RECORDS = 6000
+SAMPLE_SEED = 7
+SAMPLE_STEP_MS = 250
+
+
+def _sample_guesses(rng: np.random.Generator, truth: NDArray[np.int64],
+                    skill: NDArray[np.float64] | float) -> NDArray[np.int64]:
+    """Two-class guesses: ``truth`` with probability ``skill``, else the other class."""
+    return np.where(rng.random(len(truth)) < skill, truth, 1 - truth)
+
+
+def _sample_scores(rng: np.random.Generator, pred: NDArray[np.int64]) -> list[str]:
+    """``{"A": p, "B": 1 - p}`` maps whose larger score (0.7 to 0.999, never a tie) is ``pred``."""
+    top = np.round(rng.uniform(0.7, 0.999, len(pred)), 4)
+    a = np.where(pred == 0, top, np.round(1 - top, 4))
+    b = np.round(1 - a, 4)
+    return [f'{{"A":{x},"B":{y}}}' for x, y in zip(a.tolist(), b.tolist(), strict=True)]
+
+
+def sample_lines(seed: int = SAMPLE_SEED, total: int = SAMPLE_RECORDS) -> list[bytes]:
+    """The small sample stream of tests, benchmarks and docs: clean records, two classes, a drift.
+
+    ``total`` records (6,000 by default) over classes A and B: ``model1`` (score maps) is right
+    about 92% of the time, ``model2`` (score maps) about 89% until record ``total // 2`` and about
+    59% after it, ``model3`` (bare labels) about 80%. Ids ``r-000001`` on, times from
+    2026-11-22T10:00:00.250Z every 250 ms. Unlike the demo stream it has no malformed record, so
+    every line counts; the same seed gives the same bytes.
+    """
+    rng = np.random.default_rng([seed, total])
+    truth = (rng.random(total) < 0.5).astype(np.int64)
+    index = np.arange(total)
+    m1 = _sample_scores(rng, _sample_guesses(rng, truth, 0.92))
+    m2 = _sample_scores(rng, _sample_guesses(rng, truth, np.where(index < total // 2, 0.89, 0.59)))
+    m3 = _sample_guesses(rng, truth, 0.80)
+    names = ("A", "B")
+    stamps = np.datetime_as_string(
+        np.datetime64(START_MS + SAMPLE_STEP_MS, "ms") + index * SAMPLE_STEP_MS, unit="ms")
+    return [(f'{{"id":"r-{i + 1:06d}","ts":"{stamps[i]}Z","label":"{names[truth[i]]}",'
+             f'"predictions":{{"model1":{m1[i]},"model2":{m2[i]},'
+             f'"model3":"{names[m3[i]]}"}}}}').encode() for i in range(total)]

@@ -12,11 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import orjson
 from bytewax.operators import StatefulBatchLogic
 
+from flows.columns import LabelTable
 from flows.documents import document, now_ms
 from flows.errors import SnapshotError
-from flows.records import ModelColumns
+from flows.limits import MAX_CLASSES, reached
+from flows.records import DeadLetter, ModelColumns
 from flows.time_windows import TimeWindow
 from flows.windows import CountWindow
 
@@ -34,6 +38,7 @@ class WindowPolicy:
     emit_every: int
     kind: str = "count"
     duration_ms: int = 0
+    max_classes: int = MAX_CLASSES
 
     def new_window(self) -> CountWindow | TimeWindow:
         return TimeWindow(self.duration_ms) if self.kind == "time" else CountWindow(self.size)
@@ -44,7 +49,63 @@ class WindowPolicy:
         return CountWindow.restore(state, self.size)
 
 
-class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Doc, dict[str, Any]]):
+def over_class_limit(known: LabelTable, cols: ModelColumns, limit: int) -> list[int]:
+    """Rows whose labels would take the model past ``limit`` classes (truth and predictions).
+
+    Rows are judged in read order, as if they came one by one: a row is admitted when all its
+    new labels still fit, so the verdict does not depend on how the stream was batched. The
+    common case (every label known, or room for all new ones) costs two bincounts.
+    """
+    n_labels = len(cols.labels)
+    if len(known) + n_labels <= limit:  # room even if every label of the batch were new
+        return []
+    used = np.flatnonzero(np.bincount(cols.truth, minlength=n_labels)
+                          + np.bincount(cols.pred, minlength=n_labels))
+    new = [int(c) for c in used if cols.labels[c] not in known.index]
+    if len(known) + len(new) <= limit:
+        return []
+    is_new = np.zeros(n_labels, dtype=bool)
+    is_new[new] = True
+    room = limit - len(known)
+    admitted: set[int] = set()
+    refused: list[int] = []
+    for row in np.flatnonzero(is_new[cols.truth] | is_new[cols.pred]).tolist():
+        need = {int(cols.truth[row]), int(cols.pred[row])} - admitted
+        need = {c for c in need if is_new[c]}
+        if len(need) <= room:
+            admitted |= need
+            room -= len(need)
+        else:
+            refused.append(row)
+    return refused
+
+
+def _class_letters(cols: ModelColumns, rows: list[int], limit: int) -> list[DeadLetter]:
+    """Dead letters of refused rows; ``raw`` is the refused entry as a record of its own, so
+    replaying it after raising the limit counts exactly what was refused."""
+    letters = []
+    for row in rows:
+        truth, pred = cols.labels[cols.truth[row]], cols.labels[cols.pred[row]]
+        reason = reached("CONFUSION_MAX_CLASSES",
+                         f"model {cols.model!r} already holds its limit of {limit} classes "
+                         f"(CONFUSION_MAX_CLASSES) and this record brings a new one")
+        raw = orjson.dumps({"id": cols.ids[row], "ts": int(cols.ts[row]), "label": truth,
+                            "predictions": {cols.model: pred}})
+        position = -1 if cols.positions is None else int(cols.positions[row])
+        letters.append(DeadLetter(raw, reason, cols.origin, position, cols.model, cols.headers))
+    return letters
+
+
+def _without(cols: ModelColumns, rows: list[int]) -> ModelColumns:
+    keep = np.ones(len(cols), dtype=bool)
+    keep[rows] = False
+    sel = np.flatnonzero(keep)
+    return ModelColumns(cols.model, cols.labels, cols.truth[sel], cols.pred[sel],
+                        [cols.ids[i] for i in sel.tolist()], cols.ts[sel], cols.origin,
+                        None if cols.positions is None else cols.positions[sel], cols.headers)
+
+
+class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Doc | DeadLetter, dict[str, Any]]):
     """One model's window inside the dataflow (one instance per model key)."""
 
     def __init__(self, policy: WindowPolicy, resume: dict[str, Any] | None,
@@ -68,12 +129,17 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Doc, dict[str, Any]]):
         self.emitted_seq = self.window.seq
         return document(self.model, self.window.view(), self.clock())
 
-    def on_batch(self, values: list[ModelColumns]) -> tuple[list[Doc], bool]:
-        docs: list[Doc] = []
+    def on_batch(self, values: list[ModelColumns]) -> tuple[list[Doc | DeadLetter], bool]:
+        """Documents at each emission point, and dead letters of records over the class limit."""
+        docs: list[Doc | DeadLetter] = []
         every = self.policy.emit_every
         window = self.window
         for cols in values:
             self.model = cols.model
+            refused = over_class_limit(window.codes, cols, self.policy.max_classes)
+            if refused:
+                docs += _class_letters(cols, refused, self.policy.max_classes)
+                cols = _without(cols, refused)
             truth, pred = window.encode(cols.labels, cols.truth, cols.pred)
             window.log(cols.ids, cols.ts)
             pos, n = 0, len(cols)
@@ -87,7 +153,7 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Doc, dict[str, Any]]):
             window.forget()
         return docs, StatefulBatchLogic.RETAIN
 
-    def on_eof(self) -> tuple[list[Doc], bool]:
+    def on_eof(self) -> tuple[list[Doc | DeadLetter], bool]:
         if self.window.seq > self.emitted_seq:
             return [self._emit()], StatefulBatchLogic.RETAIN
         return [], StatefulBatchLogic.RETAIN

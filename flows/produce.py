@@ -2,6 +2,7 @@
 
     confusion-produce data/predictions.jsonl --topic predictions
     confusion-produce --demo 100000 --topic predictions --rate 5000 --partitions 3 --spread
+    confusion-produce --sample --topic predictions
 
 Every record goes to partition 0 by default. A Kafka topic only orders messages within a
 partition, and the job counts each model's records in read order, so one partition is what keeps
@@ -27,7 +28,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 from flows.connectors.kafka import describe, read_properties
-from flows.demo import demo_lines
+from flows.demo import SAMPLE_SEED, demo_lines, sample_lines
 from flows.errors import ConfigError
 from flows.settings import kafka_options
 
@@ -170,7 +171,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("file", nargs="?", help="JSON-lines file, one record per line (- = stdin)")
     what.add_argument("--demo", type=int, metavar="N", help="N records of the built-in demo")
-    parser.add_argument("--seed", type=int, default=2026, help="demo seed [2026]")
+    what.add_argument("--sample", action="store_true",
+                      help="the 6,000-record sample stream (2 classes, model2 drifts half way)")
+    parser.add_argument("--seed", type=int,
+                        help=f"seed of --demo [2026] or --sample [{SAMPLE_SEED}]")
     parser.add_argument("--topic", default=os.environ.get("CONFUSION_KAFKA_TOPIC", ""),
                         help="topic [$CONFUSION_KAFKA_TOPIC, first of the list]")
     parser.add_argument("--bootstrap", default=os.environ.get("CONFUSION_KAFKA_BOOTSTRAP"),
@@ -211,7 +215,13 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"({'all partitions' if partition is None else f'partition {partition}'}) with "
           f"{describe(config)}", file=sys.stderr)
     producer = Producer({"enable.idempotence": True, "linger.ms": 20, **config})
-    values = demo_records(args.demo, args.seed) if args.demo else read_lines(args.file)
+    values: Iterator[bytes]
+    if args.demo:
+        values = demo_records(args.demo, 2026 if args.seed is None else args.seed)
+    elif args.sample:
+        values = iter(sample_lines(SAMPLE_SEED if args.seed is None else args.seed))
+    else:
+        values = read_lines(args.file)
     try:
         targets = list(range(count)) if partition is None else [partition]
         deliveries = produce(producer, args.topic, values, targets, args.rate, sys.stderr)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,14 +20,29 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-from flows.columns import LabelTable, Wire, best_label, decode_batch, predictions
-from flows.ensemble import Ensemble
+from flows.columns import (
+    MAX_DEPTH,
+    LabelTable,
+    Wire,
+    best_label,
+    decode_batch,
+    predictions,
+    too_deep,
+)
+from flows.ensemble import Ensemble, NoVerdict
+from flows.limits import Limits, reached
 
 # Epoch milliseconds that datetime can represent (years 1..9999).
 _MIN_MS = -62_135_596_800_000
 _MAX_MS = 253_402_300_799_999
 ID_MIN, ID_MAX = -(2**63), 2**63 - 1  # integer ids must fit Elasticsearch's long
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# RFC 3339 section 5.6 date-time; T and Z may be lower case and a space may separate date and
+# time (its note). No week dates, basic format, comma fractions or +0000 offsets.
+_RFC3339_FORM = (r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}"
+                 r"(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
+_RFC3339 = re.compile(_RFC3339_FORM + r"\Z")
+_RFC3339_LINES = re.compile(f"{_RFC3339_FORM}(?:\n{_RFC3339_FORM})*")
 _ONE_MS = timedelta(milliseconds=1)
 
 
@@ -63,6 +79,10 @@ class ModelColumns:
     pred: NDArray[np.int32]
     ids: list[str | int]
     ts: NDArray[np.int64]
+    # Where each record came from, for dead letters written after parsing (the class limit).
+    origin: str = ""
+    positions: NDArray[np.int64] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.truth)
@@ -130,22 +150,35 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def decode(raw: bytes) -> tuple[Any, bool]:
+def decode(raw: bytes, max_bytes: int | None = None) -> tuple[Any, bool]:
     """Decode one JSON document; also say whether its text must be checked for surrogates.
 
     msgspec decodes first (integers of any size stay exact). What it refuses the stdlib decodes
     again, because some of it is valid JSON the contract judges more finely: a score of 1e400 is
     a refused entry, not a broken record. The stdlib lets unpaired UTF-16 surrogate escapes
     through, which no sink can encode, so those documents need `parse_record`'s text checks.
+    Size and nesting are checked on the bytes first, so neither decoder can exhaust memory or
+    the stack.
     """
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise RecordError(reached("CONFUSION_MAX_RECORD_BYTES",
+                                  f"record is longer than CONFUSION_MAX_RECORD_BYTES="
+                                  f"{max_bytes} bytes"))
+    if too_deep(raw):
+        raise RecordError(f"arrays and objects nest deeper than {MAX_DEPTH} levels")
     try:
         return msgspec.json.decode(raw), False
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         first = str(exc)
+        # Only a number out of range (ValidationError) or a \u escape (a lone surrogate) can
+        # be JSON the stdlib reads; anything else it refuses too, so do not pay for asking it.
+        retry = isinstance(exc, msgspec.ValidationError) or b"\\u" in raw
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise RecordError(f"not valid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if not retry:
+        raise RecordError(f"not valid JSON: {first}")
     try:
         return json.loads(text, parse_constant=_reject_constant), True
     except (ValueError, RecursionError):
@@ -176,8 +209,11 @@ def label_of(value: Any, what: str) -> str:
     raise RecordError(f"{what} must be a non-empty string or an integer, got {_json_type(value)}")
 
 
-def timestamp_ms(value: Any) -> int:
-    """Epoch milliseconds from an RFC 3339 string or an integer of epoch milliseconds."""
+def timestamp_ms(value: Any, form_checked: bool = False) -> int:
+    """Epoch milliseconds from an RFC 3339 string or an integer of epoch milliseconds.
+
+    ``form_checked``: the caller has already matched the string against the RFC 3339 form.
+    """
     if type(value) is int:
         if _MIN_MS <= value <= _MAX_MS:
             return value
@@ -194,6 +230,9 @@ def timestamp_ms(value: Any) -> int:
             raise RecordError(f"'ts' is not an RFC 3339 timestamp: {value!r}") from None
     if parsed.tzinfo is None or len(value) < 20:
         raise RecordError(f"'ts' needs a date, a time and a UTC offset (RFC 3339): {value!r}")
+    if not form_checked and _RFC3339.match(value) is None:  # fromisoformat takes other forms
+        raise RecordError(f"'ts' is ISO 8601 but not RFC 3339 (YYYY-MM-DDTHH:MM:SS[.frac] and "
+                          f"Z or +HH:MM): {value!r}")
     ms: int = (parsed - _EPOCH) // _ONE_MS  # exact integer arithmetic; sub-ms digits floored
     if not _MIN_MS <= ms <= _MAX_MS:
         raise RecordError(f"'ts' {value!r} is out of range: in UTC it falls outside years "
@@ -251,10 +290,12 @@ class Record:
     entry_errors: dict[str, str]
 
 
-def parse_record(obj: Any, ensemble: Ensemble | None = None, check_text: bool = False) -> Record:
+def parse_record(obj: Any, ensemble: Ensemble | None = None, check_text: bool = False,
+                 max_models: int | None = None) -> Record:
     """Validate one decoded record; raise RecordError if the record as a whole is refused.
 
-    ``check_text`` asks for the surrogate checks `decode` says the document needs.
+    ``check_text`` asks for the surrogate checks `decode` says the document needs;
+    ``max_models`` is CONFUSION_MAX_MODELS.
     """
     if type(obj) is not dict:
         raise RecordError(f"record must be a JSON object, got {_json_type(obj)}")
@@ -282,6 +323,10 @@ def parse_record(obj: Any, ensemble: Ensemble | None = None, check_text: bool = 
                           f"got {_json_type(entries)}")
     if not entries:
         raise RecordError("'predictions' is empty")
+    if max_models is not None and len(entries) > max_models:
+        raise RecordError(reached("CONFUSION_MAX_MODELS",
+                                  f"record has {len(entries)} model entries, more than "
+                                  f"CONFUSION_MAX_MODELS={max_models}"))
     preds: dict[str, str] = {}
     errors: dict[str, str] = {}
     scored: list[tuple[str, str, dict[str, float] | None]] = []
@@ -305,7 +350,11 @@ def parse_record(obj: Any, ensemble: Ensemble | None = None, check_text: bool = 
     if not preds:
         raise RecordError("no valid model entry: " + "; ".join(errors.values()))
     if ensemble is not None:
-        combined = ensemble.predict(scored)
+        try:
+            combined = ensemble.predict(scored)
+        except NoVerdict as exc:
+            errors[ensemble.name] = f"model {ensemble.name!r}: {exc}"
+            combined = None
         if combined is not None:
             preds[ensemble.name] = combined
     return Record(rid, ts, label, preds, errors)
@@ -322,13 +371,17 @@ def _timestamps(raw: list[str | int | None], fallback: list[int]
             pass
         else:
             return ts, (ts < _MIN_MS) | (ts > _MAX_MS)
+    # One regex call checks the RFC 3339 form of a batch of strings (no string of that form
+    # holds a newline, so the join cannot make a bad one pass).
+    checked = (bool(raw) and set(map(type, raw)) == {str}
+               and _RFC3339_LINES.fullmatch("\n".join(raw)) is not None)  # type: ignore[arg-type]
     out = []
     for i, value in enumerate(raw):
         if value is None:
             out.append(fallback[i])
             continue
         try:
-            out.append(timestamp_ms(value))
+            out.append(timestamp_ms(value, checked))
         except RecordError:
             bad[i] = True
             out.append(0)
@@ -362,12 +415,16 @@ def _merge(model: str, table: LabelTable, fast: ModelColumns | None, fast_rows: 
                         np.concatenate([fast.ts, ts])[order])
 
 
-def _judge(raw: bytes, ensemble: Ensemble | None) -> Record:
-    obj, check_text = decode(raw)
-    return parse_record(obj, ensemble, check_text)
+def _judge(raw: bytes, ensemble: Ensemble | None, limits: Limits) -> Record:
+    obj, check_text = decode(raw, limits.record_bytes)
+    return parse_record(obj, ensemble, check_text, limits.models)
 
 
-def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatch:
+DEFAULT_LIMITS = Limits()
+
+
+def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None,
+                limits: Limits = DEFAULT_LIMITS) -> ParsedBatch:
     """Parse a batch into per-model columns, keeping read order within each model.
 
     Well-formed records take the columnar fast path (`flows.columns`); the rest, and every
@@ -375,7 +432,7 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatc
     for each refusal. Both paths reach the same verdict on every record.
     """
     values = batch.values
-    wires = decode_batch(values)
+    wires = decode_batch(values, limits.record_bytes)
     table = LabelTable()
     fast: list[int] = []
     ws: list[Wire] = []
@@ -389,8 +446,11 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatc
     if int in set(map(type, labels)):
         labels = [label if type(label) is str else str(label) for label in labels]
     truth = table.encode(labels)  # type: ignore[arg-type]
-    cols = predictions(table, [w.predictions for w in ws], None)
+    preds = [w.predictions for w in ws]
+    cols = predictions(table, preds, None)
     bad |= cols.bad
+    if len(cols.pred) > limits.models:  # some record may have too many entries
+        bad |= np.asarray([len(p) > limits.models for p in preds], dtype=bool)
     ids = [w.id for w in ws]
     if int in set(map(type, ids)):  # integer ids must fit in 64 bits; the slow path says why
         bad |= np.asarray([type(i) is int and not ID_MIN <= i <= ID_MAX for i in ids])
@@ -413,7 +473,7 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatc
     rejected_records = rejected_entries = 0
     for i in slow:
         try:
-            rec = _judge(values[i], ensemble)
+            rec = _judge(values[i], ensemble, limits)
         except RecordError as exc:
             rejected_records += 1
             dead.append(DeadLetter(bytes(values[i]), str(exc), batch.origin,
@@ -435,8 +495,15 @@ def parse_batch(batch: RawBatch, ensemble: Ensemble | None = None) -> ParsedBatc
                                    model, batch.headers))
 
     by_model = {model: cols_ for model, (cols_, _) in by_fast.items()}
+    model_rows = {model: rows_ for model, (_, rows_) in by_fast.items()}
     for model, j in judged.items():
         fast_cols, fast_rows = by_fast.get(model, (None, rows[:0]))
         by_model[model] = _merge(model, table, fast_cols, fast_rows, j)
+        model_rows[model] = np.sort(np.concatenate([fast_rows, np.asarray(j.rows, np.int64)]))
+    if by_model:
+        where = np.asarray(batch.positions, dtype=np.int64)
+        for model, cols_ in by_model.items():
+            cols_.origin, cols_.headers = batch.origin, batch.headers
+            cols_.positions = where[model_rows[model]]
     return ParsedBatch(by_model, dead, len(values) - rejected_records, rejected_records,
                        rejected_entries)

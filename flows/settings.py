@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from flows.errors import ConfigError
+from flows.limits import MAX_CLASSES, MAX_MODELS, MAX_RECORD_BYTES
 
 ENV_PREFIX = "CONFUSION_"
 KAFKA_OPT_PREFIX = "CONFUSION_KAFKA_OPT_"
@@ -59,6 +60,9 @@ class Settings(BaseModel):
     ensemble_weights: str = ""
     ensemble_name: str = Field("ensemble", min_length=1)
     batch_size: int = Field(1000, ge=1, le=100_000)
+    max_record_bytes: int = Field(MAX_RECORD_BYTES, ge=64, le=1 << 30)
+    max_models: int = Field(MAX_MODELS, ge=1, le=100_000)
+    max_classes: int = Field(MAX_CLASSES, ge=2, le=100_000)
 
     progress: Literal["auto", "on", "off"] = "auto"
     summary: bool = True

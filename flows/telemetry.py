@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -24,6 +25,21 @@ REJECTED_RECORDS = Counter("confusion_rejected_records", "Records refused and de
 REJECTED_ENTRIES = Counter("confusion_rejected_entries",
                            "Model entries refused in otherwise valid records")
 DOCUMENTS = Counter("confusion_documents", "Window documents emitted")
+
+
+@dataclass(slots=True)
+class Totals:
+    """Counts of a run: what the progress line and the summary's first line say."""
+
+    records: int = 0
+    rejected_records: int = 0
+    rejected_entries: int = 0
+    documents: int = 0
+
+    def line(self, rate: float) -> str:
+        return (f"confusion-stream: {self.records:,} records  {rate:,.0f} rec/s  "
+                f"rejected {self.rejected_records:,} records + {self.rejected_entries:,} "
+                f"entries  {self.documents:,} documents")
 
 
 class Progress:
@@ -54,15 +70,20 @@ class Progress:
             self.rejected_entries += batch.rejected_entries
         self._maybe_print()
 
+    def refused_entries(self, n: int) -> None:
+        """Entries refused after parsing (CONFUSION_MAX_CLASSES, in the window step)."""
+        REJECTED_ENTRIES.inc(n)
+        with self._lock:
+            self.rejected_entries += n
+
     def emitted(self, n: int = 1) -> None:
         DOCUMENTS.inc(n)
         with self._lock:
             self.documents += n
 
     def line(self, rate: float) -> str:
-        return (f"confusion-stream: {self.records:,} records  {rate:,.0f} rec/s  "
-                f"rejected {self.rejected_records:,} records + {self.rejected_entries:,} "
-                f"entries  {self.documents:,} documents")
+        return Totals(self.records, self.rejected_records, self.rejected_entries,
+                      self.documents).line(rate)
 
     def _maybe_print(self) -> None:
         if not (self.enabled or self.logging):
@@ -80,15 +101,13 @@ class Progress:
                 self.stream.write(self.line(rate) + "\n")
             self.stream.flush()
 
-    def finish(self) -> str:
-        """Close the progress line; return the run's totals as one line."""
-        elapsed = time.monotonic() - self._started
-        rate = self.records / elapsed if elapsed > 0 else 0.0
+    def finish(self) -> float:
+        """Clear the progress line (the summary takes its place); return seconds since start."""
         with self._lock:
             if self._drawn:
                 self.stream.write("\r\033[K")
-            text = self.line(rate).replace("rec/s", f"rec/s over {elapsed:.1f}s")
-        return text
+                self._drawn = False
+        return time.monotonic() - self._started
 
 
 def job_logger(name: str) -> logging.Logger:

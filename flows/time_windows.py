@@ -73,18 +73,23 @@ class TimeWindow(PairWindow):
     def add_codes(self, truth: Codes, pred: Codes, ts: NDArray[np.int64]) -> None:
         """Add records with their event times, then let out what the window no longer spans.
 
-        A record whose time is already outside the window when it arrives is counted in
-        ``seq`` but never held.
+        A record whose time is already outside the window when it arrives (against the newest
+        time read up to and including it) is counted in ``seq`` but never held.
         """
         n = len(truth)
         if n == 0:
             return
         times = np.asarray(ts, dtype=np.int64)
-        newest = int(times.max())
-        self.newest = newest if self.newest is None else max(self.newest, newest)
+        # Lateness is judged against the newest time when each record was read (a running
+        # maximum), never against a record read after it: otherwise the verdict would depend
+        # on how the stream was cut into batches.
+        newest_then = np.maximum.accumulate(times)
+        if self.newest is not None:
+            np.maximum(newest_then, self.newest, out=newest_then)
+        self.newest = int(newest_then[-1])
         if self.first_ts is None:
             self.first_ts = int(times[0])
-        keep = times > self.newest - self.duration_ms
+        keep = times > newest_then - self.duration_ms
         numbers = self.seq + np.arange(n, dtype=np.int64)
         pairs = (np.asarray(truth, dtype=np.int64) * self._cap + pred).astype(self._pairs.dtype)
         if not keep.all():

@@ -8,7 +8,8 @@ Kafka/Elasticsearch integration tests, compare what the job wrote with `expected
 
 Where the contract leaves a choice open, the oracle takes the one a user would expect and says so:
 
-- a blank (whitespace-only) line is not a record: skipped, not dead-lettered;
+- a blank line (JSON whitespace only: space, tab, CR) is not a record: skipped, not
+  dead-lettered; a line of \x0b or \x0c is a broken record;
 - ``ts`` absent or ``null`` means "use the fallback" (message time or arrival time);
 - an RFC 3339 ``ts`` keeps whole milliseconds (sub-millisecond digits are dropped) and must fall in
   the years 1..9999 once converted to UTC; ``T``/``Z`` may be lower case and the date and time may
@@ -58,8 +59,9 @@ WINDOW_KEYS = frozenset({"kind", "size", "count", "full", "first_id", "last_id",
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "mcc", "kappa")
 PER_CLASS_KEYS = ("tp", "fp", "fn", "tn", "precision", "recall", "f1", "support")
 TIME_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(  # ASCII: \d would also take other scripts' digits
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z",
+    re.ASCII)
 # Epoch milliseconds of 0001-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z.
 _MIN_MS = calendar.timegm((1, 1, 1, 0, 0, 0)) * 1000
 _MAX_MS = calendar.timegm((9999, 12, 31, 23, 59, 59)) * 1000 + 999
@@ -235,6 +237,8 @@ def ensemble_vote(weights: Mapping[str, float],
         voted = True
         for name, score in (scores or {label: 1.0}).items():
             totals[name] = totals.get(name, 0.0) + weights[model] * score
+    if any(math.isnan(total) for total in totals.values()):
+        raise Refused("weighted score sum is not a number")
     return arg_max(totals) if voted else None
 
 
@@ -277,7 +281,11 @@ def parse_line(index: int, raw: bytes, weights: Mapping[str, float] | None = Non
     if not predictions:
         return None, [Rejection(index, raw, "record", None, "no valid model entry")]
     if weights:
-        combined = ensemble_vote(weights, votes)
+        try:
+            combined = ensemble_vote(weights, votes)
+        except Refused as exc:
+            refused.append(Rejection(index, raw, "entry", ensemble_name, str(exc)))
+            combined = None
         if combined is not None:
             predictions[ensemble_name] = combined
     return ValidRecord(index, rid, ts, label, predictions), refused
@@ -519,7 +527,7 @@ def expected_run(lines: Sequence[bytes | str], *, window_size: int, emit_every: 
     records = 0
     for index, line in enumerate(lines):
         raw = _as_bytes(line)
-        if skip_blank and not raw.strip():
+        if skip_blank and not raw.strip(b" \t\r\n"):  # JSON whitespace only
             continue
         record, refused = parse_line(index, raw, weights, ensemble_name)
         rejections.extend(refused)

@@ -18,10 +18,10 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
+from flows.demo import sample_lines
+
 Scope = Literal["record", "entry"]
 
-REPO = Path(__file__).resolve().parent.parent
-SAMPLE_PATH = REPO.parent / "shared" / "data" / "sample_predictions.jsonl"
 
 START_MS = 1_795_341_600_000  # 2026-11-22T10:00:00Z
 STEP_MS = 250
@@ -312,8 +312,8 @@ def many_labels_stream(n_records: int = 320, n_labels: int = 300, seed: int = 2)
 
 
 def sample_stream() -> Stream:
-    """The shared sample file (3 models, 2 labels, a drift half way)."""
-    return Stream("sample", SAMPLE_PATH.read_bytes().splitlines())
+    """The project's sample stream (`flows.demo.sample_lines`: 3 models, 2 labels, a drift)."""
+    return Stream("sample", sample_lines())
 
 
 def single_class_stream(n_records: int = 30) -> Stream:

@@ -18,7 +18,8 @@ def make_source(settings: Settings, heartbeat: Heartbeat) -> Source[RawBatch]:
     """The source of raw batches named by ``CONFUSION_SOURCE``."""
     if settings.source == "file":
         assert settings.input is not None
-        return JsonLinesSource(settings.input, settings.batch_size, heartbeat)
+        return JsonLinesSource(settings.input, settings.batch_size, heartbeat,
+                               settings.max_record_bytes)
     if settings.source == "kafka":
         from flows.connectors.kafka import kafka_source
         return kafka_source(settings, heartbeat)

@@ -15,11 +15,15 @@ class _DemoPartition(StatefulSourcePartition[RawBatch, int]):
         self._seed, self._total, self._batch = seed, total, batch_size
         self._next = resume or 0
         self._heartbeat = heartbeat
+        self._ended = False
 
     def next_batch(self) -> list[RawBatch]:
         self._heartbeat.beat()
         if self._next >= self._total:
-            raise StopIteration
+            if self._ended:
+                raise StopIteration
+            self._ended = True  # one empty batch says "end reached" (see connectors.summary)
+            return [RawBatch([], [], "demo", [])]
         start, stop = self._next, min(self._next + self._batch, self._total)
         values = demo_lines(self._seed, self._total, start, stop)
         self._next = stop

@@ -5,12 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from functools import cache
 
-import pytest
-
 from tests.reference import ExpectedRun, MetricsEngine, expected_run
 from tests.streams import (
     ENSEMBLE_WEIGHTS,
-    SAMPLE_PATH,
     Stream,
     adversarial_stream,
     many_labels_stream,
@@ -35,8 +32,6 @@ WEIGHTS: dict[str, Mapping[str, float]] = {
 
 @cache
 def stream(name: str) -> Stream:
-    if name == "sample" and not SAMPLE_PATH.is_file():
-        pytest.skip(f"the shared sample {SAMPLE_PATH} is not there (checkout without ../shared)")
     return STREAMS[name]()
 
 

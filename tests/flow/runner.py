@@ -78,7 +78,7 @@ def raw_batches(lines: Sequence[bytes], fallback_ts: Sequence[int],
     turn = 0
     while start < len(lines):
         stop = min(len(lines), start + sizes[turn % len(sizes)])
-        keep = [i for i in range(start, stop) if lines[i].strip()]
+        keep = [i for i in range(start, stop) if lines[i].strip(b" \t\r\n")]
         batches.append(RawBatch([lines[i] for i in keep], [fallback_ts[i] for i in keep],
                                 ORIGIN, [i + 1 for i in keep]))
         start, turn = stop, turn + 1

@@ -78,7 +78,7 @@ def test_crlf_line_endings_and_no_final_newline(tmp_path: Path) -> None:
 
 
 def test_sample_stream_without_ensemble_through_file_source(tmp_path: Path) -> None:
-    """The shared sample, as a user runs it: defaults but for the paths."""
+    """The sample stream, as a user runs it: defaults but for the paths."""
     s = stream("sample")
     output = run_file(s.lines, tmp_path, window_size=1000, emit_every=300)
     reference = expected("sample", 1000, 300, "sample")

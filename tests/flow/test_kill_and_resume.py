@@ -1,10 +1,12 @@
 """SIGKILL the real job part way and resume it: the output must be the uninterrupted output.
 
 The job runs as users run it, ``python -m bytewax.run flows.confusion -r DIR -s 1 -b 0``, on the
-demo stream written to a JSON-lines file (a few seconds of work). It is killed once its output
-file has grown past a fraction of the full output, then started again with the same command.
-The final file must hold every document of an uninterrupted run once, with the same values
-(``emitted_at`` aside), and the same dead letters.
+demo stream written to a JSON-lines file. The run to be killed is `tests.gated_flow` (the same
+job, its file source held at a line a little past the kill point), so the kill always lands part
+way however fast the machine is; it comes once the output file has grown past a fraction of the
+full output. The resumed run is the real job, with the same command. The final file must hold
+every document of an uninterrupted run once, with the same values (``emitted_at`` aside), and the
+same dead letters.
 """
 
 from __future__ import annotations
@@ -32,9 +34,8 @@ pytestmark = pytest.mark.slow
 
 RECORDS = 100_000
 SEED = 2026
-# Small batches keep the job busy for a few seconds however fast its parser gets: with the
-# default of 1000 it can finish before its first snapshot, leaving nothing to resume from.
-BATCH_SIZE = 20
+BATCH_SIZE = 100
+GATE_MARGIN = 0.05  # the gate is this fraction of the input past the kill point
 TIMEOUT_S = 180
 # The directory holding the `flows` package this test process imports, so the job under test
 # is the same code.
@@ -81,10 +82,17 @@ class Job:
                               env=self.env(), cwd=self.root, timeout=60, capture_output=True)
         assert done.returncode == 0, done.stderr.decode(errors="replace")
 
-    def start(self, workers: int) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "bytewax.run", "flows.confusion", "-r",
+    def start(self, workers: int, gate: int | None = None) -> subprocess.Popen[bytes]:
+        """The job; with ``gate``, `tests.gated_flow` reading no line past ``gate``."""
+        env = self.env()
+        module = "flows.confusion"
+        if gate is not None:
+            (self.root / "gate").write_text(str(gate))
+            env["TEST_GATE_FILE"] = str(self.root / "gate")
+            module = "tests.gated_flow"
+        command = [sys.executable, "-m", "bytewax.run", module, "-r",
                    str(self.recovery), "-s", "1", "-b", "0", "-w", str(workers)]
-        return subprocess.Popen(command, env=self.env(), cwd=self.root,
+        return subprocess.Popen(command, env=env, cwd=self.root,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def run(self, workers: int = 1) -> None:
@@ -169,13 +177,13 @@ def test_sigkill_then_resume_gives_the_uninterrupted_output(
     job = Job(tmp_path, input_path)
     job.init()
 
-    process = job.start(workers)
+    process = job.start(workers, gate=int((fraction + GATE_MARGIN) * RECORDS))
     deadline = time.monotonic() + TIMEOUT_S
     while _size(job.output) < fraction * full_size or (
             after_snapshot and committed_epoch(job.recovery) is None):
         assert process.poll() is None, "the job ended before it could be killed"
         assert time.monotonic() < deadline, "the job's output did not grow"
-        time.sleep(0.02)
+        time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     assert process.returncode == -signal.SIGKILL

@@ -22,8 +22,9 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 from elasticsearch import Elasticsearch
 
+from flows import demo
+
 REPO = Path(__file__).resolve().parents[2]
-SAMPLE = Path("/work/shared/data/sample_predictions.jsonl")
 PYTHON = sys.executable
 Doc = dict[str, Any]
 # The conftest fixtures' factories (conftest.py is not importable): topic(partitions=1, *,
@@ -35,8 +36,15 @@ IndexNameFactory = Callable[..., str]
 # ----------------------------------------------------------------------------- data
 
 
-def sample_lines(path: Path = SAMPLE) -> list[bytes]:
-    return [line.rstrip(b"\n") for line in path.read_bytes().splitlines() if line.strip()]
+def sample_lines() -> list[bytes]:
+    """The project's 6,000-record sample stream (`flows.demo.sample_lines`), one value a line."""
+    return demo.sample_lines()
+
+
+def write_lines(path: Path, lines: Sequence[bytes]) -> Path:
+    """``lines`` as a JSON-lines file at ``path``."""
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return path
 
 
 def produce(bootstrap: str, topic: str, values: Sequence[bytes | None], *,

@@ -19,14 +19,15 @@ from flows.connectors.elasticsearch import ElasticsearchSink, EsClientOptions, l
 from flows.errors import SinkError
 from flows.settings import Settings
 from tests.integration.pipeline import (
-    SAMPLE,
     FaultProxy,
     IndexNameFactory,
     all_docs,
     count,
     doc_id,
     recompute,
+    sample_lines,
     without_emitted_at,
+    write_lines,
 )
 
 Doc = dict[str, Any]
@@ -37,7 +38,7 @@ def sample_docs(tmp_path_factory: pytest.TempPathFactory) -> list[Doc]:
     """18 real documents (3 models x 6) from the first 600 sample records, with emitted_at."""
     tmp = tmp_path_factory.mktemp("docs")
     head = tmp / "head.jsonl"
-    head.write_bytes(b"".join(SAMPLE.read_bytes().splitlines(keepends=True)[:600]))
+    write_lines(head, sample_lines()[:600])
     docs = recompute(head, tmp, window_size=200, emit_every=100)
     return [{**doc, "emitted_at": "2026-11-22T10:30:00.000Z"} for doc in docs.values()]
 
@@ -202,7 +203,7 @@ def test_flow_survives_elasticsearch_being_unreachable(
 
     index = es_index()
     head = tmp_path / "head.jsonl"
-    head.write_bytes(b"".join(SAMPLE.read_bytes().splitlines(keepends=True)[:1500]))
+    write_lines(head, sample_lines()[:1500])
     expected = recompute(head, tmp_path, window_size=300, emit_every=100)
     with FaultProxy(es_url) as proxy:
         proxy.down_for(2.0)

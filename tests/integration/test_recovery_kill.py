@@ -22,7 +22,6 @@ from elasticsearch import Elasticsearch
 
 from flows.connectors.elasticsearch import latest_index
 from tests.integration.pipeline import (
-    SAMPLE,
     BackgroundProducer,
     IndexNameFactory,
     Job,
@@ -36,6 +35,7 @@ from tests.integration.pipeline import (
     recompute,
     sample_lines,
     wait_for,
+    write_lines,
 )
 
 WINDOW = 500
@@ -49,8 +49,9 @@ Doc = dict[str, Any]
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Doc]:
     """The documents of an uninterrupted run, from the file source, end-of-input ones aside."""
-    docs = recompute(SAMPLE, tmp_path_factory.mktemp("reference"), window_size=WINDOW,
-                     emit_every=EMIT)
+    scratch = tmp_path_factory.mktemp("reference")
+    docs = recompute(write_lines(scratch / "sample.jsonl", sample_lines()), scratch,
+                     window_size=WINDOW, emit_every=EMIT)
     return periodic(docs, EMIT)
 
 

@@ -98,3 +98,21 @@ def test_ensemble_agrees_with_the_reference_on_varied_records(seed: int) -> None
 def test_reference_vote_and_job_vote_agree(entries: list[tuple[str, str, dict[str, float] | None]]
                                            ) -> None:
     assert Ensemble(WEIGHTS).predict(entries) == ensemble_vote(WEIGHTS, entries)
+
+
+def test_break5_a_weighted_sum_that_is_nan_refuses_the_ensemble_entry_only() -> None:
+    """inf + (-inf) made every comparison false and `min()` ran on an empty list."""
+    weights = {"m1": 2.0, "m2": 2.0}
+    parsed = parsed_with_ensemble(
+        {"id": "x", "label": "A", "predictions": {"m1": {"A": 1e308, "B": 0},
+                                                  "m2": {"A": -1e308, "B": 0}}},
+        {"id": "y", "label": "A", "predictions": {"m1": {"A": 1.0, "B": 0}}},
+        weights=weights)
+    assert ensemble_predictions(parsed) == ["A"]
+    assert [(d.model, d.position) for d in parsed.dead] == [("ens", 0)]
+    assert "not a number" in parsed.dead[0].reason
+    assert (len(parsed.by_model["m1"]), len(parsed.by_model["m2"])) == (2, 1)
+    assert parsed.records == 2
+    overflow_one_way = Ensemble(weights).predict([("m1", "A", {"A": 1e308, "B": 0}),
+                                                  ("m2", "B", {"A": 1e308, "B": 0})])
+    assert overflow_one_way == "A"  # +inf is still an arg-max

@@ -163,6 +163,8 @@ def test_arg_max_ties_go_to_the_label_that_sorts_first(scores: dict[str, float],
     ("2026-11-22T10:00:00.1Z", T0 + 100),
     ("2026-11-22T10:00:00.123456789Z", T0 + 123),
     ("2026-11-22t10:00:00.250z", T0 + 250),  # RFC 3339 5.6: T and Z may be lower case
+    ("2026-11-22 10:00:00.250Z", T0 + 250),  # its note: a space may separate date and time
+    ("2026-11-22T10:00:00.250-00:00", T0 + 250),  # "-00:00": UTC, local offset unknown
     ("0001-01-01T00:00:00Z", -62_135_596_800_000),
     ("9999-12-31T23:59:59.999Z", 253_402_300_799_999),
 ])
@@ -185,8 +187,19 @@ def test_missing_ts_uses_the_fallback(ts: Any) -> None:
     (253_402_300_800_000, "'ts' 253402300800000 is out of range"),
     ("0001-01-01T00:00:00+01:00", "'ts'"),  # before year 1 once in UTC
     ("9999-12-31T23:59:59-01:00", "'ts'"),  # after year 9999 once in UTC
+    ("2026-W47-7T10:00:00+00:00", "not RFC 3339"),  # issue 10 break 7: ISO 8601 forms
+    ("20261122T100000.250+00:00", "not RFC 3339"),
+    ("2026-11-22T10:00:00,250+00:00", "not RFC 3339"),
+    ("2026-11-22T10:00:00+0000", "not RFC 3339"),
+    ("2026-11-22T10:00:00.250+00", "not RFC 3339"),
+    ("2026-11-22T10:00+00:00", "'ts'"),
+    ("2026-11-22T10:00:00.Z", "'ts'"),
+    ("2026-11-22T10:00:00Z\n", "'ts'"),
+    ("\u0662026-11-22T10:00:00Z", "'ts'"),  # an Arabic-Indic digit
 ], ids=["date-only", "no-offset", "text", "epoch-ms-too-large", "before-year-1",
-        "after-year-9999"])
+        "after-year-9999", "week-date", "basic-format", "comma-fraction", "offset-no-colon",
+        "offset-hours-only", "no-seconds", "empty-fraction", "trailing-newline",
+        "non-ascii-digit"])
 def test_bad_timestamps_refuse_the_record(ts: Any, reason: str) -> None:
     parsed = parse([record(ts=ts)])
     assert [d.reason for d in parsed.dead if reason in d.reason] != [], \

@@ -21,21 +21,18 @@ def held_by_definition(records: list[Record], batches: list[int],
                        duration: int) -> list[tuple[int, Record]]:
     """(record number, record) held after each batch boundary in ``batches``.
 
-    A record outside the window when its batch arrives is never held; held records leave in
-    read order, from the front, once their time is at or before the cutoff.
+    A record outside the window when it is read (against the newest time up to and including
+    it) is never held; held records leave in read order, from the front, once their time is at
+    or before the cutoff. Record by record, so the batches cannot change the verdict.
     """
     held: list[tuple[int, Record]] = []
     newest: int | None = None
-    start = 0
-    for end in batches:
-        chunk = records[start:end]
-        top = max(ts for _, _, ts in chunk)
-        newest = top if newest is None else max(newest, top)
-        cutoff = newest - duration
-        held += [(start + i, r) for i, r in enumerate(chunk) if r[2] > cutoff]
-        while held and held[0][1][2] <= cutoff:
+    for number, r in enumerate(records[:batches[-1]] if batches else []):
+        newest = r[2] if newest is None else max(newest, r[2])
+        if r[2] > newest - duration:
+            held.append((number, r))
+        while held and held[0][1][2] <= newest - duration:
             held.pop(0)
-        start = end
     return held
 
 
@@ -123,3 +120,20 @@ def test_durations(text: str, ms: int) -> None:
 def test_bad_durations_are_refused(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration_ms(text)
+
+
+def test_break8_lateness_is_judged_when_the_record_is_read_not_at_the_batch_end() -> None:
+    """A record 298 s behind in a 300 s window was dropped when a later record of the same
+    batch moved the window on; read one by one it was held. Both must now agree."""
+    m = 1000
+    records = [("a", "a", 1000 * m), ("b", "b", 702 * m), ("c", "c", 1003 * m),
+               ("d", "d", 1010 * m)]
+    views = []
+    for cuts in ([1, 2, 3, 4], [4], [2, 4]):
+        window = TimeWindow(300 * m)
+        start = 0
+        for end in cuts:
+            feed(window, records[start:end], start)
+            start = end
+        views.append((window.held, int(window.matrix.sum()), window.first_number()))
+    assert views == [(4, 4, 0)] * 3  # b stays until a (read before it) leaves
