@@ -8,15 +8,16 @@ Kafka and Elasticsearch, and the peers on 127.0.1.x). Only the standard library 
 
 Engines, picked by `detect` (``CONFUSION_IMAGE_ENGINE`` forces one):
 
-- ``docker``/``podman``: ``run --read-only``, ``exec`` for probes, ``kill -s`` for signals.
+- ``docker``/``podman``: ``run --read-only``, ``exec`` for probes, ``kill --signal``.
 - ``buildah`` (no Docker engine, and ``podman run`` refused, as on this project's VM, whose
   kernel denies crun's cgroup and rlimit setup): ``buildah run --isolation chroot``. It has no
   read-only flag, so the container's overlay mount is remounted read-only before the run, after
   creating the volumes' mount points in its writable layer, as runc does. Two differences
-  from a pod, both checked where they matter: buildah writes ``/run/.containerenv`` and removes
-  it afterwards, so ``/run`` is a host directory too (the tests assert nothing else lands in
-  it); and chroot isolation makes no PID namespace, so PID 1 is the host's: the probes get
-  ``--since-pid`` with the container's first process (tini) instead.
+  from a pod, both checked where they matter: buildah writes ``/run/.containerenv`` into the
+  root and removes it afterwards, so a host directory is bound over ``/run`` (the tests assert
+  nothing else lands in it); and chroot isolation makes no PID namespace, so PID 1 is the
+  host's: the probes get ``--since-pid`` with the container's first process (tini) instead.
+  Mounting needs root, as buildah's chroot isolation does.
 """
 
 from __future__ import annotations
