@@ -24,7 +24,8 @@ BUILD_TIMEOUT_S = 1200  # a cold build on a fresh machine: debootstrap + pip, mi
 class BuiltImage:
     """The image under test and how it was made."""
 
-    ref: str
+    ref: str  # the tag, as the manifests name the image
+    id: str  # what the tests run: a concurrent build elsewhere may move the tag
     build_engine: str
     run_engine: str
     config: ImageConfig
@@ -34,7 +35,7 @@ class BuiltImage:
     base: str
 
     def describe(self) -> str:
-        return (f"image {self.ref}: {self.size_bytes / 1e6:.0f} MB, built with "
+        return (f"image {self.ref} ({self.id[:12]}): {self.size_bytes / 1e6:.0f} MB, built with "
                 f"{self.build_engine} in {self.build_s:.0f} s (base {self.base}: "
                 f"{self.base_s:.0f} s of it), run with {self.run_engine}")
 
@@ -54,10 +55,10 @@ def _build() -> BuiltImage | str:
     if done.returncode != 0:
         return f"scripts/image build failed (exit {done.returncode}):\n{done.stderr[-6000:]}"
     fields = dict(item.split("=", 1) for item in done.stdout.strip().splitlines()[-1].split())
-    ref = fields["image"]
-    engine = detect(ref)
-    built = BuiltImage(ref, fields["engine"], engine, image_config(engine, ref),
-                       image_size(engine, ref), time.monotonic() - started,
+    ref, image_id = fields["image"], fields["id"].removeprefix("sha256:")
+    engine = detect(image_id)
+    built = BuiltImage(ref, image_id, fields["engine"], engine, image_config(engine, image_id),
+                       image_size(engine, image_id), time.monotonic() - started,
                        float(fields["base_s"]), fields["base"])
     REPORT.append(built.describe())
     return built

@@ -63,7 +63,7 @@ def containers(image: BuiltImage) -> Iterator[list[Container]]:
 
 def new_container(image: BuiltImage, made: list[Container], mounts_: list[Mount],
                   read_only: bool) -> Container:
-    c = Container(image.run_engine, image.ref, image.config, mounts_, read_only)
+    c = Container(image.run_engine, image.id, image.config, mounts_, read_only)
     made.append(c)
     return c
 

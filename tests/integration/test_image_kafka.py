@@ -126,7 +126,7 @@ class ImageStatefulSet:
     made: list[Container]
 
     def _container(self, name: str, pod: ImagePod) -> Container:
-        c = Container(self.image.run_engine, self.image.ref, self.image.config,
+        c = Container(self.image.run_engine, self.image.id, self.image.config,
                       mounts(container(self.sts, name), pod.volumes), read_only=True)
         self.made.append(c)
         return c
