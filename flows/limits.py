@@ -37,5 +37,9 @@ def reached(variable: str, reason: str) -> str:
         _warned.add(variable)
         job_logger("limits").warning(
             "%s reached: %s (later refusals go to the dead letters without this line; "
-            "raise %s to accept such records)", variable, reason, variable)
+            "raise %s to accept such records)",
+            variable,
+            reason,
+            variable,
+        )
     return reason

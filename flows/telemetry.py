@@ -18,12 +18,13 @@ from typing import TextIO
 
 from prometheus_client import Counter
 
-from flows.records import ParsedBatch
+from flows.parsing.batches import ParsedBatch
 
 RECORDS = Counter("confusion_records", "Records counted (valid records)")
 REJECTED_RECORDS = Counter("confusion_rejected_records", "Records refused and dead-lettered")
-REJECTED_ENTRIES = Counter("confusion_rejected_entries",
-                           "Model entries refused in otherwise valid records")
+REJECTED_ENTRIES = Counter(
+    "confusion_rejected_entries", "Model entries refused in otherwise valid records"
+)
 DOCUMENTS = Counter("confusion_documents", "Window documents emitted")
 
 
@@ -37,9 +38,11 @@ class Totals:
     documents: int = 0
 
     def line(self, rate: float) -> str:
-        return (f"confusion-stream: {self.records:,} records  {rate:,.0f} rec/s  "
-                f"rejected {self.rejected_records:,} records + {self.rejected_entries:,} "
-                f"entries  {self.documents:,} documents")
+        return (
+            f"confusion-stream: {self.records:,} records  {rate:,.0f} rec/s  "
+            f"rejected {self.rejected_records:,} records + {self.rejected_entries:,} "
+            f"entries  {self.documents:,} documents"
+        )
 
 
 class Progress:
@@ -82,8 +85,9 @@ class Progress:
             self.documents += n
 
     def line(self, rate: float) -> str:
-        return Totals(self.records, self.rejected_records, self.rejected_entries,
-                      self.documents).line(rate)
+        return Totals(
+            self.records, self.rejected_records, self.rejected_entries, self.documents
+        ).line(rate)
 
     def _maybe_print(self) -> None:
         if not (self.enabled or self.logging):

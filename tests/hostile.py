@@ -44,8 +44,11 @@ def _record(rng: random.Random, i: int, clock: int) -> dict[str, Any]:
         preds["wide"] = f"w{rng.randrange(3000)}"  # thousands of classes: the class limit
     if not preds:
         preds["m1"] = truth
-    rec: dict[str, Any] = {"id": f"h{i}" if rng.random() < 0.9 else i, "label": truth,
-                           "predictions": preds}
+    rec: dict[str, Any] = {
+        "id": f"h{i}" if rng.random() < 0.9 else i,
+        "label": truth,
+        "predictions": preds,
+    }
     ts = rng.random()
     if ts < 0.6:
         rec["ts"] = clock
@@ -75,8 +78,9 @@ def _serialise(rng: random.Random, obj: Any) -> bytes:
 
 
 def _wrong_type(rng: random.Random) -> Any:
-    return rng.choice([True, False, None, [], [1], {}, {"x": 1}, 1.5, -0.0, 10**30, "", "x",
-                       2**63, -(2**63) - 1])
+    return rng.choice(
+        [True, False, None, [], [1], {}, {"x": 1}, 1.5, -0.0, 10**30, "", "x", 2**63, -(2**63) - 1]
+    )
 
 
 def _deep(rng: random.Random) -> str:
@@ -111,23 +115,41 @@ def _nesting(rng: random.Random, rec: dict[str, Any], raw: bytes) -> bytes:
 
 
 def _numbers(rng: random.Random, rec: dict[str, Any], raw: bytes) -> bytes:
-    big = rng.choice(["1e308", "-1e308", "1e400", "NaN", "Infinity", "-0.0", "1" * 40,
-                      "01", "+1", ".5", "1.", "1e", "0x10", "4.9e-324"])
+    big = rng.choice(
+        [
+            "1e308",
+            "-1e308",
+            "1e400",
+            "NaN",
+            "Infinity",
+            "-0.0",
+            "1" * 40,
+            "01",
+            "+1",
+            ".5",
+            "1.",
+            "1e",
+            "0x10",
+            "4.9e-324",
+        ]
+    )
     other = rng.choice(["1e308", "-1e308", "0"])
     entry = '{"A":' + big + ',"B":' + other + "}"
     rec["predictions"].pop("m1", None)  # else the record's own m1/m2 would win as duplicates
     rec["predictions"].pop("m2", None)
     text = _serialise(rng, rec).decode()
-    return text.replace('"predictions":{', '"predictions":{"m1":' + entry + ',"m2":{"A":'
-                        + other + ',"B":0},', 1).encode()
+    return text.replace(
+        '"predictions":{', '"predictions":{"m1":' + entry + ',"m2":{"A":' + other + ',"B":0},', 1
+    ).encode()
 
 
 def _encodings(rng: random.Random, rec: dict[str, Any], raw: bytes) -> bytes:
     kind = rng.randrange(7)
     if kind == 0:
         cut = rng.randrange(max(1, len(raw)))
-        return raw[:cut] + rng.choice([b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82"]) \
-            + raw[cut:]
+        return (
+            raw[:cut] + rng.choice([b"\xff", b"\xc0\xaf", b"\xed\xa0\x80", b"\xe2\x82"]) + raw[cut:]
+        )
     if kind == 1:
         return b"\xef\xbb\xbf" + raw
     if kind == 2:
@@ -137,7 +159,7 @@ def _encodings(rng: random.Random, rec: dict[str, Any], raw: bytes) -> bytes:
     if kind == 4:
         return raw.replace(b'"predictions":{', b'"predictions":{"\\udfff":"A",', 1)
     if kind == 5:
-        return raw[:len(raw) // 2] + b"\x00" + raw[len(raw) // 2:]
+        return raw[: len(raw) // 2] + b"\x00" + raw[len(raw) // 2 :]
     return raw.replace(b'"label":"', b'"label":"\xe2\x80\xa8', 1)  # raw U+2028: valid
 
 
@@ -179,24 +201,44 @@ def _line_breaks(rng: random.Random, rec: dict[str, Any], raw: bytes) -> bytes:
 
 
 def _truncate(rng: random.Random, rec: dict[str, Any], raw: bytes) -> bytes:
-    return raw[:rng.randrange(max(1, len(raw)))]
+    return raw[: rng.randrange(max(1, len(raw)))]
 
 
 def _timestamps(rng: random.Random, rec: dict[str, Any], raw: bytes) -> bytes:
-    rec["ts"] = rng.choice([
-        "2026-W47-7T10:00:00+00:00", "20261122T100000.250+00:00",
-        "2026-11-22T10:00:00,250+00:00", "2026-11-22T10:00:00+0000", "2026-11-22T10:00:00",
-        "2026-11-22", "2026-11-22t10:00:00.250z", "2026-11-22 10:00:00Z",
-        "2026-02-30T10:00:00Z", "2026-11-22T24:00:00Z", "2026-11-22T10:00:60Z",
-        "0000-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00", 253_402_300_800_000, -(10**20),
-        T0 - 10**9, T0 + 10**9])
+    rec["ts"] = rng.choice(
+        [
+            "2026-W47-7T10:00:00+00:00",
+            "20261122T100000.250+00:00",
+            "2026-11-22T10:00:00,250+00:00",
+            "2026-11-22T10:00:00+0000",
+            "2026-11-22T10:00:00",
+            "2026-11-22",
+            "2026-11-22t10:00:00.250z",
+            "2026-11-22 10:00:00Z",
+            "2026-02-30T10:00:00Z",
+            "2026-11-22T24:00:00Z",
+            "2026-11-22T10:00:60Z",
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59-01:00",
+            253_402_300_800_000,
+            -(10**20),
+            T0 - 10**9,
+            T0 + 10**9,
+        ]
+    )
     return _serialise(rng, rec)
 
 
 MUTATIONS: dict[str, Mutation] = {
-    "types": _types, "nesting": _nesting, "numbers": _numbers, "encodings": _encodings,
-    "sizes": _sizes, "duplicates": _duplicates, "line breaks": _line_breaks,
-    "truncate": _truncate, "timestamps": _timestamps,
+    "types": _types,
+    "nesting": _nesting,
+    "numbers": _numbers,
+    "encodings": _encodings,
+    "sizes": _sizes,
+    "duplicates": _duplicates,
+    "line breaks": _line_breaks,
+    "truncate": _truncate,
+    "timestamps": _timestamps,
 }
 
 
@@ -207,8 +249,7 @@ def hostile_lines(n: int, seed: int) -> list[bytes]:
     out: list[bytes] = []
     clock = T0
     for i in range(n):
-        clock += rng.choice([0, 1, 250, 1000, -400_000, 3_600_000]) if rng.random() < 0.2 \
-            else 250
+        clock += rng.choice([0, 1, 250, 1000, -400_000, 3_600_000]) if rng.random() < 0.2 else 250
         rec = _record(rng, i, clock)
         raw = _serialise(rng, rec)
         if rng.random() < 0.5:

@@ -24,9 +24,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from flows.connectors.files import JsonLinesSource
-from flows.limits import Limits
-from flows.model_state import ModelWindowLogic, WindowPolicy
-from flows.records import DEFAULT_LIMITS, DeadLetter, parse_batch
+from flows.limits import MAX_CLASSES, Limits
+from flows.parsing.batches import DEFAULT_LIMITS, DeadLetter, parse_batch
+from flows.windows.base import WindowPolicy
+from flows.windows.count import CountPolicy
+from flows.windows.model_state import ModelWindowLogic
+from flows.windows.time import TimePolicy
 from tests.streams import dumps
 
 T0 = 1_795_341_600_000
@@ -38,35 +41,44 @@ class WindowConfig:
     """One window configuration the invariant is checked on (and the parse limits with it)."""
 
     name: str
-    policy: WindowPolicy
+    policy: WindowPolicy[Any, Any]
+    emit_every: int
+    max_classes: int = MAX_CLASSES
     limits: Limits = DEFAULT_LIMITS
 
 
 WINDOW_CONFIGS = [
-    WindowConfig("count-5-emit-3", WindowPolicy(5, 3)),
-    WindowConfig("count-40-emit-1", WindowPolicy(40, 1)),
-    WindowConfig("count-3-emit-7-classes-4", WindowPolicy(3, 7, max_classes=4),
-                 Limits(models=2)),
-    WindowConfig("time-300ms-emit-3", WindowPolicy(0, 3, "time", 300)),
-    WindowConfig("time-1s-emit-1", WindowPolicy(0, 1, "time", 1000)),
-    WindowConfig("time-300ms-emit-5-classes-3", WindowPolicy(0, 5, "time", 300, max_classes=3),
-                 Limits(record_bytes=400)),
+    WindowConfig("count-5-emit-3", CountPolicy(5), 3),
+    WindowConfig("count-40-emit-1", CountPolicy(40), 1),
+    WindowConfig("count-3-emit-7-classes-4", CountPolicy(3), 7, 4, Limits(models=2)),
+    WindowConfig("time-300ms-emit-3", TimePolicy(300), 3),
+    WindowConfig("time-1s-emit-1", TimePolicy(1000), 1),
+    WindowConfig("time-300ms-emit-5-classes-3", TimePolicy(300), 5, 3, Limits(record_bytes=400)),
 ]
 DURATIONS = (300, 1000)  # the time windows' durations, for "exactly on the boundary" records
 
 LABELS = ("a", "b", "c", "d", "e")
 MALFORMED = (
-    b"{", b"\x0b", b"\x0c", b" \t", b"", b"[1, 2]", b"null",
+    b"{",
+    b"\x0b",
+    b"\x0c",
+    b" \t",
+    b"",
+    b"[1, 2]",
+    b"null",
     b'{"id": true, "label": "a", "ts": 0, "predictions": {"m1": "a"}}',
     b'{"id": "x", "ts": 0, "predictions": {"m1": "a"}}',
     b'{"id": "y", "label": "a", "ts": "2026-W47-7T10:00:00+00:00", "predictions": {"m1": "a"}}',
     b'{"id": "z", "label": "a", "ts": 0, "predictions": {"m1": {"a": "high"}, "m2": "b"}}',
     b'{"id": "u", "label": "\xff", "ts": 0, "predictions": {"m1": "a"}}',
     b'{"id": "d", "label": "a", "ts": 0, "predictions": {"m1": "a"}, "x": '
-    + b"[" * 70 + b"]" * 70 + b"}",
+    + b"[" * 70
+    + b"]" * 70
+    + b"}",
     b'{"id": "w", "label": "a", "ts": 0, "predictions": {"m1": "a", "m2": "a", "m3": "a"}}',
     b'{"id": "p1", "label": "a", "ts": 0, "predictions": {"m1": "a"}} {"id": "p2"}',
-    b'{"id": "s", "label": "a", "ts": 0, "note": "' + b"x" * 500
+    b'{"id": "s", "label": "a", "ts": 0, "note": "'
+    + b"x" * 500
     + b'", "predictions": {"m1": "a"}}',
 )
 
@@ -99,8 +111,9 @@ def streams(draw: st.DrawFn) -> list[bytes]:
     return lines
 
 
-def run(lines: list[bytes], config: WindowConfig, batch_size: int
-        ) -> tuple[dict[tuple[str, int], dict[str, Any]], list[tuple[Any, ...]]]:
+def run(
+    lines: list[bytes], config: WindowConfig, batch_size: int
+) -> tuple[dict[tuple[str, int], dict[str, Any]], list[tuple[Any, ...]]]:
     """Documents by (model, seq) without ``emitted_at``, and dead letters in a stable order."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "in.jsonl"
@@ -120,7 +133,15 @@ def run(lines: list[bytes], config: WindowConfig, batch_size: int
                     letters += parsed.dead
                     for model, cols in parsed.by_model.items():
                         logic = logics.setdefault(
-                            model, ModelWindowLogic(config.policy, None, clock=lambda: 0))
+                            model,
+                            ModelWindowLogic(
+                                config.policy,
+                                config.emit_every,
+                                None,
+                                clock=lambda: 0,
+                                max_classes=config.max_classes,
+                            ),
+                        )
                         out += logic.on_batch([cols])[0]
         finally:
             part.close()
@@ -134,15 +155,17 @@ def run(lines: list[bytes], config: WindowConfig, batch_size: int
             key = (item["model"], item["seq"])
             assert key not in docs, f"two documents for {key}"
             docs[key] = {k: v for k, v in item.items() if k != "emitted_at"}
-    dead = sorted((d.position, d.model or "", d.reason, d.raw, Path(d.origin).name)
-                  for d in letters)
+    dead = sorted(
+        (d.position, d.model or "", d.reason, d.raw, Path(d.origin).name) for d in letters
+    )
     return docs, dead
 
 
 @pytest.mark.parametrize("config", WINDOW_CONFIGS, ids=[c.name for c in WINDOW_CONFIGS])
 @given(lines=streams())
-def test_batch_sizes_1_7_and_1000_give_identical_output(config: WindowConfig,
-                                                        lines: list[bytes]) -> None:
+def test_batch_sizes_1_7_and_1000_give_identical_output(
+    config: WindowConfig, lines: list[bytes]
+) -> None:
     first = run(lines, config, BATCH_SIZES[0])
     for size in BATCH_SIZES[1:]:
         other = run(lines, config, size)

@@ -29,15 +29,23 @@ RECORDS = 12_000
 MEMORY_BOUND_KB = 1_500_000  # peak RSS; a clean run of this size takes about 150 MB
 RUNS = {
     "seed-20261-count-batch-1000": (20261, {"CONFUSION_WINDOW_SIZE": "500"}),
-    "seed-20262-time-ensemble-batch-7": (20262, {
-        "CONFUSION_WINDOW_KIND": "time", "CONFUSION_WINDOW_DURATION": "5m",
-        "CONFUSION_BATCH_SIZE": "7", "CONFUSION_ENSEMBLE_WEIGHTS": "m1=2,m2=2,m3=1"}),
+    "seed-20262-time-ensemble-batch-7": (
+        20262,
+        {
+            "CONFUSION_WINDOW_KIND": "time",
+            "CONFUSION_WINDOW_DURATION": "5m",
+            "CONFUSION_BATCH_SIZE": "7",
+            "CONFUSION_ENSEMBLE_WEIGHTS": "m1=2,m2=2,m3=1",
+        },
+    ),
 }
-_WRAPPER = ("import resource, subprocess, sys\n"
-            "code = subprocess.run(sys.argv[1:]).returncode\n"
-            "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-            "print(f'peak-rss-kb {peak}', file=sys.stderr)\n"
-            "sys.exit(code)\n")
+_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "code = subprocess.run(sys.argv[1:]).returncode\n"
+    "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+    "print(f'peak-rss-kb {peak}', file=sys.stderr)\n"
+    "sys.exit(code)\n"
+)
 _TOTALS = re.compile(r"([\d,]+) records .* rejected ([\d,]+) records \+ ([\d,]+) entries")
 
 
@@ -48,8 +56,7 @@ def file_lines(data: bytes) -> list[bytes]:
 
 
 @pytest.mark.parametrize("run", list(RUNS), ids=list(RUNS))
-def test_hostile_records_are_each_counted_or_dead_lettered_once(run: str, tmp_path: Path
-                                                                ) -> None:
+def test_hostile_records_are_each_counted_or_dead_lettered_once(run: str, tmp_path: Path) -> None:
     seed, extra = RUNS[run]
     data = b"".join(line + b"\n" for line in hostile_lines(RECORDS, seed))
     path = tmp_path / "hostile.jsonl"
@@ -57,14 +64,25 @@ def test_hostile_records_are_each_counted_or_dead_lettered_once(run: str, tmp_pa
     lines = file_lines(data)
     records = {i + 1: line for i, line in enumerate(lines) if line.strip(b" \t\r\n")}
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONFUSION_")}
-    env.update({"CONFUSION_SOURCE": "file", "CONFUSION_INPUT": str(path),
-                "CONFUSION_OUTPUT": str(tmp_path / "docs.jsonl"),
-                "CONFUSION_DEAD_LETTER_PATH": str(tmp_path / "dead.jsonl"),
-                "CONFUSION_PROGRESS": "off", "CONFUSION_SUMMARY": "true",
-                "CONFUSION_EMIT_EVERY": "1000", **extra})
-    done = subprocess.run([sys.executable, "-c", _WRAPPER, sys.executable, "-m", "bytewax.run",
-                           "flows.confusion"], cwd=REPO, env=env, capture_output=True,
-                          timeout=600)
+    env.update(
+        {
+            "CONFUSION_SOURCE": "file",
+            "CONFUSION_INPUT": str(path),
+            "CONFUSION_OUTPUT": str(tmp_path / "docs.jsonl"),
+            "CONFUSION_DEAD_LETTER_PATH": str(tmp_path / "dead.jsonl"),
+            "CONFUSION_PROGRESS": "off",
+            "CONFUSION_SUMMARY": "true",
+            "CONFUSION_EMIT_EVERY": "1000",
+            **extra,
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _WRAPPER, sys.executable, "-m", "bytewax.run", "flows.confusion"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        timeout=600,
+    )
     stderr = done.stderr.decode(errors="replace")
     assert done.returncode == 0, stderr[-3000:]
     peak = int(re.findall(r"peak-rss-kb (\d+)", stderr)[-1])
@@ -82,11 +100,14 @@ def test_hostile_records_are_each_counted_or_dead_lettered_once(run: str, tmp_pa
     assert rejected == len(whole)
     assert entries == len(dead) - len(whole)
     for letter in dead:  # each dead letter carries its own line (class-limit ones: the entry)
-        raw = (letter["raw"].encode("utf-8", "surrogatepass") if "raw" in letter
-               else bytes.fromhex(letter["raw_hex"]))
+        raw = (
+            letter["raw"].encode("utf-8", "surrogatepass")
+            if "raw" in letter
+            else bytes.fromhex(letter["raw_hex"])
+        )
         line = records[letter["source"]["position"]]
         if "CONFUSION_MAX_RECORD_BYTES" in letter["reason"]:  # cut at the limit + 1 byte
-            assert len(line) > MAX_RECORD_BYTES and raw == line[:MAX_RECORD_BYTES + 1]
+            assert len(line) > MAX_RECORD_BYTES and raw == line[: MAX_RECORD_BYTES + 1]
         elif "CONFUSION_MAX_CLASSES" not in letter["reason"]:
             assert raw == line, letter
     reasons = Counter(d["reason"].split(":")[0].split(" (")[0] for d in dead)

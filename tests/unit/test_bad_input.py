@@ -13,15 +13,19 @@ from typing import Any
 import pytest
 
 from flows.connectors.files import JsonLinesSource
-from flows.records import ParsedBatch, RawBatch, parse_batch
+from flows.parsing.batches import ParsedBatch, RawBatch, parse_batch
 from tests.streams import dumps
 
 T0 = 1_795_341_600_000
 
 
 def record(i: int, **fields: Any) -> bytes:
-    base: dict[str, Any] = {"id": f"r{i}", "ts": T0 + i, "label": "A",
-                            "predictions": {"m": "A", "m2": {"A": 0.2, "B": 0.8}}}
+    base: dict[str, Any] = {
+        "id": f"r{i}",
+        "ts": T0 + i,
+        "label": "A",
+        "predictions": {"m": "A", "m2": {"A": 0.2, "B": 0.8}},
+    }
     base.update(fields)
     return dumps({k: v for k, v in base.items() if v is not ...})
 
@@ -36,8 +40,9 @@ def verdicts(parsed: ParsedBatch) -> tuple[dict[str, list[Any]], list[tuple[int,
     return counted, [(d.position, d.model, d.reason) for d in parsed.dead]
 
 
-def one_by_one(values: list[bytes]) -> tuple[dict[str, list[Any]], list[tuple[int, str | None,
-                                                                              str]]]:
+def one_by_one(
+    values: list[bytes],
+) -> tuple[dict[str, list[Any]], list[tuple[int, str | None, str]]]:
     counted: dict[str, list[Any]] = {}
     dead = []
     for i, value in enumerate(values):
@@ -59,8 +64,7 @@ WIRE_FAILURES = {
 
 
 @pytest.mark.parametrize("fields", list(WIRE_FAILURES.values()), ids=list(WIRE_FAILURES))
-def test_break1_a_batch_of_wire_failures_dead_letters_every_record(fields: dict[str, Any]
-                                                                   ) -> None:
+def test_break1_a_batch_of_wire_failures_dead_letters_every_record(fields: dict[str, Any]) -> None:
     """1,500 failures in one batch crashed with RecursionError (one level per failure)."""
     values = [record(i, **fields) for i in range(1500)]
     parsed = parse(values)
@@ -109,16 +113,24 @@ def test_break6_a_split_record_next_to_a_two_document_line_is_refused_not_miscou
 
 @pytest.mark.parametrize("size", [1, 2, 7, 1000])
 def test_fast_and_detailed_paths_agree_on_every_record_for_any_batch_size(size: int) -> None:
-    mixed = [record(0), record(1, id=True), record(2, note={"deep": [[1]]}), b"",
-             record(3) + b" " + record(4), record(5, label="XFF").replace(b"XFF", b"\xff"),
-             record(6, predictions={"m": {"A": 1e400}}), record(7, ts="2026-11-22T10:00:00Z")]
+    mixed = [
+        record(0),
+        record(1, id=True),
+        record(2, note={"deep": [[1]]}),
+        b"",
+        record(3) + b" " + record(4),
+        record(5, label="XFF").replace(b"XFF", b"\xff"),
+        record(6, predictions={"m": {"A": 1e400}}),
+        record(7, ts="2026-11-22T10:00:00Z"),
+    ]
     values = mixed * 40
     counted: dict[str, list[Any]] = {}
     dead: list[tuple[int, str | None, str]] = []
     for start in range(0, len(values), size):
-        chunk = values[start:start + size]
-        parsed = parse_batch(RawBatch(chunk, [0] * len(chunk), "o",
-                                      list(range(start + 1, start + len(chunk) + 1))))
+        chunk = values[start : start + size]
+        parsed = parse_batch(
+            RawBatch(chunk, [0] * len(chunk), "o", list(range(start + 1, start + len(chunk) + 1)))
+        )
         for m, c in parsed.by_model.items():
             counted.setdefault(m, []).extend(c.ids)
         dead += [(d.position, d.model, d.reason) for d in parsed.dead]
@@ -132,10 +144,20 @@ def test_break4_deep_nesting_is_dead_lettered_with_its_reason(size: int) -> None
     values = [b"[" * 1000 + b"]" * 1000, deep_extra, record(2)]
     dead = []
     for start in range(0, 3, size):
-        dead += verdicts(parse_batch(RawBatch(values[start:start + size], [0] * size, "o",
-                                              list(range(start + 1, start + size + 1)))))[1]
-    assert dead == [(1, None, "arrays and objects nest deeper than 64 levels"),
-                    (2, None, "arrays and objects nest deeper than 64 levels")]
+        dead += verdicts(
+            parse_batch(
+                RawBatch(
+                    values[start : start + size],
+                    [0] * size,
+                    "o",
+                    list(range(start + 1, start + size + 1)),
+                )
+            )
+        )[1]
+    assert dead == [
+        (1, None, "arrays and objects nest deeper than 64 levels"),
+        (2, None, "arrays and objects nest deeper than 64 levels"),
+    ]
 
 
 def test_break4_the_nesting_limit_is_64_levels_on_every_path() -> None:
@@ -151,7 +173,8 @@ def test_break4_the_nesting_limit_is_64_levels_on_every_path() -> None:
 
 
 def test_break7_lines_of_vertical_tab_or_form_feed_are_dead_lettered_not_dropped(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """bytes.strip() took \\x0b and \\x0c for blank; JSON whitespace is space, tab, CR, LF."""
     path = tmp_path / "in.jsonl"
     path.write_bytes(b"\n".join([record(1), b"\x0b", b" \t\r", b"\x0c", b"", record(2)]) + b"\n")

@@ -27,18 +27,17 @@ from typing import Any, TextIO
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from flows.connectors.kafka import describe, read_properties
-from flows.demo import SAMPLE_SEED, demo_lines, sample_lines
+from flows.connectors.kafka.config import client_config, describe
 from flows.errors import ConfigError
-from flows.settings import kafka_options
 
 DEMO_CHUNK = 10_000
 
 
 def read_lines(path: str) -> Iterator[bytes]:
     """Non-blank lines of a JSON-lines file (``-`` for stdin), bytes as they are, no newline."""
-    with (open(sys.stdin.fileno(), "rb", closefd=False) if path == "-"
-          else Path(path).open("rb")) as stream:
+    with (
+        open(sys.stdin.fileno(), "rb", closefd=False) if path == "-" else Path(path).open("rb")
+    ) as stream:
         for line in stream:
             value = line.rstrip(b"\r\n")
             if value.strip():
@@ -46,8 +45,16 @@ def read_lines(path: str) -> Iterator[bytes]:
 
 
 def demo_records(total: int, seed: int) -> Iterator[bytes]:
+    from flows.demo import demo_lines  # numpy: imported only when --demo asks for it
+
     for start in range(0, total, DEMO_CHUNK):
         yield from demo_lines(seed, total, start, start + DEMO_CHUNK)
+
+
+def sample_records(seed: int | None) -> Iterator[bytes]:
+    from flows.demo import SAMPLE_SEED, sample_lines  # numpy: only when --sample asks for it
+
+    return iter(sample_lines(SAMPLE_SEED if seed is None else seed))
 
 
 class Pacer:
@@ -81,22 +88,22 @@ class Deliveries:
             self.reasons.append(f"partition {msg.partition()}: {err.str()}")
 
 
-def client_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The job's layering: CONFUSION_KAFKA_CONFIG_FILE, then the bootstrap, then _OPT_ variables."""
-    config: dict[str, Any] = {}
+def producer_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The job's client settings (`client_config`), with ``--bootstrap`` for the bootstrap."""
     file = os.environ.get("CONFUSION_KAFKA_CONFIG_FILE")
-    if file:
-        config.update(read_properties(Path(file)))
-    if args.bootstrap:
-        config["bootstrap.servers"] = args.bootstrap
-    config.update(kafka_options())
+    config: dict[str, Any] = client_config(Path(file) if file else None, args.bootstrap)
     if not config.get("bootstrap.servers"):
         raise ConfigError("--bootstrap (or CONFUSION_KAFKA_BOOTSTRAP) is required")
     return config
 
 
-def ensure_topic(config: dict[str, Any], topic: str, partitions: int, replication: int,
-                 wanted_partition: int | None) -> int:
+def ensure_topic(
+    config: dict[str, Any],
+    topic: str,
+    partitions: int,
+    replication: int,
+    wanted_partition: int | None,
+) -> int:
     """Create ``topic`` if missing; return its partition count."""
     admin = AdminClient(config)
     # All topics: asking for one would auto-create it with the broker's partition count.
@@ -105,8 +112,10 @@ def ensure_topic(config: dict[str, Any], topic: str, partitions: int, replicatio
         new = NewTopic(topic, num_partitions=partitions, replication_factor=replication)
         try:
             admin.create_topics([new], operation_timeout=30)[topic].result(timeout=60)
-            print(f"confusion-produce: created topic {topic} with {partitions} partitions",
-                  file=sys.stderr)
+            print(
+                f"confusion-produce: created topic {topic} with {partitions} partitions",
+                file=sys.stderr,
+            )
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
@@ -114,20 +123,32 @@ def ensure_topic(config: dict[str, Any], topic: str, partitions: int, replicatio
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # wait until every partition has a leader
             meta = admin.list_topics(timeout=10).topics.get(topic)
-            if meta is not None and meta.error is None and len(meta.partitions) == partitions \
-                    and all(p.leader >= 0 for p in meta.partitions.values()):
+            if (
+                meta is not None
+                and meta.error is None
+                and len(meta.partitions) == partitions
+                and all(p.leader >= 0 for p in meta.partitions.values())
+            ):
                 break
             time.sleep(0.1)
     else:
         count = len(meta.partitions)
     if wanted_partition is not None and not 0 <= wanted_partition < count:
-        raise ConfigError(f"--partition {wanted_partition} does not exist: topic {topic} has "
-                          f"{count} partitions")
+        raise ConfigError(
+            f"--partition {wanted_partition} does not exist: topic {topic} has {count} partitions"
+        )
     return count
 
 
-def produce(producer: Producer, topic: str, values: Iterator[bytes], partitions: Sequence[int],
-            rate: float, stream: TextIO, every: float = 1.0) -> Deliveries:
+def produce(
+    producer: Producer,
+    topic: str,
+    values: Iterator[bytes],
+    partitions: Sequence[int],
+    rate: float,
+    stream: TextIO,
+    every: float = 1.0,
+) -> Deliveries:
     """Send every value, round-robin over ``partitions``, paced, with a progress line; wait for
     all delivery reports."""
     deliveries = Deliveries()
@@ -148,8 +169,10 @@ def produce(producer: Producer, topic: str, values: Iterator[bytes], partitions:
         now = time.monotonic()
         if now - last >= every:
             last = now
-            line = (f"confusion-produce: {sent:,} sent, {deliveries.ok:,} acknowledged, "
-                    f"{sent / (now - started):,.0f} rec/s")
+            line = (
+                f"confusion-produce: {sent:,} sent, {deliveries.ok:,} acknowledged, "
+                f"{sent / (now - started):,.0f} rec/s"
+            )
             stream.write(f"\r{line}\033[K" if tty else line + "\n")
             stream.flush()
     while producer.flush(5.0) > 0:
@@ -157,9 +180,11 @@ def produce(producer: Producer, topic: str, values: Iterator[bytes], partitions:
     elapsed = time.monotonic() - started
     if tty:
         stream.write("\r\033[K")
-    stream.write(f"confusion-produce: {deliveries.ok:,} records written to {topic} in "
-                 f"{elapsed:.1f}s ({deliveries.ok / max(elapsed, 1e-9):,.0f} rec/s), "
-                 f"{deliveries.failed:,} failed\n")
+    stream.write(
+        f"confusion-produce: {deliveries.ok:,} records written to {topic} in "
+        f"{elapsed:.1f}s ({deliveries.ok / max(elapsed, 1e-9):,.0f} rec/s), "
+        f"{deliveries.failed:,} failed\n"
+    )
     for reason in deliveries.reasons:
         stream.write(f"confusion-produce: failure: {reason}\n")
     return deliveries
@@ -167,29 +192,54 @@ def produce(producer: Producer, topic: str, values: Iterator[bytes], partitions:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="confusion-produce", description="Load prediction records (JSON lines) into Kafka.")
+        prog="confusion-produce", description="Load prediction records (JSON lines) into Kafka."
+    )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("file", nargs="?", help="JSON-lines file, one record per line (- = stdin)")
     what.add_argument("--demo", type=int, metavar="N", help="N records of the built-in demo")
-    what.add_argument("--sample", action="store_true",
-                      help="the 6,000-record sample stream (2 classes, model2 drifts half way)")
-    parser.add_argument("--seed", type=int,
-                        help=f"seed of --demo [2026] or --sample [{SAMPLE_SEED}]")
-    parser.add_argument("--topic", default=os.environ.get("CONFUSION_KAFKA_TOPIC", ""),
-                        help="topic [$CONFUSION_KAFKA_TOPIC, first of the list]")
-    parser.add_argument("--bootstrap", default=os.environ.get("CONFUSION_KAFKA_BOOTSTRAP"),
-                        help="host:port[,...] [$CONFUSION_KAFKA_BOOTSTRAP]")
-    parser.add_argument("--rate", type=float, default=0.0,
-                        help="records per second; 0 = as fast as possible [0]")
+    what.add_argument(
+        "--sample",
+        action="store_true",
+        help="the 6,000-record sample stream (2 classes, model2 drifts half way)",
+    )
+    parser.add_argument(
+        "--seed", type=int, help="seed of --demo [2026] or --sample [flows.demo.SAMPLE_SEED]"
+    )
+    parser.add_argument(
+        "--topic",
+        default=os.environ.get("CONFUSION_KAFKA_TOPIC", ""),
+        help="topic [$CONFUSION_KAFKA_TOPIC, first of the list]",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        default=os.environ.get("CONFUSION_KAFKA_BOOTSTRAP"),
+        help="host:port[,...] [$CONFUSION_KAFKA_BOOTSTRAP]",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="records per second; 0 = as fast as possible [0]"
+    )
     where = parser.add_mutually_exclusive_group()
-    where.add_argument("--partition", type=int, default=0,
-                       help="partition to write to, keeping the input's order [0]")
-    where.add_argument("--spread", action="store_true",
-                       help="deal records round-robin over all partitions")
-    parser.add_argument("--partitions", type=int, default=1,
-                        help="partitions of the topic if it has to be created [1]")
-    parser.add_argument("--replication-factor", type=int, default=-1,
-                        help="replication of a created topic; -1 = broker default [-1]")
+    where.add_argument(
+        "--partition",
+        type=int,
+        default=0,
+        help="partition to write to, keeping the input's order [0]",
+    )
+    where.add_argument(
+        "--spread", action="store_true", help="deal records round-robin over all partitions"
+    )
+    parser.add_argument(
+        "--partitions",
+        type=int,
+        default=1,
+        help="partitions of the topic if it has to be created [1]",
+    )
+    parser.add_argument(
+        "--replication-factor",
+        type=int,
+        default=-1,
+        help="replication of a created topic; -1 = broker default [-1]",
+    )
     args = parser.parse_args(argv)
     args.topic = args.topic.split(",")[0].strip()
     if not args.topic:
@@ -205,21 +255,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     partition = None if args.spread else args.partition
     try:
-        config = client_config(args)
-        count = ensure_topic(config, args.topic, args.partitions, args.replication_factor,
-                             partition)
+        config = producer_config(args)
+        count = ensure_topic(
+            config, args.topic, args.partitions, args.replication_factor, partition
+        )
     except (ConfigError, KafkaException, OSError) as exc:
         print(f"confusion-produce: {exc}", file=sys.stderr)
         return 2
-    print(f"confusion-produce: writing to {args.topic} "
-          f"({'all partitions' if partition is None else f'partition {partition}'}) with "
-          f"{describe(config)}", file=sys.stderr)
+    print(
+        f"confusion-produce: writing to {args.topic} "
+        f"({'all partitions' if partition is None else f'partition {partition}'}) with "
+        f"{describe(config)}",
+        file=sys.stderr,
+    )
     producer = Producer({"enable.idempotence": True, "linger.ms": 20, **config})
     values: Iterator[bytes]
     if args.demo:
         values = demo_records(args.demo, 2026 if args.seed is None else args.seed)
     elif args.sample:
-        values = iter(sample_lines(SAMPLE_SEED if args.seed is None else args.seed))
+        values = sample_records(args.seed)
     else:
         values = read_lines(args.file)
     try:

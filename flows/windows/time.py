@@ -12,18 +12,29 @@ doubles when full, so memory follows the records the duration holds and nothing 
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from flows.windows import SNAPSHOT_VERSION, Codes, LabelCodes, PairWindow, RecordLog, WindowView
+from flows.windows.base import SlidingWindow, WindowKind, WindowPolicy, WindowSnapshot, WindowView
+from flows.windows.pairs import Codes
+from flows.windows.record_log import RecordLog
 
 
-class TimeWindow(PairWindow):
+class TimeSnapshot(WindowSnapshot):
+    duration_ms: int
+    newest: int | None
+    first_ts: int | None
+    ts: NDArray[np.int64]  # event time of each held record
+    num: NDArray[np.int64]  # record number of each held record
+
+
+class TimeWindow(SlidingWindow):
     """The records of one model within ``duration_ms`` of the newest event time."""
 
-    kind = "time"
+    kind = WindowKind.TIME
 
     __slots__ = ("_head", "_num", "_ts", "duration_ms", "first_ts", "newest")
 
@@ -39,15 +50,13 @@ class TimeWindow(PairWindow):
         self._head = 0  # ring slot of the oldest held record
 
     @property
-    def size(self) -> int:
-        """The duration in milliseconds (a document's ``window.size``)."""
-        return self.duration_ms
-
-    @property
     def full(self) -> bool:
         """Whether the stream has covered one whole duration yet."""
-        return (self.newest is not None and self.first_ts is not None
-                and self.newest - self.first_ts >= self.duration_ms)
+        return (
+            self.newest is not None
+            and self.first_ts is not None
+            and self.newest - self.first_ts >= self.duration_ms
+        )
 
     def _grow_ring(self, need: int) -> None:
         size = len(self._pairs)
@@ -58,25 +67,18 @@ class TimeWindow(PairWindow):
         pairs = np.zeros(new_size, dtype=self._pairs.dtype)
         ts = np.zeros(new_size, dtype=np.int64)
         num = np.zeros(new_size, dtype=np.int64)
-        pairs[:self.held] = self._pairs[order]
-        ts[:self.held] = self._ts[order]
-        num[:self.held] = self._num[order]
+        pairs[: self.held] = self._pairs[order]
+        ts[: self.held] = self._ts[order]
+        num[: self.held] = self._num[order]
         self._pairs, self._ts, self._num, self._head = pairs, ts, num, 0
 
-    def _slots(self, start: int, n: int) -> list[tuple[int, int]]:
-        size = len(self._pairs)
-        lo = start % size
-        if lo + n <= size:
-            return [(lo, lo + n)]
-        return [(lo, size), (0, lo + n - size)]
-
-    def add_codes(self, truth: Codes, pred: Codes, ts: NDArray[np.int64]) -> None:
+    def _push(self, pairs: Codes, ts: NDArray[np.int64]) -> None:
         """Add records with their event times, then let out what the window no longer spans.
 
         A record whose time is already outside the window when it arrives (against the newest
         time read up to and including it) is counted in ``seq`` but never held.
         """
-        n = len(truth)
+        n = len(pairs)
         if n == 0:
             return
         times = np.asarray(ts, dtype=np.int64)
@@ -91,7 +93,6 @@ class TimeWindow(PairWindow):
             self.first_ts = int(times[0])
         keep = times > newest_then - self.duration_ms
         numbers = self.seq + np.arange(n, dtype=np.int64)
-        pairs = (np.asarray(truth, dtype=np.int64) * self._cap + pred).astype(self._pairs.dtype)
         if not keep.all():
             pairs, times, numbers = pairs[keep], times[keep], numbers[keep]
         self.seq += n
@@ -99,20 +100,21 @@ class TimeWindow(PairWindow):
         self._grow_ring(self.held + kept)
         offset = 0
         for lo, hi in self._slots(self._head + self.held, kept):
-            self._pairs[lo:hi] = pairs[offset:offset + hi - lo]
-            self._ts[lo:hi] = times[offset:offset + hi - lo]
-            self._num[lo:hi] = numbers[offset:offset + hi - lo]
+            self._pairs[lo:hi] = pairs[offset : offset + hi - lo]
+            self._ts[lo:hi] = times[offset : offset + hi - lo]
+            self._num[lo:hi] = numbers[offset : offset + hi - lo]
             offset += hi - lo
         self.matrix += self._counts(pairs)
         self.held += kept
         self._evict(self.newest - self.duration_ms)
 
-    def first_number(self) -> int:
+    def _first_number(self) -> int:
         """The record number of the oldest held record (``seq`` when none is held)."""
         return int(self._num[self._head]) if self.held else self.seq
 
-    def forget(self) -> None:
-        self._log.forget_before(min(self.first_number(), self.seq - 1))
+    def _first_logged(self) -> int:
+        # An empty window still reports its newest record.
+        return min(self._first_number(), self.seq - 1)
 
     def _evict(self, cutoff: int) -> None:
         """Let out the oldest read records while their time is at or before ``cutoff``."""
@@ -132,41 +134,54 @@ class TimeWindow(PairWindow):
         """The window as a document needs it; an empty window reports its newest record."""
         labels, matrix = self._seen()
         last = self._log.get(self.seq - 1)
-        first = self._log.get(self.first_number()) if self.held else last
-        return WindowView(self.duration_ms, self.seq, self.held, labels, matrix, first, last,
-                          self.kind, self.full)
+        first = self._log.get(self._first_number()) if self.held else last
+        return WindowView(
+            self.duration_ms, self.seq, self.held, labels, matrix, first, last, self.kind, self.full
+        )
 
     def nbytes(self) -> int:
-        return super().nbytes() + self._ts.nbytes
+        return super().nbytes() + self._ts.nbytes + self._num.nbytes
 
-    def snapshot(self) -> dict[str, Any]:
-        """A versioned, picklable copy of the held records (the matrix is a recount)."""
+    def snapshot(self) -> TimeSnapshot:
         order = (self._head + np.arange(self.held)) % len(self._pairs)
-        return {"v": SNAPSHOT_VERSION, "kind": self.kind, "duration_ms": self.duration_ms,
-                "seq": self.seq, "newest": self.newest, "first_ts": self.first_ts,
-                "labels": list(self.codes.labels), "cap": self._cap,
-                "pairs": self._pairs[order], "ts": self._ts[order], "num": self._num[order],
-                "log": self._log.snapshot()}
+        return {
+            **self._snapshot_base(self._pairs[order]),
+            "duration_ms": self.duration_ms,
+            "newest": self.newest,
+            "first_ts": self.first_ts,
+            "ts": self._ts[order],
+            "num": self._num[order],
+        }
 
     @classmethod
-    def restore(cls, state: dict[str, Any], duration_ms: int | None = None) -> TimeWindow:
+    def restore(cls, state: TimeSnapshot, duration_ms: int | None = None) -> TimeWindow:
+        """Rebuild a window from `snapshot`; a new duration lets out what it no longer spans."""
         cls._check(state)
         window = cls(duration_ms or state["duration_ms"])
-        window.codes = LabelCodes(state["labels"])
-        window._grow(len(window.codes))
-        pairs = np.asarray(state["pairs"], dtype=np.int64)
-        cap = max(state["cap"], 1)
-        pairs = (pairs // cap) * window._cap + pairs % cap
+        pairs = window._restore_base(state)
         held = len(pairs)
         window._grow_ring(held)
         window._pairs[:held] = pairs
         window._ts[:held] = state["ts"]
         window._num[:held] = state["num"]
-        window.held, window.seq = held, state["seq"]
+        window.held = held
         window.matrix += window._counts(window._pairs[:held])
         window.newest, window.first_ts = state["newest"], state["first_ts"]
         if window.newest is not None:
             window._evict(window.newest - window.duration_ms)
-        window._log = RecordLog.restore(state["log"])
-        window.forget()
+        window._log.forget_before(window._first_logged())
         return window
+
+
+@dataclass(frozen=True, slots=True)
+class TimePolicy(WindowPolicy[TimeWindow, TimeSnapshot]):
+    """Windows of the last ``duration_ms`` of event time (``CONFUSION_WINDOW_KIND=time``)."""
+
+    kind: ClassVar[WindowKind] = WindowKind.TIME
+    duration_ms: int
+
+    def new(self) -> TimeWindow:
+        return TimeWindow(self.duration_ms)
+
+    def restore(self, state: TimeSnapshot) -> TimeWindow:
+        return TimeWindow.restore(state, self.duration_ms)

@@ -1,10 +1,26 @@
-"""The per-model summary table printed when a bounded run ends."""
+"""The per-model summary table printed when a bounded run ends (pure: the sink that feeds it
+documents and prints it is `flows.connectors.console.SummaryTableSink`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+
+from flows.output.documents import Document
+from flows.parsing.batches import ParsedBatch
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """What one parsed batch adds to the run's totals (the summary's first line)."""
+
+    records: int
+    rejected_records: int
+    rejected_entries: int
+
+    @classmethod
+    def of(cls, batch: ParsedBatch) -> Tally:
+        return cls(batch.records, batch.rejected_records, batch.rejected_entries)
 
 
 @dataclass(slots=True)
@@ -25,7 +41,7 @@ class ModelTrend:
     macro_f1: float | None = None
     mcc: float | None = None
 
-    def update(self, doc: dict[str, Any]) -> None:
+    def update(self, doc: Document) -> None:
         """Fold in a document; documents may arrive out of order, so ``seq`` decides."""
         self.documents += 1
         acc = doc["metrics"]["accuracy"]
@@ -53,18 +69,40 @@ def _window(trend: ModelTrend) -> str:
     return f"{trend.count:,}/{trend.size:,}"
 
 
-def table(trends: Iterable[ModelTrend]) -> str:
+def summary_table(trends: Iterable[ModelTrend]) -> str:
     """A plain-text table, one row per model, sorted by name."""
-    header = ("model", "records", "window", "classes", "acc first", "acc min", "acc last",
-              "macro F1", "MCC")
+    header = (
+        "model",
+        "records",
+        "window",
+        "classes",
+        "acc first",
+        "acc min",
+        "acc last",
+        "macro F1",
+        "MCC",
+    )
     rows = [header] + [
-        (t.model, f"{t.seq:,}", _window(t), str(t.classes),
-         _num(t.first_accuracy), _num(t.min_accuracy), _num(t.accuracy), _num(t.macro_f1),
-         _num(t.mcc))
-        for t in sorted(trends, key=lambda t: t.model)]
+        (
+            t.model,
+            f"{t.seq:,}",
+            _window(t),
+            str(t.classes),
+            _num(t.first_accuracy),
+            _num(t.min_accuracy),
+            _num(t.accuracy),
+            _num(t.macro_f1),
+            _num(t.mcc),
+        )
+        for t in sorted(trends, key=lambda t: t.model)
+    ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-             for row in rows]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

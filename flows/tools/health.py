@@ -4,7 +4,7 @@ Bytewax serves no health endpoint, so the job proves it is alive by touching
 ``CONFUSION_HEARTBEAT_FILE`` on every source poll (`flows.telemetry.Heartbeat`, at most once a
 second, idle polls included). A stuck dataflow stops polling and the file goes stale::
 
-    python -m flows.health --max-age 120
+    python -m flows.tools.health --max-age 120
 
 exits 0 while the file was touched within ``--max-age`` seconds, and 1 with a one-line reason
 otherwise. A heartbeat older than the container itself (the file outlives a container restart
@@ -35,8 +35,9 @@ class Verdict:
     reason: str
 
 
-def judge(path: Path, mtime: float | None, now: float, max_age: float,
-          started_at: float | None = None) -> Verdict:
+def judge(
+    path: Path, mtime: float | None, now: float, max_age: float, started_at: float | None = None
+) -> Verdict:
     """Decide from the heartbeat's modification time alone (pure; see `check` for the I/O).
 
     Args:
@@ -47,16 +48,24 @@ def judge(path: Path, mtime: float | None, now: float, max_age: float,
         started_at: when this container started; an older heartbeat was left by a predecessor.
     """
     if mtime is None:
-        return Verdict(UNHEALTHY, f"no heartbeat at {path} yet: the dataflow has not polled "
-                                  "its source since it started")
+        return Verdict(
+            UNHEALTHY,
+            f"no heartbeat at {path} yet: the dataflow has not polled its source since it started",
+        )
     age = max(0.0, now - mtime)
     # One second of slack: btime and starttime are coarse, and the kernel's mtime can be too.
     if started_at is not None and mtime < started_at - 1.0:
-        return Verdict(UNHEALTHY, f"heartbeat at {path} ({age:.0f}s old) predates this "
-                                  "container: the dataflow has not polled its source yet")
+        return Verdict(
+            UNHEALTHY,
+            f"heartbeat at {path} ({age:.0f}s old) predates this "
+            "container: the dataflow has not polled its source yet",
+        )
     if age > max_age:
-        return Verdict(UNHEALTHY, f"heartbeat at {path} is {age:.1f}s old (limit {max_age:g}s): "
-                                  "the dataflow has stopped polling its source")
+        return Verdict(
+            UNHEALTHY,
+            f"heartbeat at {path} is {age:.1f}s old (limit {max_age:g}s): "
+            "the dataflow has stopped polling its source",
+        )
     return Verdict(OK, f"heartbeat {age:.1f}s old")
 
 
@@ -67,8 +76,11 @@ def process_start_time(pid: int, proc: Path = Path("/proc")) -> float | None:
     """
     try:
         stat = (proc / str(pid) / "stat").read_text()
-        boot = next(float(line.split()[1]) for line in (proc / "stat").read_text().splitlines()
-                    if line.startswith("btime "))
+        boot = next(
+            float(line.split()[1])
+            for line in (proc / "stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
         # Field 22 (starttime, clock ticks since boot) follows the parenthesised command name,
         # which may itself hold spaces.
         ticks = int(stat.rsplit(")", 1)[1].split()[19])
@@ -89,26 +101,36 @@ def check(path: Path, max_age: float, since_pid: int | None = 1) -> Verdict:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m flows.health",
+        prog="python -m flows.tools.health",
         description="Exit 0 if the dataflow polled its source recently, 1 (with the reason) if "
-                    "not, 2 if there is nothing to check.")
-    parser.add_argument("--max-age", type=float, default=60.0,
-                        help="oldest heartbeat, in seconds, that still counts (default 60)")
-    parser.add_argument("--file", type=Path, default=None,
-                        help=f"heartbeat file (default: ${HEARTBEAT_ENV})")
-    parser.add_argument("--since-pid", type=int, default=1,
-                        help="a heartbeat older than this process is stale (default 1, the "
-                             "container's first process; 0 turns the check off)")
+        "not, 2 if there is nothing to check.",
+    )
+    parser.add_argument(
+        "--max-age",
+        type=float,
+        default=60.0,
+        help="oldest heartbeat, in seconds, that still counts (default 60)",
+    )
+    parser.add_argument(
+        "--file", type=Path, default=None, help=f"heartbeat file (default: ${HEARTBEAT_ENV})"
+    )
+    parser.add_argument(
+        "--since-pid",
+        type=int,
+        default=1,
+        help="a heartbeat older than this process is stale (default 1, the "
+        "container's first process; 0 turns the check off)",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    path = args.file or (Path(os.environ[HEARTBEAT_ENV]) if os.environ.get(HEARTBEAT_ENV)
-                         else None)
+    path = args.file or (Path(os.environ[HEARTBEAT_ENV]) if os.environ.get(HEARTBEAT_ENV) else None)
     if path is None:
-        print(f"{HEARTBEAT_ENV} is not set and --file is not given: nothing to check",
-              file=sys.stderr)
+        print(
+            f"{HEARTBEAT_ENV} is not set and --file is not given: nothing to check", file=sys.stderr
+        )
         return MISCONFIGURED
     if args.max_age <= 0:
         print("--max-age must be > 0", file=sys.stderr)

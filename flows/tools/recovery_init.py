@@ -1,6 +1,6 @@
 """Prepare a pod for ``python -m bytewax.run``: the peers' hostfile and the recovery partitions.
 
-Run by the StatefulSet's init container (``python -m flows.recovery_init``) before every pod
+Run by the StatefulSet's init container (``python -m flows.tools.recovery_init``) before every pod
 start, on every pod at once (``podManagementPolicy: Parallel``), so each step is idempotent and
 safe to race:
 
@@ -64,8 +64,9 @@ def peer_addresses(template: str, replicas: int) -> list[str]:
     if replicas < 1:
         raise InitError(f"BYTEWAX_REPLICAS must be >= 1, got {replicas}")
     if "{i}" not in template:
-        raise InitError(f"BYTEWAX_PEER_ADDRESS must contain {{i}} (the pod ordinal), got "
-                        f"{template!r}")
+        raise InitError(
+            f"BYTEWAX_PEER_ADDRESS must contain {{i}} (the pod ordinal), got {template!r}"
+        )
     return [template.format(i=i) for i in range(replicas)]
 
 
@@ -96,8 +97,10 @@ def ensure_partitions(directory: Path, count: int) -> str:
     if found.indices:
         return _existing(directory, found, count)
     if directory.is_dir() and os.path.ismount(directory):
-        raise InitError(f"{directory} is a mount point; put the recovery directory one level "
-                        "below the volume's mount so it can be created atomically")
+        raise InitError(
+            f"{directory} is a mount point; put the recovery directory one level "
+            "below the volume's mount so it can be created atomically"
+        )
     from bytewax.recovery import init_db_dir  # only this step needs Bytewax loaded
 
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -122,17 +125,22 @@ def ensure_partitions(directory: Path, count: int) -> str:
 
 def _existing(directory: Path, found: PartitionSet, count: int) -> str:
     if not found.indices:
-        raise InitError(f"{directory} holds other files but no recovery partitions; point "
-                        "BYTEWAX_RECOVERY_DIRECTORY at a missing or empty directory")
+        raise InitError(
+            f"{directory} holds other files but no recovery partitions; point "
+            "BYTEWAX_RECOVERY_DIRECTORY at a missing or empty directory"
+        )
     if not found.complete:
         raise InitError(
             f"{directory} holds an incomplete set of recovery partitions ({found.describe()}); "
             "Bytewax cannot resume from it and a fresh partition would silently lose state. "
-            "Restore the missing part-N.sqlite3 files, or reset the state (docs/kubernetes.md)")
+            "Restore the missing part-N.sqlite3 files, or reset the state (docs/kubernetes.md)"
+        )
     have = len(found.indices)
     if have != count:
-        return (f"kept {have} recovery partitions in {directory}; BYTEWAX_RECOVERY_PARTS={count} "
-                "only applies to a new directory (the count is fixed once created)")
+        return (
+            f"kept {have} recovery partitions in {directory}; BYTEWAX_RECOVERY_PARTS={count} "
+            "only applies to a new directory (the count is fixed once created)"
+        )
     return f"kept {have} recovery partitions in {directory}"
 
 
@@ -143,9 +151,11 @@ def check_ordinal(env: Mapping[str, str], replicas: int) -> None:
         return
     ordinal = pod.removeprefix(f"{sts}-")
     if ordinal.isdigit() and int(ordinal) >= replicas:
-        raise InitError(f"pod {pod} has ordinal {ordinal} but BYTEWAX_REPLICAS={replicas}: the "
-                        "StatefulSet's replicas and BYTEWAX_REPLICAS must change together "
-                        "(see docs/kubernetes.md, Scale)")
+        raise InitError(
+            f"pod {pod} has ordinal {ordinal} but BYTEWAX_REPLICAS={replicas}: the "
+            "StatefulSet's replicas and BYTEWAX_REPLICAS must change together "
+            "(see docs/kubernetes.md, Scale)"
+        )
 
 
 def _env_int(env: Mapping[str, str], name: str) -> int | None:
@@ -160,16 +170,27 @@ def _env_int(env: Mapping[str, str], name: str) -> int | None:
 
 def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m flows.recovery_init",
+        prog="python -m flows.tools.recovery_init",
         description="Write the Bytewax hostfile and create missing recovery partitions. Each "
-                    "option defaults to the environment variable named in its help.")
-    parser.add_argument("--hostfile", type=Path, default=env.get("BYTEWAX_HOSTFILE_PATH"),
-                        help="where to write the peers [BYTEWAX_HOSTFILE_PATH]")
-    parser.add_argument("--peer-address", default=env.get("BYTEWAX_PEER_ADDRESS"),
-                        help="host:port of process {i} [BYTEWAX_PEER_ADDRESS]")
-    parser.add_argument("--recovery-directory", type=Path,
-                        default=env.get("BYTEWAX_RECOVERY_DIRECTORY"),
-                        help="recovery partitions [BYTEWAX_RECOVERY_DIRECTORY]")
+        "option defaults to the environment variable named in its help.",
+    )
+    parser.add_argument(
+        "--hostfile",
+        type=Path,
+        default=env.get("BYTEWAX_HOSTFILE_PATH"),
+        help="where to write the peers [BYTEWAX_HOSTFILE_PATH]",
+    )
+    parser.add_argument(
+        "--peer-address",
+        default=env.get("BYTEWAX_PEER_ADDRESS"),
+        help="host:port of process {i} [BYTEWAX_PEER_ADDRESS]",
+    )
+    parser.add_argument(
+        "--recovery-directory",
+        type=Path,
+        default=env.get("BYTEWAX_RECOVERY_DIRECTORY"),
+        help="recovery partitions [BYTEWAX_RECOVERY_DIRECTORY]",
+    )
     return parser
 
 
@@ -188,8 +209,10 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         if args.recovery_directory is not None:
             parts = _env_int(env, "BYTEWAX_RECOVERY_PARTS")
             if parts is None:
-                raise InitError("BYTEWAX_RECOVERY_PARTS is not set: how many partitions, at "
-                                "least the most workers the job will ever run")
+                raise InitError(
+                    "BYTEWAX_RECOVERY_PARTS is not set: how many partitions, at "
+                    "least the most workers the job will ever run"
+                )
             print(f"recovery_init: {ensure_partitions(args.recovery_directory, parts)}")
     except InitError as exc:
         print(f"recovery_init: {exc}", file=sys.stderr)

@@ -3,8 +3,8 @@
 msgspec decodes a whole batch in one C call and checks the wire types; the rest works column by
 column: one list comprehension per field, one per model, and for models that send score maps with
 the same labels in every record, a numpy arg-max over the batch. Whatever this path does not
-accept outright (a refused or unusual record) it hands back by row, and `flows.records` judges
-those one by one, so both paths always agree.
+accept outright (a refused or unusual record) it hands back by row, and `flows.parsing.checks`
+judges those one by one, so both paths always agree.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
-Codes = NDArray[np.int32]
+from flows.parsing.labels import Codes, LabelTable, best_label
 
 
 class Wire(msgspec.Struct):
@@ -39,9 +39,17 @@ class WireStrict(Wire, forbid_unknown_fields=True):
 # (record, predictions, score map) and needs no nesting check; a record with extra fields takes
 # the per-value decode below, which screens nesting first.
 _STRICT = msgspec.json.Decoder(WireStrict)
+
+
 _DECODER = msgspec.json.Decoder(Wire)
+
+
 MAX_DEPTH = 64  # deepest nesting of arrays and objects a record may have (README: Bad input)
+
+
 _OPENERS = re.compile(rb"[{\[]")
+
+
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
@@ -87,8 +95,11 @@ def _aligned(joined: bytes, n: int) -> bool:
         return False
     text = np.frombuffer(joined, dtype=np.uint8)
     newlines = np.flatnonzero(text == ord("\n"))
-    return (len(newlines) == n - 1 and bool((text[newlines - 1] == ord("}")).all())
-            and bool((text[newlines + 1] == ord("{")).all()))
+    return (
+        len(newlines) == n - 1
+        and bool((text[newlines - 1] == ord("}")).all())
+        and bool((text[newlines + 1] == ord("{")).all())
+    )
 
 
 def decode_batch(values: Sequence[bytes], max_bytes: int = 1 << 62) -> list[Wire | None]:
@@ -115,65 +126,23 @@ def decode_batch(values: Sequence[bytes], max_bytes: int = 1 << 62) -> list[Wire
     return [_decode_one(v, max_bytes) for v in values]
 
 
-class LabelTable:
-    """Labels in order of first appearance, each with a small-integer code that never changes.
-
-    A batch has one (its models share it); each window has its own and maps the batch's codes
-    to its own once per batch.
-    """
-
-    __slots__ = ("index", "labels")
-
-    def __init__(self, labels: Sequence[str] = ()) -> None:
-        self.labels: list[str] = list(labels)
-        self.index: dict[str, int] = {label: i for i, label in enumerate(self.labels)}
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def code(self, label: str) -> int:
-        code = self.index.get(label)
-        if code is None:
-            code = self.index[label] = len(self.labels)
-            self.labels.append(label)
-        return code
-
-    def encode(self, names: Sequence[str | None]) -> Codes:
-        """Codes of ``names``; None (a missing entry) becomes -1."""
-        get = self.index.get
-        codes = [get(name, -1) for name in names]  # type: ignore[arg-type]
-        if -1 in codes:
-            for name in dict.fromkeys(names):  # distinct names, in order of appearance
-                if name is not None and name not in self.index:
-                    self.code(name)
-            codes = [get(name, -1) for name in names]  # type: ignore[arg-type]
-        return np.asarray(codes, dtype=np.int32)
-
-
 @dataclass(slots=True)
-class Columns:
+class PredictedCodes:
     """Per-model results of the fast path, aligned with the rows it accepted."""
 
     pred: dict[str, Codes]  # per model; -1 where the record has no entry for it
     bad: NDArray[np.bool_]  # rows the fast path refuses to judge
 
 
-def best_label(scores: dict[str, float]) -> str:
-    """The label with the highest score, ties going to the label that sorts first."""
-    best = max(scores, key=scores.__getitem__)
-    top = scores[best]
-    if list(scores.values()).count(top) > 1:
-        best = min(label for label, score in scores.items() if score == top)
-    return best
-
-
-def _argmax_codes(table: LabelTable, keys: tuple[str, ...], entries: list[Any],
-                  present: list[dict[str, float]]) -> Codes:
+def _argmax_codes(
+    table: LabelTable, keys: tuple[str, ...], entries: list[Any], present: list[dict[str, float]]
+) -> Codes:
     """Arg-max over score maps that share ``keys``; ties go to the label that sorts first."""
     k = len(keys)
     order = sorted(range(k), key=keys.__getitem__)
-    scores = np.fromiter(chain.from_iterable(map(dict.values, present)), dtype=np.float64,
-                         count=len(present) * k).reshape(len(present), k)[:, order]
+    scores = np.fromiter(
+        chain.from_iterable(map(dict.values, present)), dtype=np.float64, count=len(present) * k
+    ).reshape(len(present), k)[:, order]
     key_codes = np.asarray([table.code(keys[j]) for j in order], dtype=np.int32)
     best: Codes = key_codes[scores.argmax(axis=1)]
     if len(present) == len(entries):
@@ -202,7 +171,9 @@ def _one_by_one(table: LabelTable, entries: list[Any], bad: NDArray[np.bool_]) -
     return table.encode(names)
 
 
-def predictions(table: LabelTable, preds: list[dict[str, Any]], reserved: str | None) -> Columns:
+def predicted_codes(
+    table: LabelTable, preds: list[dict[str, Any]], reserved: str | None
+) -> PredictedCodes:
     """Predicted label codes per model for rows whose records passed the record-level checks."""
     n = len(preds)
     bad = np.zeros(n, dtype=bool)
@@ -228,4 +199,4 @@ def predictions(table: LabelTable, preds: list[dict[str, Any]], reserved: str | 
                 out[model] = _one_by_one(table, entries, bad)
         else:
             out[model] = _one_by_one(table, entries, bad)
-    return Columns(out, bad)
+    return PredictedCodes(out, bad)

@@ -45,7 +45,9 @@ class Ensemble:
             return None
         undefined = sorted(label for label, total in totals.items() if total != total)
         if undefined:
-            raise NoVerdict(f"the weighted score sum of {undefined[0]!r} is not a number "
-                            "(the weighted scores overflow to inf - inf)")
+            raise NoVerdict(
+                f"the weighted score sum of {undefined[0]!r} is not a number "
+                "(the weighted scores overflow to inf - inf)"
+            )
         best = max(totals.values())
         return min(label for label, total in totals.items() if total == best)
