@@ -35,9 +35,11 @@ class BuiltImage:
     base: str
 
     def describe(self) -> str:
-        return (f"image {self.ref} ({self.id[:12]}): {self.size_bytes / 1e6:.0f} MB, built with "
-                f"{self.build_engine} in {self.build_s:.0f} s (base {self.base}: "
-                f"{self.base_s:.0f} s of it), run with {self.run_engine}")
+        return (
+            f"image {self.ref} ({self.id[:12]}): {self.size_bytes / 1e6:.0f} MB, built with "
+            f"{self.build_engine} in {self.build_s:.0f} s (base {self.base}: "
+            f"{self.base_s:.0f} s of it), run with {self.run_engine}"
+        )
 
 
 REPORT: list[str] = []
@@ -47,9 +49,15 @@ REPORT: list[str] = []
 def _build() -> BuiltImage | str:
     started = time.monotonic()
     try:
-        done = subprocess.run([str(REPO / "scripts" / "image"), "build"], cwd=REPO,
-                              capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
-                              stdin=subprocess.DEVNULL, check=False)
+        done = subprocess.run(
+            [str(REPO / "scripts" / "image"), "build"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return f"scripts/image build took over {BUILD_TIMEOUT_S} s"
     if done.returncode != 0:
@@ -57,9 +65,17 @@ def _build() -> BuiltImage | str:
     fields = dict(item.split("=", 1) for item in done.stdout.strip().splitlines()[-1].split())
     ref, image_id = fields["image"], fields["id"].removeprefix("sha256:")
     engine = detect(image_id)
-    built = BuiltImage(ref, image_id, fields["engine"], engine, image_config(engine, image_id),
-                       image_size(engine, image_id), time.monotonic() - started,
-                       float(fields["base_s"]), fields["base"])
+    built = BuiltImage(
+        ref,
+        image_id,
+        fields["engine"],
+        engine,
+        image_config(engine, image_id),
+        image_size(engine, image_id),
+        time.monotonic() - started,
+        float(fields["base_s"]),
+        fields["base"],
+    )
     REPORT.append(built.describe())
     return built
 

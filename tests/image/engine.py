@@ -104,8 +104,13 @@ def image_config(engine: str, image: str) -> ImageConfig:
     raw = json.loads(_run(cli, "image", "inspect", image))[0]
     config = raw.get("Config") or raw.get("config") or {}
     env = dict(item.split("=", 1) for item in config.get("Env") or [])
-    return ImageConfig(list(config.get("Entrypoint") or []), list(config.get("Cmd") or []),
-                       config.get("User") or "", config.get("WorkingDir") or "/", env)
+    return ImageConfig(
+        list(config.get("Entrypoint") or []),
+        list(config.get("Cmd") or []),
+        config.get("User") or "",
+        config.get("WorkingDir") or "/",
+        env,
+    )
 
 
 def image_size(engine: str, image: str) -> int:
@@ -164,9 +169,15 @@ class Container:
 
     # -------------------------------------------------------------- lifecycle
 
-    def start(self, command: Sequence[str] | None, env: Mapping[str, str], *,
-              stdout: int | None = subprocess.PIPE, user: str | None = None,
-              log: Path | None = None) -> None:
+    def start(
+        self,
+        command: Sequence[str] | None,
+        env: Mapping[str, str],
+        *,
+        stdout: int | None = subprocess.PIPE,
+        user: str | None = None,
+        log: Path | None = None,
+    ) -> None:
         """Run ``command`` (default: the image's entrypoint + cmd) as the image's user.
 
         Output goes to pipes (read them with `wait`), or with ``log`` to that file: a process
@@ -176,13 +187,39 @@ class Container:
         user = user or self.config.user
         if self.engine == "buildah":
             self._prepare_buildah()
-            args = ["buildah", "run", "--isolation", "chroot", "--network", "host",
-                    "--user", user, "--workingdir", self.config.workdir,
-                    *self._env_args(env), *self._volume_args(), self.name, "--", *argv]
+            args = [
+                "buildah",
+                "run",
+                "--isolation",
+                "chroot",
+                "--network",
+                "host",
+                "--user",
+                user,
+                "--workingdir",
+                self.config.workdir,
+                *self._env_args(env),
+                *self._volume_args(),
+                self.name,
+                "--",
+                *argv,
+            ]
         else:
-            args = [self.engine, "run", "--name", self.name, "--pull=never", "--network", "host",
-                    "--user", user, "--workdir", self.config.workdir,
-                    *self._env_args(env), *self._volume_args()]
+            args = [
+                self.engine,
+                "run",
+                "--name",
+                self.name,
+                "--pull=never",
+                "--network",
+                "host",
+                "--user",
+                user,
+                "--workdir",
+                self.config.workdir,
+                *self._env_args(env),
+                *self._volume_args(),
+            ]
             if self.read_only:
                 args.append("--read-only")
                 if self.engine == "podman":
@@ -190,11 +227,21 @@ class Container:
             args += ["--entrypoint", argv[0], self.image, *argv[1:]]
         if log is not None:
             with log.open("ab") as out:
-                self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                                stdin=subprocess.DEVNULL, start_new_session=True)
+                self.process = subprocess.Popen(
+                    args,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             return
-        self.process = subprocess.Popen(args, stdout=stdout, stderr=subprocess.PIPE,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            args,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def wait(self, timeout: float) -> tuple[int, bytes, bytes]:
         """Wait for the container's command to end: exit code, stdout, stderr."""
@@ -205,16 +252,38 @@ class Container:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
-    def exec(self, command: Sequence[str], env: Mapping[str, str],
-             timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, command: Sequence[str], env: Mapping[str, str], timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``command`` in the running container (an exec probe, ``kubectl exec``)."""
         if self.engine == "buildah":
-            args = ["buildah", "run", "--isolation", "chroot", "--network", "host",
-                    "--user", self.config.user, "--workingdir", self.config.workdir,
-                    *self._env_args(env), *self._volume_args(), self.name, "--", *command]
+            args = [
+                "buildah",
+                "run",
+                "--isolation",
+                "chroot",
+                "--network",
+                "host",
+                "--user",
+                self.config.user,
+                "--workingdir",
+                self.config.workdir,
+                *self._env_args(env),
+                *self._volume_args(),
+                self.name,
+                "--",
+                *command,
+            ]
         else:
-            args = [self.engine, "exec", "--user", self.config.user, *self._env_args(env),
-                    self.name, *command]
+            args = [
+                self.engine,
+                "exec",
+                "--user",
+                self.config.user,
+                *self._env_args(env),
+                self.name,
+                *command,
+            ]
         return subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
 
     def pid1(self) -> int | None:
@@ -249,8 +318,11 @@ class Container:
             # A directory of the image shows up in the upper layer when something inside it
             # changed or its metadata did (buildah's /run/.containerenv, the working
             # directory): only new directories count as written.
-            if path.is_dir() and not path.is_symlink() and any(
-                    (layer / relative).is_dir() for layer in lower):
+            if (
+                path.is_dir()
+                and not path.is_symlink()
+                and any((layer / relative).is_dir() for layer in lower)
+            ):
                 continue
             found.add(f"/{relative}")
         return sorted(found - self._created)
@@ -260,8 +332,12 @@ class Container:
         if self.engine == "buildah":
             assert self.mountpoint is not None
             return (self.mountpoint / path.lstrip("/")).read_bytes()
-        done = subprocess.run([self.engine, "cp", f"{self.name}:{path}", "-"],
-                              capture_output=True, timeout=60, check=True)
+        done = subprocess.run(
+            [self.engine, "cp", f"{self.name}:{path}", "-"],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
         with tarfile.open(fileobj=io.BytesIO(done.stdout)) as tar:
             member = tar.extractfile(tar.getmembers()[0])
             assert member is not None, f"{path} is not a file"
@@ -299,7 +375,7 @@ class Container:
             targets.append("/run")
             for m in self.mounts:  # mount points nested in /run live in its directory
                 if m.target.startswith("/run/"):
-                    (self.run_dir / m.target[len("/run/"):]).mkdir(parents=True, exist_ok=True)
+                    (self.run_dir / m.target[len("/run/") :]).mkdir(parents=True, exist_ok=True)
         before = self._layer_paths()
         for target in targets:
             (root / target.lstrip("/")).mkdir(parents=True, exist_ok=True)
@@ -322,8 +398,11 @@ class Container:
         assert self.mountpoint is not None
         for line in Path("/proc/self/mountinfo").read_text().splitlines():
             if line.split()[4] == str(self.mountpoint):
-                options = dict(o.split("=", 1) for o in
-                               line.split(" - ", 1)[1].split()[2].split(",") if "=" in o)
+                options = dict(
+                    o.split("=", 1)
+                    for o in line.split(" - ", 1)[1].split()[2].split(",")
+                    if "=" in o
+                )
                 lower = [Path(d) for d in options.get("lowerdir", "").split(":") if d]
                 return Path(options["upperdir"]), lower
         raise RuntimeError(f"{self.mountpoint}: not an overlay mount")
@@ -338,16 +417,22 @@ class Container:
         mounts = list(self.mounts)
         # Parents before children, so a volume inside another one is not hidden by it.
         mounts.sort(key=lambda m: m.target.count("/"))
-        return [arg for m in mounts
-                for arg in ("-v", f"{m.source}:{m.target}{':ro' if m.read_only else ''}")]
+        return [
+            arg
+            for m in mounts
+            for arg in ("-v", f"{m.source}:{m.target}{':ro' if m.read_only else ''}")
+        ]
 
 
 def _cli(argv: Sequence[str]) -> int:
     """``scripts/image run``: the image's default command (or ``COMMAND``) as the pod runs it."""
     parser = argparse.ArgumentParser(prog="scripts/image run", description=_cli.__doc__)
     parser.add_argument("--image", required=True)
-    parser.add_argument("--writable-root", action="store_true",
-                        help="keep the root filesystem writable (a plain `docker run`)")
+    parser.add_argument(
+        "--writable-root",
+        action="store_true",
+        help="keep the root filesystem writable (a plain `docker run`)",
+    )
     parser.add_argument("-e", "--env", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("command", nargs="*")
     args = parser.parse_args(argv)
@@ -357,8 +442,11 @@ def _cli(argv: Sequence[str]) -> int:
     tmp.chmod(0o1777)
     mounts = [] if args.writable_root else [Mount(tmp, "/tmp")]
     container = Container(engine, args.image, config, mounts, not args.writable_root)
-    print(f"{engine}: {args.image} as {config.user}, root "
-          f"{'writable' if args.writable_root else f'read-only, /tmp = {tmp}'}", file=sys.stderr)
+    print(
+        f"{engine}: {args.image} as {config.user}, root "
+        f"{'writable' if args.writable_root else f'read-only, /tmp = {tmp}'}",
+        file=sys.stderr,
+    )
     env = dict(item.split("=", 1) for item in args.env)
     started = time.monotonic()
     try:

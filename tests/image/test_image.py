@@ -40,17 +40,20 @@ def statefulset() -> Obj:
 @pytest.fixture(scope="module")
 def image_settings(image: BuiltImage) -> Settings:
     """The settings the image's default command runs with: its ENV over the job's defaults."""
-    return load_settings({k: v for k, v in image.config.env.items()
-                          if k.startswith("CONFUSION_")})
+    return load_settings({k: v for k, v in image.config.env.items() if k.startswith("CONFUSION_")})
 
 
 @pytest.fixture(scope="module")
 def demo_expected(image_settings: Settings) -> ExpectedRun:
     s = image_settings
     lines = demo_lines(s.demo_seed, s.demo_records)
-    return expected_run(lines, window_size=s.window_size, emit_every=s.emit_every,
-                        fallback_ts=[START_MS + i * STEP_MS for i in range(len(lines))],
-                        engine="exact")
+    return expected_run(
+        lines,
+        window_size=s.window_size,
+        emit_every=s.emit_every,
+        fallback_ts=[START_MS + i * STEP_MS for i in range(len(lines))],
+        engine="exact",
+    )
 
 
 @pytest.fixture
@@ -61,8 +64,9 @@ def containers(image: BuiltImage) -> Iterator[list[Container]]:
         c.remove()
 
 
-def new_container(image: BuiltImage, made: list[Container], mounts_: list[Mount],
-                  read_only: bool) -> Container:
+def new_container(
+    image: BuiltImage, made: list[Container], mounts_: list[Mount], read_only: bool
+) -> Container:
     c = Container(image.run_engine, image.id, image.config, mounts_, read_only)
     made.append(c)
     return c
@@ -83,8 +87,11 @@ def test_image_is_what_the_statefulset_runs(image: BuiltImage, statefulset: Obj)
 
 
 def test_default_command_with_nothing_mounted(
-        image: BuiltImage, containers: list[Container], image_settings: Settings,
-        demo_expected: ExpectedRun) -> None:
+    image: BuiltImage,
+    containers: list[Container],
+    image_settings: Settings,
+    demo_expected: ExpectedRun,
+) -> None:
     """A plain ``docker run confusion-stream``: the demo runs to the end as uid 10001 in the
     root-owned /app, documents on the console, dead letters in /tmp; nothing else written."""
     c = new_container(image, containers, [], read_only=False)
@@ -102,8 +109,13 @@ def test_default_command_with_nothing_mounted(
 
 
 def test_default_command_in_the_pods_read_only_root(
-        image: BuiltImage, containers: list[Container], statefulset: Obj,
-        image_settings: Settings, demo_expected: ExpectedRun, tmp_path: Path) -> None:
+    image: BuiltImage,
+    containers: list[Container],
+    statefulset: Obj,
+    image_settings: Settings,
+    demo_expected: ExpectedRun,
+    tmp_path: Path,
+) -> None:
     """The pod's shape with the image's defaults: read-only root, only the dataflow
     container's volumes writable (as mounted by the StatefulSet), the demo to the end."""
     main = container(statefulset, "dataflow")
@@ -126,20 +138,23 @@ def test_default_command_in_the_pods_read_only_root(
 
 
 def test_root_and_app_are_read_only_for_the_job(
-        image: BuiltImage, containers: list[Container], statefulset: Obj,
-        tmp_path: Path) -> None:
+    image: BuiltImage, containers: list[Container], statefulset: Obj, tmp_path: Path
+) -> None:
     main = container(statefulset, "dataflow")
-    c = new_container(image, containers, mounts(main, make_volumes(statefulset, tmp_path)),
-                      read_only=True)
+    c = new_container(
+        image, containers, mounts(main, make_volumes(statefulset, tmp_path)), read_only=True
+    )
     c.start(["python", "-c", "import time; time.sleep(60)"], {})
-    script = ("import os, sys\n"
-              "for path in ('/app/x', '/x', '/opt/venv/x', '/tmp/x', '/run/confusion/x',"
-              " '/var/lib/confusion/x', '/etc/bytewax/x'):\n"
-              "    try:\n"
-              "        open(path, 'w').close(); print(path, 'ok')\n"
-              "    except OSError as e:\n"
-              "        print(path, type(e).__name__)\n"
-              "print('uid', os.getuid(), os.getgid(), os.getcwd())\n")
+    script = (
+        "import os, sys\n"
+        "for path in ('/app/x', '/x', '/opt/venv/x', '/tmp/x', '/run/confusion/x',"
+        " '/var/lib/confusion/x', '/etc/bytewax/x'):\n"
+        "    try:\n"
+        "        open(path, 'w').close(); print(path, 'ok')\n"
+        "    except OSError as e:\n"
+        "        print(path, type(e).__name__)\n"
+        "print('uid', os.getuid(), os.getgid(), os.getcwd())\n"
+    )
     done = c.exec(["python", "-c", script], {})
     assert done.returncode == 0, done.stderr
     seen = dict(line.split(" ", 1) for line in done.stdout.splitlines())
@@ -150,7 +165,8 @@ def test_root_and_app_are_read_only_for_the_job(
 
 
 def test_a_bad_setting_stops_the_job_with_exit_2(
-        image: BuiltImage, containers: list[Container]) -> None:
+    image: BuiltImage, containers: list[Container]
+) -> None:
     c = new_container(image, containers, [], read_only=False)
     c.start(None, {"CONFUSION_WINDOW_SIZE": "0"})
     code, _, err = c.wait(120)
@@ -164,12 +180,18 @@ def _pem_blocks(text: str) -> set[str]:
 
 
 def test_the_build_secret_is_not_in_the_image(
-        image: BuiltImage, containers: list[Container]) -> None:
+    image: BuiltImage, containers: list[Container]
+) -> None:
     """The CA bundle pip trusted during the build (the `pip-ca` build secret) left no trace:
     no certificate of the host's bundle that Debian's own bundle lacks (a TLS-intercepting
     proxy's CA) is in any file of the image."""
-    done = subprocess.run([str(Path(__file__).parents[2] / "scripts" / "image"), "ca-bundle"],
-                          capture_output=True, text=True, check=True, timeout=60)
+    done = subprocess.run(
+        [str(Path(__file__).parents[2] / "scripts" / "image"), "ca-bundle"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     bundle = Path(done.stdout.strip())
     assert bundle.is_file(), "scripts/image found no CA bundle on this host"
     c = new_container(image, containers, [], read_only=False)
@@ -178,7 +200,7 @@ def test_the_build_secret_is_not_in_the_image(
     assert own.returncode == 0, own.stderr
     extra = _pem_blocks(bundle.read_text()) - _pem_blocks(own.stdout)
     # A distinctive piece of each extra certificate: 64 base64 characters from its middle.
-    needles = sorted({block[len(block) // 2: len(block) // 2 + 64] for block in extra})
+    needles = sorted({block[len(block) // 2 : len(block) // 2 + 64] for block in extra})
     print(f"{len(extra)} certificates in {bundle} that Debian's bundle lacks")
     found = c.exec(["python", "-c", _FIND, *needles], {}, timeout=300)
     assert found.returncode == 0, found.stderr

@@ -55,14 +55,18 @@ START_MS = 1_795_341_600_000
 CLASSES = ("cat", "dog", "fox")
 # The only variables whose value differs from the manifests' (see the module docstring).
 LOOPBACK_DIFFERENCES = {
-    "CONFUSION_KAFKA_BOOTSTRAP", "CONFUSION_ES_URL", "CONFUSION_KAFKA_TOPIC",
-    "CONFUSION_ES_INDEX", "CONFUSION_KAFKA_GROUP", "BYTEWAX_PEER_ADDRESS",
+    "CONFUSION_KAFKA_BOOTSTRAP",
+    "CONFUSION_ES_URL",
+    "CONFUSION_KAFKA_TOPIC",
+    "CONFUSION_ES_INDEX",
+    "CONFUSION_KAFKA_GROUP",
+    "BYTEWAX_PEER_ADDRESS",
     "BYTEWAX_DATAFLOW_API_PORT",
 }
 
 
 def good_records(upto_chunk: int, from_chunk: int = 0) -> int:
-    lo, hi = sum(CHUNKS[:from_chunk]), sum(CHUNKS[:upto_chunk + 1])
+    lo, hi = sum(CHUNKS[:from_chunk]), sum(CHUNKS[: upto_chunk + 1])
     return sum(1 for i in range(lo, hi) if i % BAD_EVERY != BAD_EVERY - 1)
 
 
@@ -72,9 +76,14 @@ def record(partition: int, i: int, rng: random.Random) -> bytes:
     truth = rng.choice(CLASSES)
     guess = truth if rng.random() < 0.8 else rng.choice(CLASSES)
     scores = {c: round(rng.random() * 0.4 + (0.6 if c == guess else 0.0), 4) for c in CLASSES}
-    return orjson.dumps({"id": f"{partition}-{i:06d}", "ts": START_MS + 40 * i, "label": truth,
-                         "predictions": {f"p{partition}-scores": scores,
-                                         f"p{partition}-labels": guess}})
+    return orjson.dumps(
+        {
+            "id": f"{partition}-{i:06d}",
+            "ts": START_MS + 40 * i,
+            "label": truth,
+            "predictions": {f"p{partition}-scores": scores, f"p{partition}-labels": guess},
+        }
+    )
 
 
 def chunk(index: int) -> list[tuple[int, bytes]]:
@@ -126,8 +135,13 @@ class ImageStatefulSet:
     made: list[Container]
 
     def _container(self, name: str, pod: ImagePod) -> Container:
-        c = Container(self.image.run_engine, self.image.id, self.image.config,
-                      mounts(container(self.sts, name), pod.volumes), read_only=True)
+        c = Container(
+            self.image.run_engine,
+            self.image.id,
+            self.image.config,
+            mounts(container(self.sts, name), pod.volumes),
+            read_only=True,
+        )
         self.made.append(c)
         return c
 
@@ -152,8 +166,9 @@ class ImageStatefulSet:
             job = pod.job
             wait_for(lambda: job.pid1() is not None, 60, f"pod {pod.ordinal}'s tini")
 
-    def probe(self, pod: ImagePod, kind: str, max_age: str | None = None
-              ) -> subprocess.CompletedProcess[str]:
+    def probe(
+        self, pod: ImagePod, kind: str, max_age: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """The StatefulSet's exec probe ``kind`` run in the pod's job container."""
         assert pod.job is not None
         command = list(container(self.sts, "dataflow")[kind]["exec"]["command"])
@@ -170,9 +185,11 @@ class ImageStatefulSet:
         return sum(s or 0.0 for s in samples)
 
     def describe(self) -> str:
-        return "\n".join(f"--- pod {p.ordinal}:\n"
-                         f"{p.log.read_text(errors='replace')[-3000:] if p.log.exists() else ''}"
-                         for p in self.pods)
+        return "\n".join(
+            f"--- pod {p.ordinal}:\n"
+            f"{p.log.read_text(errors='replace')[-3000:] if p.log.exists() else ''}"
+            for p in self.pods
+        )
 
 
 @pytest.fixture
@@ -184,9 +201,15 @@ def made() -> Iterator[list[Container]]:
 
 
 def test_the_image_resumes_from_its_checkpoint_after_sigkill(
-        kafka_bootstrap: str, es_url: str, kafka_admin: AdminClient,
-        topic: Callable[..., str], es_index: Callable[..., str], es_client: Elasticsearch,
-        tmp_path: Path, made: list[Container]) -> None:
+    kafka_bootstrap: str,
+    es_url: str,
+    kafka_admin: AdminClient,
+    topic: Callable[..., str],
+    es_index: Callable[..., str],
+    es_client: Elasticsearch,
+    tmp_path: Path,
+    made: list[Container],
+) -> None:
     image = built_image()
     objects = base_objects(with_secret_example=False)
     sts = objects.statefulset
@@ -194,41 +217,63 @@ def test_the_image_resumes_from_its_checkpoint_after_sigkill(
     name = sts["metadata"]["name"]
     namespace = sts["metadata"]["namespace"]
     main_spec = container(sts, "dataflow")
-    assert replicas * int(pod_env(main_spec, objects, pod_name=f"{name}-0", namespace=namespace,
-                                  secrets={})["BYTEWAX_WORKERS_PER_PROCESS"]) == PARTITIONS
+    assert (
+        replicas
+        * int(
+            pod_env(main_spec, objects, pod_name=f"{name}-0", namespace=namespace, secrets={})[
+                "BYTEWAX_WORKERS_PER_PROCESS"
+            ]
+        )
+        == PARTITIONS
+    )
 
     topic_name = topic(partitions=PARTITIONS)
     dead_topic = f"{topic_name}.dead-letter"  # the default CONFUSION_DLQ_TOPIC
     kafka_admin.create_topics([NewTopic(dead_topic, 1, 1)])[dead_topic].result(timeout=30)
     index = es_index()
     peer_port = free_port([PEER_HOST.format(i=i) for i in range(replicas)])
-    common = {"CONFUSION_KAFKA_BOOTSTRAP": kafka_bootstrap, "CONFUSION_ES_URL": es_url,
-              "CONFUSION_KAFKA_TOPIC": topic_name, "CONFUSION_ES_INDEX": index,
-              "CONFUSION_KAFKA_GROUP": f"{topic_name}-group"}
+    common = {
+        "CONFUSION_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "CONFUSION_ES_URL": es_url,
+        "CONFUSION_KAFKA_TOPIC": topic_name,
+        "CONFUSION_ES_INDEX": index,
+        "CONFUSION_KAFKA_GROUP": f"{topic_name}-group",
+    }
 
     pods: list[ImagePod] = []
     for i in range(replicas):
+
         def env_of(c: Obj, i: int = i) -> dict[str, str]:
             secrets: dict[str, dict[str, str]] = {
-                s["secretRef"]["name"]: {} for s in c.get("envFrom", []) if "secretRef" in s}
-            return pod_env(c, objects, pod_name=f"{name}-{i}", namespace=namespace,
-                           secrets=secrets)
+                s["secretRef"]["name"]: {} for s in c.get("envFrom", []) if "secretRef" in s
+            }
+            return pod_env(c, objects, pod_name=f"{name}-{i}", namespace=namespace, secrets=secrets)
+
         manifest_init, manifest_main = env_of(container(sts, "init")), env_of(main_spec)
-        init_env = {**manifest_init, **common,
-                    "BYTEWAX_PEER_ADDRESS": f"{PEER_HOST}:{peer_port}"}
+        init_env = {**manifest_init, **common, "BYTEWAX_PEER_ADDRESS": f"{PEER_HOST}:{peer_port}"}
         env = {**manifest_main, **common, "BYTEWAX_DATAFLOW_API_PORT": str(free_port())}
         for manifest, actual in ((manifest_init, init_env), (manifest_main, env)):
             changed = {k for k in set(manifest) | set(actual) if manifest.get(k) != actual.get(k)}
             assert changed <= LOOPBACK_DIFFERENCES, changed - LOOPBACK_DIFFERENCES
         load_settings(env)  # the job would start with it
-        volumes = make_volumes(sts, tmp_path / f"pod-{i}", shared=None if i == 0 else {
-            n: p for n, p in pods[0].volumes.items()
-            if "persistentVolumeClaim" in _volume(sts, n)})
+        volumes = make_volumes(
+            sts,
+            tmp_path / f"pod-{i}",
+            shared=None
+            if i == 0
+            else {
+                n: p
+                for n, p in pods[0].volumes.items()
+                if "persistentVolumeClaim" in _volume(sts, n)
+            },
+        )
         pods.append(ImagePod(i, volumes, init_env, env, tmp_path / f"pod-{i}.log"))
-    recovery = next(p for n, p in pods[0].volumes.items()
-                    if "persistentVolumeClaim" in _volume(sts, n))
+    recovery = next(
+        p for n, p in pods[0].volumes.items() if "persistentVolumeClaim" in _volume(sts, n)
+    )
     recovery_dir = recovery / Path(pods[0].env["BYTEWAX_RECOVERY_DIRECTORY"]).relative_to(
-        next(m["mountPath"] for m in main_spec["volumeMounts"] if m["name"] == "recovery"))
+        next(m["mountPath"] for m in main_spec["volumeMounts"] if m["name"] == "recovery")
+    )
     cluster = ImageStatefulSet(image, sts, pods, made)
 
     window = int(pods[0].env["CONFUSION_WINDOW_SIZE"])
@@ -248,8 +293,14 @@ def _volume(sts: Obj, name: str) -> Obj:
     return next(v for v in pod_spec(sts)["volumes"] if v["name"] == name)
 
 
-def _run(cluster: ImageStatefulSet, bootstrap: str, topic: str, es: Elasticsearch,
-         index: str, recovery_dir: Path) -> None:
+def _run(
+    cluster: ImageStatefulSet,
+    bootstrap: str,
+    topic: str,
+    es: Elasticsearch,
+    index: str,
+    recovery_dir: Path,
+) -> None:
     pods = cluster.pods
     emit = int(pods[0].env["CONFUSION_EMIT_EVERY"])
 
@@ -268,8 +319,12 @@ def _run(cluster: ImageStatefulSet, bootstrap: str, topic: str, es: Elasticsearc
     assert early.returncode == 1 and "no heartbeat" in early.stdout + early.stderr, early
     for pod in pods[1:]:
         cluster.start(pod)
-    wait_for(lambda: all(cluster.probe(p, "startupProbe").returncode == 0 for p in pods),
-             180, "every pod's startup probe", every=1.0)
+    wait_for(
+        lambda: all(cluster.probe(p, "startupProbe").returncode == 0 for p in pods),
+        180,
+        "every pod's startup probe",
+        every=1.0,
+    )
     wait_for(lambda: count(es, index) >= documents_after(0), 120, "the first documents")
     for pod in pods:
         for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
@@ -280,8 +335,12 @@ def _run(cluster: ImageStatefulSet, bootstrap: str, topic: str, es: Elasticsearc
     #    (all its processes, as a node loss) and pod 0 cannot go on without it.
     wait_for(lambda: resume_epoch() > 1, 90, "a snapshot of the first records")
     send(bootstrap, topic, chunk(1))
-    wait_for(lambda: cluster.counted() >= PARTITIONS * good_records(1), 90,
-             "the second records", every=0.1)
+    wait_for(
+        lambda: cluster.counted() >= PARTITIONS * good_records(1),
+        90,
+        "the second records",
+        every=0.1,
+    )
     assert pods[1].job is not None and pods[0].job is not None
     pods[1].job.signal(signal.SIGKILL)
     code, _, _ = pods[1].job.wait(60)
@@ -304,13 +363,20 @@ def _run(cluster: ImageStatefulSet, bootstrap: str, topic: str, es: Elasticsearc
         cluster.start(pod)
     send(bootstrap, topic, chunk(2))
     wait_for(lambda: count(es, index) >= documents_after(2), 180, "all documents")
-    wait_for(lambda: all(cluster.probe(p, "livenessProbe").returncode == 0 for p in pods),
-             60, "liveness after the restart", every=1.0)
+    wait_for(
+        lambda: all(cluster.probe(p, "livenessProbe").returncode == 0 for p in pods),
+        60,
+        "liveness after the restart",
+        every=1.0,
+    )
     executions = recovery_log(recovery_dir).executions
     assert executions[-1][2] == checkpoint, executions
     # Resumed, not restarted: only the records after the checkpoint were counted again.
-    wait_for(lambda: cluster.counted() >= PARTITIONS * good_records(2, from_chunk=2), 60,
-             "the third records counted")
+    wait_for(
+        lambda: cluster.counted() >= PARTITIONS * good_records(2, from_chunk=2),
+        60,
+        "the third records counted",
+    )
     assert cluster.counted() < PARTITIONS * good_records(2)
 
     # 4. SIGTERM to PID 1 (tini) reaches the job, which stops at once (no final snapshot:
@@ -323,19 +389,25 @@ def _run(cluster: ImageStatefulSet, bootstrap: str, topic: str, es: Elasticsearc
         assert code != 0, f"pod {pod.ordinal} exited 0 on SIGTERM"
 
 
-def _check_outputs(bootstrap: str, dead_topic: str, es: Elasticsearch, index: str,
-                   window: int, emit: int) -> None:
+def _check_outputs(
+    bootstrap: str, dead_topic: str, es: Elasticsearch, index: str, window: int, emit: int
+) -> None:
     lines = [line for i in range(len(CHUNKS)) for _, line in chunk(i)]
-    expected = expected_run(lines, window_size=window, emit_every=emit, bounded=False,
-                            engine="exact")
+    expected = expected_run(
+        lines, window_size=window, emit_every=emit, bounded=False, engine="exact"
+    )
     found: dict[str, dict[str, Any]] = all_docs(es, index)
     problems = compare(found.values(), expected.documents)
     assert not problems, "\n".join(problems)
     latest = all_docs(es, f"{index}-latest")
-    newest = {m: max(d["seq"] for d in expected.documents.values() if d["model"] == m)
-              for m in {d["model"] for d in expected.documents.values()}}
+    newest = {
+        m: max(d["seq"] for d in expected.documents.values() if d["model"] == m)
+        for m in {d["model"] for d in expected.documents.values()}
+    }
     assert {d["model"]: d["seq"] for d in latest.values()} == newest
     letters = read_topic(bootstrap, dead_topic)
-    origins = {(dict(m.headers() or [])["source_partition"],
-                dict(m.headers() or [])["source_offset"]) for m in letters}
+    origins = {
+        (dict(m.headers() or [])["source_partition"], dict(m.headers() or [])["source_offset"])
+        for m in letters
+    }
     assert len(origins) == len(expected.rejections) <= len(letters)
