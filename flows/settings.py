@@ -31,7 +31,8 @@ from flows.limits import MAX_CLASSES, MAX_MODELS, MAX_RECORD_BYTES
 
 ENV_PREFIX = "CONFUSION_"
 KAFKA_OPT_PREFIX = "CONFUSION_KAFKA_OPT_"
-# Read by scripts/services, not by the job; listed so they do not trigger the typo warning.
+# Read by scripts/services and scripts/image, not by the job; listed so they do not trigger
+# the typo warning.
 _SCRIPT_VARIABLES = {
     "KAFKA_PORT",
     "KAFKA_CONTROLLER_PORT",
@@ -46,6 +47,11 @@ _SCRIPT_VARIABLES = {
     "ES_JAVA_OPTS",
     "KAFKA_JAVA_OPTS",
     "LOG_LINES",
+    # scripts/image
+    "IMAGE_ENGINE",
+    "IMAGE_BASE",
+    "IMAGE_MIRROR",
+    "IMAGE_CACHE",
 }
 
 

@@ -1,4 +1,5 @@
-"""The Containerfile, linted by reading it: no container engine is needed (none runs here).
+"""The Containerfile, linted by reading it, without a container engine (tests/image builds
+and runs the image itself).
 
 It must build what the StatefulSet runs: same command, same numeric user, same ports, the
 package installed with pip from this checkout, and a base image that is pinned.
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s.manifests import REPO, base_objects, container
+from tests.k8s.manifests import REPO, base_objects, container, mounts_of, volume_for
 
 CONTAINERFILE = REPO / "Containerfile"
 IGNORE_FILES = [REPO / ".containerignore", REPO / ".dockerignore"]
@@ -153,3 +154,44 @@ def test_build_context_leaves_local_state_out(path: Path) -> None:
         for s in i.value.split()[:-1]
     }
     assert copied <= allowed, f"COPY of an ignored path: {copied - allowed}"
+
+
+def _final_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for ins in _final_stage():
+        if ins.keyword == "ENV":
+            for item in shlex.split(ins.value):
+                name, _, value = item.partition("=")
+                env[name] = value
+    return env
+
+
+def test_the_image_defaults_write_only_where_the_pod_mounts_a_writable_volume() -> None:
+    """The default command (demo, console) writes its dead letters, or a jsonl sink its
+    output, under a path the dataflow container mounts writable: never into the read-only
+    root, so the image's defaults also work in the pod (scripts/image tests them running)."""
+    env = _final_env()
+    main = container(base_objects().statefulset, "dataflow")
+    assert env["CONFUSION_SINK"] == "console"
+    for name in ("CONFUSION_DEAD_LETTER_PATH", "CONFUSION_OUTPUT"):
+        path = env[name]
+        assert path.startswith("/"), f"{name}={path}: relative to the read-only /app"
+        mount = volume_for(path, main, base_objects().statefulset)
+        assert mount is not None, f"{name}={path} is on no volume the pod mounts"
+        assert not mounts_of(main)[mount[0]].get("readOnly"), f"{name}: read-only mount"
+
+
+def test_the_build_trusts_a_proxy_ca_only_through_a_build_secret() -> None:
+    """pip may need the host's CA bundle (TLS-intercepting proxy): it comes as the build
+    secret `pip-ca`, mounted for the pip step; no ARG or ENV carries a certificate path and no
+    COPY brings one into a layer."""
+    pip_steps = [i.value for i in instructions() if i.keyword == "RUN" and "pip install" in i.value]
+    assert len(pip_steps) == 1
+    assert "--mount=type=secret,id=pip-ca" in pip_steps[0]
+    for ins in instructions():
+        if ins.keyword in ("ARG", "ENV"):
+            assert not re.search(r"CERT|CA_BUNDLE|SSL", ins.value), ins
+        if ins.keyword == "COPY":
+            assert not re.search(r"\.(crt|pem)\b|certs", ins.value), ins
+    script = (REPO / "scripts" / "image").read_text()
+    assert 'secret=(--secret "id=pip-ca,src=$ca")' in script
