@@ -27,6 +27,7 @@ import numpy as np
 import orjson
 
 from flows.demo import SAMPLE_RECORDS, SAMPLE_SEED, sample_lines
+from flows.parsing.batches import ModelColumns
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -55,8 +56,9 @@ class Stat:
 
     def rate(self, n: float) -> Stat:
         """Turn durations (s) of ``n`` items into items per second (the range flips)."""
-        return Stat(n / self.median, n / self.high, n / self.low,
-                    tuple(n / run for run in self.runs))
+        return Stat(
+            n / self.median, n / self.high, n / self.low, tuple(n / run for run in self.runs)
+        )
 
 
 def timed(fn: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> float:
@@ -66,9 +68,12 @@ def timed(fn: Callable[[], object], clock: Callable[[], float] = time.perf_count
     return clock() - start
 
 
-def repeat(make: Callable[[], Callable[[], object]], repeats: int,
-           warmup: Callable[[], object] | None = None,
-           clock: Callable[[], float] = time.perf_counter) -> Stat:
+def repeat(
+    make: Callable[[], Callable[[], object]],
+    repeats: int,
+    warmup: Callable[[], object] | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Stat:
     """Time ``repeats`` runs, each on fresh state from ``make``; one untimed warm-up first."""
     (warmup or make())()
     return Stat.of(timed(make(), clock) for _ in range(repeats))
@@ -101,11 +106,22 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
         return all(r[i][:1].isdigit() or r[i] == "-" for r in body) and bool(body)
 
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.rjust(w) if numeric(i) else c.ljust(w)
-                                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
+        return (
+            "| "
+            + " | ".join(
+                c.rjust(w) if numeric(i) else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+            )
+            + " |"
+        )
 
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if numeric(i) else "-" * (w + 2)
-                          for i, w in enumerate(widths)) + "|"
+    rule = (
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":") if numeric(i) else "-" * (w + 2) for i, w in enumerate(widths)
+        )
+        + "|"
+    )
     return "\n".join([line(headers), rule, *(line(r) for r in body)])
 
 
@@ -166,8 +182,11 @@ def mark(met: bool | None) -> str:
 
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--quick", action="store_true",
-                   help="tiny sizes, one repeat: checks that it runs, measures little")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="tiny sizes, one repeat: checks that it runs, measures little",
+    )
     p.add_argument("--repeats", type=int, default=None, help="timed repeats (default 5, quick 1)")
     p.add_argument("--json", type=Path, default=None, help="also write the report here (JSON)")
     return p
@@ -178,7 +197,7 @@ def command_line(script: str, argv: Sequence[str] | None = None) -> str:
     words = list(sys.argv[1:] if argv is None else argv)
     if "--json" in words:
         i = words.index("--json")
-        del words[i:i + 2]
+        del words[i : i + 2]
     words = [w for w in words if not w.startswith("--json=")]
     return " ".join([f"python bench/{script}", *words])
 
@@ -231,9 +250,18 @@ def machine() -> dict[str, str]:
         "ram": f"{_ram_gib():.1f} GiB",
         "os": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
-        **{dist: _version(dist) for dist in
-           ("bytewax", "numpy", "river", "scikit-learn", "orjson", "confluent-kafka",
-            "elasticsearch")},
+        **{
+            dist: _version(dist)
+            for dist in (
+                "bytewax",
+                "numpy",
+                "river",
+                "scikit-learn",
+                "orjson",
+                "confluent-kafka",
+                "elasticsearch",
+            )
+        },
     }
 
 
@@ -245,14 +273,18 @@ def code_version() -> dict[str, str]:
         digest.update(path.read_bytes())
     head = _git("rev-parse", "--short", "HEAD")
     dirty = _git("status", "--porcelain", "--", "flows")
-    return {"commit": head or "unknown", "flows_sha256": digest.hexdigest()[:12],
-            "flows_modified": "yes" if dirty else "no"}
+    return {
+        "commit": head or "unknown",
+        "flows_sha256": digest.hexdigest()[:12],
+        "flows_modified": "yes" if dirty else "no",
+    }
 
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              check=False).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
     except OSError:
         return ""
 
@@ -285,15 +317,15 @@ def scaled_records(n: int, start: int = 0) -> Iterator[bytes]:
     """
     sample = sample_records()
     # The label and predictions of each sample record, as the JSON text that follows "ts".
-    tails = [orjson.dumps({"label": r["label"], "predictions": r["predictions"]})[1:]
-             for r in sample]
+    tails = [
+        orjson.dumps({"label": r["label"], "predictions": r["predictions"]})[1:] for r in sample
+    ]
     origin = np.datetime64(STREAM_START.replace(tzinfo=None), "ms")
     for lo in range(start, start + n, 10_000):
         hi = min(lo + 10_000, start + n)
         stamps = np.datetime_as_string(origin + np.arange(lo, hi) * STREAM_STEP_MS, unit="ms")
         for i, stamp in zip(range(lo, hi), stamps.tolist(), strict=True):
-            yield (f'{{"id":"r-{i + 1:07d}","ts":"{stamp}Z",'.encode()
-                   + tails[i % len(tails)])
+            yield (f'{{"id":"r-{i + 1:07d}","ts":"{stamp}Z",'.encode() + tails[i % len(tails)])
 
 
 def scaled_stream(n: int) -> Path:
@@ -322,9 +354,29 @@ def bench_env(**settings: object) -> dict[str, str]:
     The Kafka/Elasticsearch addresses are kept: end-to-end runs need them.
     """
     keep = {"CONFUSION_KAFKA_BOOTSTRAP", "CONFUSION_ES_URL"}
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("CONFUSION_") or k in keep}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONFUSION_") or k in keep}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update({f"CONFUSION_{key.upper()}": str(value) for key, value in settings.items()})
     env.setdefault("CONFUSION_PROGRESS", "off")
     return env
+
+
+def model_columns(
+    truth: Sequence[str],
+    pred: Sequence[str],
+    ids: Sequence[str | int],
+    ts: Sequence[int],
+    model: str = "m",
+) -> ModelColumns:
+    """One model's records in the shape `parse_batch` hands a window: batch-local label codes."""
+    table: dict[str, int] = {}
+    t = [table.setdefault(label, len(table)) for label in truth]
+    p = [table.setdefault(label, len(table)) for label in pred]
+    return ModelColumns(
+        model,
+        list(table),
+        np.asarray(t, dtype=np.int32),
+        np.asarray(p, dtype=np.int32),
+        list(ids),
+        np.asarray(ts, dtype=np.int64),
+    )

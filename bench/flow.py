@@ -67,8 +67,11 @@ class Config:
     def label(self) -> str:
         if self.kind == "naive":
             return "naive loop (json.loads, deque + Counter)"
-        how = (f"{self.processes} processes (bytewax.testing -p {self.processes})"
-               if self.processes > 1 else f"-w {self.workers}")
+        how = (
+            f"{self.processes} processes (bytewax.testing -p {self.processes})"
+            if self.processes > 1
+            else f"-w {self.workers}"
+        )
         return f"ours, {how}, {self.sink} sink"
 
     def expected_documents(self) -> int:
@@ -87,17 +90,32 @@ def run_ours(cfg: Config, path: Path, scratch: Path) -> Run:
     result = scratch / "result.jsonl"
     output = scratch / "documents.jsonl"
     result.unlink(missing_ok=True)
-    env = bench_env(source="file", input=path, window_size=WINDOW, emit_every=cfg.emit,
-                    output=output, dead_letter_path=scratch / "dead.jsonl")
+    env = bench_env(
+        source="file",
+        input=path,
+        window_size=WINDOW,
+        emit_every=cfg.emit,
+        output=output,
+        dead_letter_path=scratch / "dead.jsonl",
+    )
     env.update(BENCH_RESULT=str(result), BENCH_SINK="discard" if cfg.sink == "discard" else "real")
     if cfg.processes > 1:
-        cmd = [PYTHON, "-m", "bytewax.testing", "bench.flow_job", "-p", str(cfg.processes),
-               "-w", str(cfg.workers)]
+        cmd = [
+            PYTHON,
+            "-m",
+            "bytewax.testing",
+            "bench.flow_job",
+            "-p",
+            str(cfg.processes),
+            "-w",
+            str(cfg.workers),
+        ]
     else:
         cmd = [PYTHON, "-m", "bytewax.run", "bench.flow_job", "-w", str(cfg.workers)]
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     assert proc.stderr is not None
     err = proc.stderr.read()
     code = proc.wait()
@@ -115,8 +133,15 @@ def run_ours(cfg: Config, path: Path, scratch: Path) -> Run:
 
 
 def run_naive(cfg: Config, path: Path) -> Run:
-    cmd = [PYTHON, str(ROOT / "bench" / "naive_consumer.py"), str(path), "--window",
-           str(WINDOW), "--emit-every", str(cfg.emit)]
+    cmd = [
+        PYTHON,
+        str(ROOT / "bench" / "naive_consumer.py"),
+        str(path),
+        "--window",
+        str(WINDOW),
+        "--emit-every",
+        str(cfg.emit),
+    ]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE)
     assert proc.stdout is not None
@@ -137,8 +162,10 @@ def check_same_work(scratch: Path) -> int:
     cfg = Config("ours", 100, 6000, workers=2, sink="jsonl")
     sample = sample_file()
     run_ours(cfg, sample, scratch)
-    ours = {(d["model"], d["seq"]): d for d in
-            map(json.loads, (scratch / "documents.jsonl").read_text().splitlines())}
+    ours = {
+        (d["model"], d["seq"]): d
+        for d in map(json.loads, (scratch / "documents.jsonl").read_text().splitlines())
+    }
     naive: dict[tuple[str, int], dict[str, Any]] = {}
     consume(sample, WINDOW, 100, lambda d: naive.setdefault((d["model"], d["seq"]), d))
     if ours.keys() != naive.keys():
@@ -171,9 +198,11 @@ def configs(quick: bool, records: int) -> list[Config]:
     for emit, n in ((1, few), (100, records), (1000, records)):
         out += [Config("ours", emit, n), Config("ours", emit, n, workers=2)]
         if emit == 100:
-            out += [Config("ours", emit, n, processes=2),
-                    Config("ours", emit, n, sink="jsonl"),
-                    Config("ours", emit, n, workers=2, sink="jsonl")]
+            out += [
+                Config("ours", emit, n, processes=2),
+                Config("ours", emit, n, sink="jsonl"),
+                Config("ours", emit, n, workers=2, sink="jsonl"),
+            ]
         out.append(Config("naive", emit, n))
     return out
 
@@ -181,13 +210,18 @@ def configs(quick: bool, records: int) -> list[Config]:
 def main(argv: list[str] | None = None) -> Report:
     started = time.perf_counter()
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--records", type=int, default=None,
-                   help="records at emit 100 and 1000 (default 1,000,000; emit 1 gets 1/100)")
+    p.add_argument(
+        "--records",
+        type=int,
+        default=None,
+        help="records at emit 100 and 1000 (default 1,000,000; emit 1 gets 1/100)",
+    )
     args = p.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
     records = args.records or (10_000 if args.quick else 1_000_000)
-    report = Report("flow", "Flow: the whole job, file source -> sink",
-                    command_line("flow.py", argv))
+    report = Report(
+        "flow", "Flow: the whole job, file source -> sink", command_line("flow.py", argv)
+    )
     runs: dict[Config, list[Run]] = {}
     with tempfile.TemporaryDirectory(prefix="confusion-bench-") as tmp:
         scratch = Path(tmp)
@@ -199,15 +233,24 @@ def main(argv: list[str] | None = None) -> Report:
         for r in range(repeats):
             # Alternate the order, so a slow spell of the machine does not always hit the same
             # contender first.
-            for cfg in (todo if r % 2 == 0 else todo[::-1]):
-                run = (run_ours(cfg, paths[cfg.records], scratch) if cfg.kind == "ours"
-                       else run_naive(cfg, paths[cfg.records]))
+            for cfg in todo if r % 2 == 0 else todo[::-1]:
+                run = (
+                    run_ours(cfg, paths[cfg.records], scratch)
+                    if cfg.kind == "ours"
+                    else run_naive(cfg, paths[cfg.records])
+                )
                 if run.documents != cfg.expected_documents():
-                    raise AssertionError(f"{cfg.label} emit {cfg.emit}: {run.documents} "
-                                         f"documents, expected {cfg.expected_documents()}")
+                    raise AssertionError(
+                        f"{cfg.label} emit {cfg.emit}: {run.documents} "
+                        f"documents, expected {cfg.expected_documents()}"
+                    )
                 runs.setdefault(cfg, []).append(run)
-                print(f"  [{r + 1}/{repeats}] emit {cfg.emit} {cfg.label}: "
-                      f"{num(cfg.records / run.seconds)} records/s", file=sys.stderr, flush=True)
+                print(
+                    f"  [{r + 1}/{repeats}] emit {cfg.emit} {cfg.label}: "
+                    f"{num(cfg.records / run.seconds)} records/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
     rows = []
     rate: dict[Config, float] = {}
     for cfg, done in runs.items():
@@ -216,36 +259,82 @@ def main(argv: list[str] | None = None) -> Report:
         rate[cfg] = stat.median
         baseline = next(c for c in runs if c.kind == "naive" and c.emit == cfg.emit)
         naive_rate = Stat.of(r.seconds for r in runs[baseline]).rate(baseline.records).median
-        rows.append((cfg.emit, cfg.label, f"{cfg.records:,}", f"{done[0].documents:,}",
-                     num(stat.median), f"{num(stat.low)}–{num(stat.high)}", num(cpu.median),
-                     f"{Stat.of(r.wall for r in done).median:.2f}",
-                     ratio(stat.median, naive_rate)))
-    report.sections.append(Section(
-        f"3 models x 2 classes, window {WINDOW:,}, median of {repeats} (interleaved)",
-        table(("emit every", "contender", "records", "documents", "records/s", "min–max",
-               "per CPU-s", "wall s", "vs naive"), rows),
-        [f"Same work: before timing, the naive loop's {checked} documents on the 6,000-record "
-         "sample were checked equal to the job's (matrix, labels, window, metrics to 1e-9).",
-         "records/s: in-process time; 'wall s' includes interpreter start-up and imports.",
-         "per CPU-s: records per in-process CPU-second (all threads and processes added)."]))
-    main_cfg = next((c for c in runs if c.kind == "ours" and c.emit == 100 and c.workers == 1
-                     and c.processes == 1 and c.sink == "discard"), None)
+        rows.append(
+            (
+                cfg.emit,
+                cfg.label,
+                f"{cfg.records:,}",
+                f"{done[0].documents:,}",
+                num(stat.median),
+                f"{num(stat.low)}–{num(stat.high)}",
+                num(cpu.median),
+                f"{Stat.of(r.wall for r in done).median:.2f}",
+                ratio(stat.median, naive_rate),
+            )
+        )
+    report.sections.append(
+        Section(
+            f"3 models x 2 classes, window {WINDOW:,}, median of {repeats} (interleaved)",
+            table(
+                (
+                    "emit every",
+                    "contender",
+                    "records",
+                    "documents",
+                    "records/s",
+                    "min–max",
+                    "per CPU-s",
+                    "wall s",
+                    "vs naive",
+                ),
+                rows,
+            ),
+            [
+                f"Same work: before timing, the naive loop's {checked} documents on the 6,000-record "
+                "sample were checked equal to the job's (matrix, labels, window, metrics to 1e-9).",
+                "records/s: in-process time; 'wall s' includes interpreter start-up and imports.",
+                "per CPU-s: records per in-process CPU-second (all threads and processes added).",
+            ],
+        )
+    )
+    main_cfg = next(
+        (
+            c
+            for c in runs
+            if c.kind == "ours"
+            and c.emit == 100
+            and c.workers == 1
+            and c.processes == 1
+            and c.sink == "discard"
+        ),
+        None,
+    )
     naive_cfg = next((c for c in runs if c.kind == "naive" and c.emit == 100), None)
     if main_cfg and naive_cfg:
         ours, naive = rate[main_cfg], rate[naive_cfg]
         report.targets += [
-            Target("ours >= 3x the naive loop (emit 100, one worker)",
-                   f"{ours / naive:.2f}x ({num(ours)} vs {num(naive)} records/s)",
-                   ours >= 3 * naive),
-            Target(">= 300,000 records/s in one process (3 models, emit 100)",
-                   f"{num(ours)} records/s", ours >= 300_000)]
+            Target(
+                "ours >= 3x the naive loop (emit 100, one worker)",
+                f"{ours / naive:.2f}x ({num(ours)} vs {num(naive)} records/s)",
+                ours >= 3 * naive,
+            ),
+            Target(
+                ">= 300,000 records/s in one process (3 models, emit 100)",
+                f"{num(ours)} records/s",
+                ours >= 300_000,
+            ),
+        ]
         report.data = {"ours_w1_emit100": ours, "naive_emit100": naive}
     if not args.quick:
-        report.notes.append(f"Emit every 1 runs on {max(records // 100, 1):,} records (a "
-                            "document per record per model is 100x the document work of emit "
-                            "100, and would take minutes on 1,000,000 records).")
-    report.notes.append("The input is the sample stream repeated with fresh ids and times, as "
-                        "compact JSON; it has no bad record, so no dead letters are written.")
+        report.notes.append(
+            f"Emit every 1 runs on {max(records // 100, 1):,} records (a "
+            "document per record per model is 100x the document work of emit "
+            "100, and would take minutes on 1,000,000 records)."
+        )
+    report.notes.append(
+        "The input is the sample stream repeated with fresh ids and times, as "
+        "compact JSON; it has no bad record, so no dead letters are written."
+    )
     finish(report, args, started)
     return report
 

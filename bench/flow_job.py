@@ -1,7 +1,7 @@
 """The real dataflow for the benchmarks: ``python -m bytewax.run bench.flow_job``.
 
 It is `flows.confusion.build_flow` with the settings from the ``CONFUSION_*`` environment, the
-only change being the ``documents`` output: with ``BENCH_SINK=discard`` (the default) it goes to
+only change being the documents sink: with ``BENCH_SINK=discard`` (the default) it is
 `DiscardSink`, which counts documents and drops them; with ``BENCH_SINK=real`` the configured sink
 is kept. When the run ends, one JSON line per process is appended to ``BENCH_RESULT`` (if set):
 the time the flow was built, the time the run ended, the CPU seconds in between (all threads)
@@ -15,12 +15,13 @@ import json
 import os
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 from bytewax.dataflow import Dataflow
-from bytewax.outputs import DynamicSink, Sink, StatelessSinkPartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from flows.confusion import build_flow
+from flows.confusion import Sinks, build_flow
 from flows.settings import load_settings
 
 _BUILT = time.time()
@@ -43,30 +44,26 @@ class DiscardSink(DynamicSink[Any]):
         return _DiscardPartition()
 
 
-def swap_sink(flow: Dataflow, step_name: str, sink: Sink[Any]) -> None:
-    """Replace the sink of the output step ``step_name`` (Bytewax steps are frozen dataclasses)."""
-    for step in flow.substeps:
-        if step.step_name == step_name and hasattr(step, "sink"):
-            object.__setattr__(step, "sink", sink)
-            return
-    names = [step.step_name for step in flow.substeps]
-    raise LookupError(f"no output step {step_name!r} in the flow (steps: {names})")
-
-
 def _report() -> None:
     path = os.environ.get("BENCH_RESULT")
     if path:
-        line = {"pid": os.getpid(), "built": _BUILT, "ended": time.time(),
-                "cpu": time.process_time() - _CPU0, "documents": _documents}
+        line = {
+            "pid": os.getpid(),
+            "built": _BUILT,
+            "ended": time.time(),
+            "cpu": time.process_time() - _CPU0,
+            "documents": _documents,
+        }
         with open(path, "a") as f:
             f.write(json.dumps(line) + "\n")
 
 
 def make_flow() -> Dataflow:
-    built = build_flow(load_settings())
+    settings = load_settings()
+    sinks = Sinks.from_settings(settings)
     if os.environ.get("BENCH_SINK", "discard") == "discard":
-        swap_sink(built, "documents", DiscardSink())
-    return built
+        sinks = replace(sinks, documents=DiscardSink())
+    return build_flow(settings, sinks=sinks)
 
 
 flow = make_flow()

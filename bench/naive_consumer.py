@@ -48,12 +48,20 @@ def metrics(labels: list[str], matrix: list[list[int]]) -> dict[str, Any]:
     for i in present:
         t, s, p = tp[i], support[i], predicted[i]
         fp, fn = p - t, s - t
-        per_class[labels[i]] = {"tp": t, "fp": fp, "fn": fn, "tn": n - t - fp - fn,
-                                "precision": _ratio(t, p), "recall": _ratio(t, s),
-                                "f1": _ratio(2 * t, 2 * t + fp + fn), "support": s}
+        per_class[labels[i]] = {
+            "tp": t,
+            "fp": fp,
+            "fn": fn,
+            "tn": n - t - fp - fn,
+            "precision": _ratio(t, p),
+            "recall": _ratio(t, s),
+            "f1": _ratio(2 * t, 2 * t + fp + fn),
+            "support": s,
+        }
     if n == 0:
         out: dict[str, Any] = dict.fromkeys(
-            ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "mcc", "kappa"))
+            ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "mcc", "kappa")
+        )
         out["per_class"] = per_class
         return out
     trace = sum(tp)
@@ -66,13 +74,15 @@ def metrics(labels: list[str], matrix: list[list[int]]) -> dict[str, Any]:
     cov_ypyp = n * n - p_dot_p
     cov_ytyt = n * n - s_dot_s
     expected = n - s_dot_p / n
-    return {"accuracy": trace / n,
-            "balanced_accuracy": sum(recalls) / len(recalls),
-            "macro_f1": sum(f1) / len(f1),
-            "weighted_f1": sum(f * support[i] for f, i in zip(f1, present, strict=True)) / n,
-            "mcc": (cov_ytyp / math.sqrt(cov_ytyt * cov_ypyp)) if cov_ytyt * cov_ypyp else None,
-            "kappa": (1 - (n - trace) / expected) if expected else None,
-            "per_class": per_class}
+    return {
+        "accuracy": trace / n,
+        "balanced_accuracy": sum(recalls) / len(recalls),
+        "macro_f1": sum(f1) / len(f1),
+        "weighted_f1": sum(f * support[i] for f, i in zip(f1, present, strict=True)) / n,
+        "mcc": (cov_ytyp / math.sqrt(cov_ytyt * cov_ypyp)) if cov_ytyt * cov_ypyp else None,
+        "kappa": (1 - (n - trace) / expected) if expected else None,
+        "per_class": per_class,
+    }
 
 
 class NaiveModel:
@@ -104,13 +114,24 @@ class NaiveModel:
         matrix = [[counts.get((t, p), 0) for p in labels] for t in labels]
         first, last = self.records[0], self.records[-1]
         size = self.records.maxlen or 0
-        return {"model": self.name,
-                "window": {"kind": "count", "size": size, "count": len(self.records),
-                           "full": len(self.records) == size, "first_id": first[2],
-                           "last_id": last[2], "start": _iso(first[3]), "end": _iso(last[3])},
-                "labels": labels, "matrix": matrix, "metrics": metrics(labels, matrix),
-                "seq": self.seq,
-                "emitted_at": _iso(int(datetime.now(tz=UTC).timestamp() * 1000))}
+        return {
+            "model": self.name,
+            "window": {
+                "kind": "count",
+                "size": size,
+                "count": len(self.records),
+                "full": len(self.records) == size,
+                "first_id": first[2],
+                "last_id": last[2],
+                "start": _iso(first[3]),
+                "end": _iso(last[3]),
+            },
+            "labels": labels,
+            "matrix": matrix,
+            "metrics": metrics(labels, matrix),
+            "seq": self.seq,
+            "emitted_at": _iso(int(datetime.now(tz=UTC).timestamp() * 1000)),
+        }
 
 
 def _predicted(entry: Any) -> str:
@@ -129,8 +150,12 @@ def _ts_ms(value: Any) -> int:
     return (datetime.fromisoformat(value) - _EPOCH) // _ONE_MS
 
 
-def consume(path: Path, window: int = 1000, emit_every: int = 100,
-            out: Callable[[dict[str, Any]], object] = lambda doc: None) -> tuple[int, int]:
+def consume(
+    path: Path,
+    window: int = 1000,
+    emit_every: int = 100,
+    out: Callable[[dict[str, Any]], object] = lambda doc: None,
+) -> tuple[int, int]:
     """Read ``path`` and hand every document to ``out``; return (records, documents)."""
     models: dict[str, NaiveModel] = {}
     records = documents = 0
@@ -164,8 +189,16 @@ def main() -> None:
     args = p.parse_args()
     start, cpu = time.perf_counter(), time.process_time()
     records, documents = consume(args.file, args.window, args.emit_every)
-    print(json.dumps({"records": records, "documents": documents,
-                      "seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}))
+    print(
+        json.dumps(
+            {
+                "records": records,
+                "documents": documents,
+                "seconds": time.perf_counter() - start,
+                "cpu": time.process_time() - cpu,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

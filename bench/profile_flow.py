@@ -56,18 +56,27 @@ def _frames(stack: str) -> list[tuple[str, str]]:
     return out
 
 
-PARSE, WINDOW, DOCS, IO = ("parse and validate", "window update", "documents and metrics",
-                          "source/sink connectors")
+PARSE, WINDOW, DOCS, IO = (
+    "parse and validate",
+    "window update",
+    "documents and metrics",
+    "source/sink connectors",
+)
 BYTEWAX = "Bytewax (Python side)"
 # (file prefix as py-spy prints it, area): a sample goes to its innermost frame listed here.
 AREAS = (
-    ("flows/records.py", PARSE), ("flows/columns.py", PARSE), ("flows/ensemble.py", PARSE),
-    ("flows/windows.py", WINDOW), ("flows/model_state.py", WINDOW),
-    ("flows/documents.py", DOCS), ("flows/metrics.py", DOCS),
-    ("flows/connectors/", IO), ("bench/flow_job.py", IO),
-    ("flows/telemetry.py", "telemetry"), ("flows/confusion.py", "flow glue"),
-    ("operators/", BYTEWAX), ("inputs.py", BYTEWAX), ("outputs.py", BYTEWAX),
-    ("dataflow.py", BYTEWAX), ("run.py", "Bytewax runtime (Rust, holding the GIL)"),
+    ("flows/parsing/", PARSE),
+    ("flows/windows/", WINDOW),
+    ("flows/output/", DOCS),
+    ("flows/connectors/", IO),
+    ("bench/flow_job.py", IO),
+    ("flows/telemetry.py", "telemetry"),
+    ("flows/confusion.py", "flow glue"),
+    ("operators/", BYTEWAX),
+    ("inputs.py", BYTEWAX),
+    ("outputs.py", BYTEWAX),
+    ("dataflow.py", BYTEWAX),
+    ("run.py", "Bytewax runtime (Rust, holding the GIL)"),
 )
 
 
@@ -122,12 +131,28 @@ def main(argv: list[str] | None = None) -> Report:
     path = scaled_stream(records)
     with tempfile.TemporaryDirectory(prefix="confusion-profile-") as tmp:
         out = Path(tmp) / "profile.txt"
-        env = bench_env(source="file", input=path, emit_every=args.emit_every,
-                        dead_letter_path=Path(tmp) / "dead.jsonl")
-        cmd = [spy, "record", "--rate", "200", "--format", "raw", "--output", str(out),
-               "--", PYTHON, "-m", "bytewax.run", "bench.flow_job"]
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
-                              check=False)
+        env = bench_env(
+            source="file",
+            input=path,
+            emit_every=args.emit_every,
+            dead_letter_path=Path(tmp) / "dead.jsonl",
+        )
+        cmd = [
+            spy,
+            "record",
+            "--rate",
+            "200",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+            "--",
+            PYTHON,
+            "-m",
+            "bytewax.run",
+            "bench.flow_job",
+        ]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0 or not out.exists():
             report.skipped = f"py-spy failed ({proc.returncode}): {proc.stderr[-500:]}"
             finish(report, args, started)
@@ -140,21 +165,36 @@ def main(argv: list[str] | None = None) -> Report:
         return report
     heading = f"{records:,} records, emit every {args.emit_every}, {total:,} samples at 200 Hz"
     report.sections += [
-        Section(f"Where the time goes ({heading})",
-                table(("area (innermost frame of ours or Bytewax's)", "samples", "share"),
-                      _rows(areas, total, 12))),
-        Section("Self time by function",
-                table(("function (file)", "samples", "share"), _rows(self_fn, total, 15))),
-        Section("Self time by line", table(("line", "samples", "share"),
-                                           _rows(self_line, total, 15))),
-        Section("Inclusive time by function", table(("function (file)", "samples", "share"),
-                                                    _rows(inclusive, total, 20))),
+        Section(
+            f"Where the time goes ({heading})",
+            table(
+                ("area (innermost frame of ours or Bytewax's)", "samples", "share"),
+                _rows(areas, total, 12),
+            ),
+        ),
+        Section(
+            "Self time by function",
+            table(("function (file)", "samples", "share"), _rows(self_fn, total, 15)),
+        ),
+        Section(
+            "Self time by line", table(("line", "samples", "share"), _rows(self_line, total, 15))
+        ),
+        Section(
+            "Inclusive time by function",
+            table(("function (file)", "samples", "share"), _rows(inclusive, total, 20)),
+        ),
     ]
-    report.data = {"total": total, "areas": dict(areas), "self": dict(self_fn.most_common(40)),
-                   "lines": dict(self_line.most_common(40)),
-                   "inclusive": dict(inclusive.most_common(40))}
-    report.notes.append("Samples of start-up and imports are left out; shares are of the "
-                        "samples taken while the dataflow ran (Python threads holding the GIL).")
+    report.data = {
+        "total": total,
+        "areas": dict(areas),
+        "self": dict(self_fn.most_common(40)),
+        "lines": dict(self_line.most_common(40)),
+        "inclusive": dict(inclusive.most_common(40)),
+    }
+    report.notes.append(
+        "Samples of start-up and imports are left out; shares are of the "
+        "samples taken while the dataflow ran (Python threads holding the GIL)."
+    )
     finish(report, args, started)
     return report
 

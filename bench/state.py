@@ -40,14 +40,15 @@ from bench.common import (
     bench_env,
     command_line,
     finish,
+    model_columns,
     num,
     parser,
     sample_records,
     scaled_records,
     table,
 )
-from flows.records import predicted
-from flows.windows import CountWindow
+from flows.parsing.checks import entry_prediction
+from flows.windows.count import CountWindow
 
 BATCH = 1000
 GROW = 10_000
@@ -57,7 +58,7 @@ MB = 1 << 20
 def fill(size: int, sample: list[dict[str, Any]]) -> tuple[CountWindow, int, int]:
     """A window of ``size`` records of model1; the heap it retains and the peak while filling."""
     truth = [r["label"] for r in sample]
-    pred = [predicted(r["predictions"]["model1"])[0] for r in sample]
+    pred = [entry_prediction(r["predictions"]["model1"])[0] for r in sample]
     n = len(sample)
     gc.collect()
     tracemalloc.start()
@@ -67,8 +68,11 @@ def fill(size: int, sample: list[dict[str, Any]]) -> tuple[CountWindow, int, int
         hi = min(lo + BATCH, size)
         ids = [f"r-{i + 1:07d}" for i in range(lo, hi)]
         ts = [1_795_341_600_250 + 250 * i for i in range(lo, hi)]
-        window.add([truth[i % n] for i in range(lo, hi)], [pred[i % n] for i in range(lo, hi)],
-                   ids, ts)
+        window.add(
+            model_columns(
+                [truth[i % n] for i in range(lo, hi)], [pred[i % n] for i in range(lo, hi)], ids, ts
+            )
+        )
         del ids, ts
     gc.collect()
     current, peak = tracemalloc.get_traced_memory()
@@ -85,11 +89,22 @@ def measure_memory(size: int, sample: list[dict[str, Any]]) -> dict[str, float]:
     restored = CountWindow.restore(pickle.loads(blob))
     restore_ms = 1000 * (time.perf_counter() - start)
     a, b = window.view(), restored.view()
-    if (a.labels, a.matrix.tolist(), a.first, a.last) != (b.labels, b.matrix.tolist(), b.first,
-                                                          b.last):
+    if (a.labels, a.matrix.tolist(), a.first, a.last) != (
+        b.labels,
+        b.matrix.tolist(),
+        b.first,
+        b.last,
+    ):
         raise AssertionError(f"window of {size:,}: restore(snapshot()) differs")
-    return {"size": size, "nbytes": window.nbytes(), "retained": retained, "peak": peak,
-            "pickled": len(blob), "snapshot_ms": snap_ms, "restore_ms": restore_ms}
+    return {
+        "size": size,
+        "nbytes": window.nbytes(),
+        "retained": retained,
+        "peak": peak,
+        "pickled": len(blob),
+        "snapshot_ms": snap_ms,
+        "restore_ms": restore_ms,
+    }
 
 
 # ---------------------------------------------------------------- recovery
@@ -100,8 +115,9 @@ def _append(path: Path, start: int, n: int) -> None:
         f.writelines(line + b"\n" for line in scaled_records(n, start))
 
 
-def _first_new(output: Path, since_ms: int, proc: subprocess.Popen[bytes],
-               timeout: float) -> int | None:
+def _first_new(
+    output: Path, since_ms: int, proc: subprocess.Popen[bytes], timeout: float
+) -> int | None:
     """The earliest ``emitted_at`` (epoch ms) >= since_ms in ``output``, once one is on disk."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -130,6 +146,7 @@ def _scan(output: Path, since_ms: int) -> int | None:
 
 def _epoch_ms(iso: str) -> int:
     from datetime import datetime
+
     return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
 
 
@@ -143,12 +160,19 @@ def measure_recovery(size: int, rounds: int, scratch: Path) -> dict[str, Any]:
     data.unlink(missing_ok=True)
     written = size + BATCH
     _append(data, 0, written)
-    env = bench_env(source="file", input=data, window_size=size, emit_every=100, output=output,
-                    dead_letter_path=scratch / "dead.jsonl")
+    env = bench_env(
+        source="file",
+        input=data,
+        window_size=size,
+        emit_every=100,
+        output=output,
+        dead_letter_path=scratch / "dead.jsonl",
+    )
     cmd = [PYTHON, "-m", "bytewax.run", "flows.confusion", "-r", str(db), "-s", "1", "-b", "0"]
     start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        cmd, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     fill_s = time.perf_counter() - start
     db_bytes = sum(p.stat().st_size for p in db.iterdir())
     times = []
@@ -156,8 +180,9 @@ def measure_recovery(size: int, rounds: int, scratch: Path) -> dict[str, Any]:
         _append(data, written, GROW)
         written += GROW
         since = int(time.time() * 1000)
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         first = _first_new(output, since, proc, timeout=120)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -173,46 +198,85 @@ def main(argv: list[str] | None = None) -> Report:
     args = parser(__doc__.splitlines()[0]).parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
     sizes = [1_000, 10_000] if args.quick else [1_000, 100_000, 1_000_000]
-    report = Report("state", "State: bytes per model window and recovery time",
-                    command_line("state.py", argv))
+    report = Report(
+        "state", "State: bytes per model window and recovery time", command_line("state.py", argv)
+    )
     sample = sample_records()
     memory = [measure_memory(size, sample) for size in sizes]
-    report.sections.append(Section(
-        "One model's window (3 models hold three of these)",
-        table(("window (records)", "nbytes()", "tracemalloc retained", "peak while filling",
-               "pickled snapshot", "snapshot+pickle ms", "unpickle+restore ms"),
-              [(f"{m['size']:,}", f"{m['nbytes'] / MB:.3f} MB", f"{m['retained'] / MB:.3f} MB",
-                f"{m['peak'] / MB:.3f} MB", f"{m['pickled'] / MB:.3f} MB",
-                num(m["snapshot_ms"], 1), num(m["restore_ms"], 1)) for m in memory]),
-        ["tracemalloc retained: heap still allocated after filling, inputs dropped and gc run.",
-         "Record ids are `r-0000001`-style strings and times step by 250 ms, as in the "
-         "scaled sample stream."]))
+    report.sections.append(
+        Section(
+            "One model's window (3 models hold three of these)",
+            table(
+                (
+                    "window (records)",
+                    "nbytes()",
+                    "tracemalloc retained",
+                    "peak while filling",
+                    "pickled snapshot",
+                    "snapshot+pickle ms",
+                    "unpickle+restore ms",
+                ),
+                [
+                    (
+                        f"{m['size']:,}",
+                        f"{m['nbytes'] / MB:.3f} MB",
+                        f"{m['retained'] / MB:.3f} MB",
+                        f"{m['peak'] / MB:.3f} MB",
+                        f"{m['pickled'] / MB:.3f} MB",
+                        num(m["snapshot_ms"], 1),
+                        num(m["restore_ms"], 1),
+                    )
+                    for m in memory
+                ],
+            ),
+            [
+                "tracemalloc retained: heap still allocated after filling, inputs dropped and gc run.",
+                "Record ids are `r-0000001`-style strings and times step by 250 ms, as in the "
+                "scaled sample stream.",
+            ],
+        )
+    )
     biggest = memory[-1]
     if biggest["size"] >= 1_000_000:
         held = max(biggest["nbytes"], biggest["retained"])
-        report.targets.append(Target(
-            "a 1,000,000-record window under 4 MB of state per model",
-            f"nbytes {biggest['nbytes'] / MB:.2f} MB, tracemalloc {biggest['retained'] / MB:.2f} "
-            f"MB, pickled snapshot {biggest['pickled'] / MB:.2f} MB", held < 4 * MB))
+        report.targets.append(
+            Target(
+                "a 1,000,000-record window under 4 MB of state per model",
+                f"nbytes {biggest['nbytes'] / MB:.2f} MB, tracemalloc {biggest['retained'] / MB:.2f} "
+                f"MB, pickled snapshot {biggest['pickled'] / MB:.2f} MB",
+                held < 4 * MB,
+            )
+        )
     rows = []
     recoveries = []
     with tempfile.TemporaryDirectory(prefix="confusion-state-") as tmp:
-        for size in (sizes[:1] if args.quick else sizes):
+        for size in sizes[:1] if args.quick else sizes:
             rec = measure_recovery(size, repeats, Path(tmp))
             recoveries.append(rec)
             stat = Stat.of(rec["restart_s"])
-            rows.append((f"{size:,}", f"{rec['fill_s']:.1f}", f"{rec['db_bytes'] / MB:.2f} MB",
-                         f"{stat.median:.2f}", f"{stat.low:.2f}–{stat.high:.2f}"))
-            print(f"  recovery, window {size:,}: {stat.median:.2f} s", file=sys.stderr,
-                  flush=True)
-    report.sections.append(Section(
-        f"Recovery of the real job (3 models), restart -> first new document, median of "
-        f"{repeats}",
-        table(("window (records)", "first run s", "recovery db", "restart s", "min–max"), rows),
-        ["restart s: from launching `python -m bytewax.run flows.confusion -r DB -s 1 -b 0` to "
-         "the `emitted_at` of its first new document; it includes interpreter start-up and "
-         "imports (~1 s here), loading the snapshots and rebuilding the windows.",
-         "Rounds after the first restart after a SIGKILL."]))
+            rows.append(
+                (
+                    f"{size:,}",
+                    f"{rec['fill_s']:.1f}",
+                    f"{rec['db_bytes'] / MB:.2f} MB",
+                    f"{stat.median:.2f}",
+                    f"{stat.low:.2f}–{stat.high:.2f}",
+                )
+            )
+            print(f"  recovery, window {size:,}: {stat.median:.2f} s", file=sys.stderr, flush=True)
+    report.sections.append(
+        Section(
+            f"Recovery of the real job (3 models), restart -> first new document, median of "
+            f"{repeats}",
+            table(("window (records)", "first run s", "recovery db", "restart s", "min–max"), rows),
+            [
+                "restart s: from launching `python -m bytewax.run flows.confusion -r DB -s 1 -b 0` to "
+                "the `emitted_at` of its first new document; it includes interpreter start-up and "
+                "imports (~1 s here), loading the snapshots and rebuilding the windows.",
+                "Rounds after the first restart after a SIGKILL.",
+            ],
+        )
+    )
     report.data = {"memory": memory, "recovery": recoveries}
     finish(report, args, started)
     return report

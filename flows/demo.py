@@ -20,8 +20,9 @@ BLOCK = 1000
 BAD_EVERY = 5000
 
 
-def _guesses(rng: np.random.Generator, truth: NDArray[np.int64], skill: float,
-             bias: int | None = None) -> NDArray[np.int64]:
+def _guesses(
+    rng: np.random.Generator, truth: NDArray[np.int64], skill: float, bias: int | None = None
+) -> NDArray[np.int64]:
     """Predicted class codes: right with probability ``skill``, else wrong (towards ``bias``)."""
     n = len(truth)
     wrong = (truth + rng.integers(1, len(CLASSES), n)) % len(CLASSES)
@@ -48,11 +49,21 @@ def _malformed(i: int) -> bytes:
     if kind == 2:
         return orjson.dumps({"id": rid, "label": "B", "predictions": {}})
     if kind == 3:
-        return orjson.dumps({"id": rid, "label": "C",
-                             "predictions": {"model1": {"A": "high", "B": 0.1}}})
+        return orjson.dumps(
+            {"id": rid, "label": "C", "predictions": {"model1": {"A": "high", "B": 0.1}}}
+        )
     # One bad entry in an otherwise good record: only model2's entry is refused.
-    return orjson.dumps({"id": rid, "label": "A", "predictions": {
-        "model1": {"A": 0.9, "B": 0.05, "C": 0.05}, "model2": [], "model3": "A"}})
+    return orjson.dumps(
+        {
+            "id": rid,
+            "label": "A",
+            "predictions": {
+                "model1": {"A": 0.9, "B": 0.05, "C": 0.05},
+                "model2": [],
+                "model3": "A",
+            },
+        }
+    )
 
 
 def _block(seed: int, block: int, total: int) -> list[bytes]:
@@ -64,17 +75,22 @@ def _block(seed: int, block: int, total: int) -> list[bytes]:
     priors = np.where(late[:, None], [0.2, 0.2, 0.6], [0.5, 0.3, 0.2])
     truth = (rng.random(len(index))[:, None] > np.cumsum(priors, axis=1)).sum(axis=1)
     m1 = _score_maps(rng, _guesses(rng, truth, 0.90))
-    m2 = _score_maps(rng, np.where(drifted, _guesses(rng, truth, 0.62, bias=0),
-                                   _guesses(rng, truth, 0.93)))
+    m2 = _score_maps(
+        rng, np.where(drifted, _guesses(rng, truth, 0.62, bias=0), _guesses(rng, truth, 0.93))
+    )
     m3 = _guesses(rng, truth, 0.85)
     lines = []
     for k, i in enumerate(index.tolist()):
         if i % BAD_EVERY == BAD_EVERY - 1:
             lines.append(_malformed(i))
             continue
-        lines.append((f'{{"id":"demo-{i:07d}","ts":{START_MS + i * STEP_MS},'
-                      f'"label":"{CLASSES[truth[k]]}","predictions":{{"model1":{m1[k]},'
-                      f'"model2":{m2[k]},"model3":"{CLASSES[m3[k]]}"}}}}').encode())
+        lines.append(
+            (
+                f'{{"id":"demo-{i:07d}","ts":{START_MS + i * STEP_MS},'
+                f'"label":"{CLASSES[truth[k]]}","predictions":{{"model1":{m1[k]},'
+                f'"model2":{m2[k]},"model3":"{CLASSES[m3[k]]}"}}}}'
+            ).encode()
+        )
     return lines
 
 
@@ -99,8 +115,9 @@ SAMPLE_SEED = 7
 SAMPLE_STEP_MS = 250
 
 
-def _sample_guesses(rng: np.random.Generator, truth: NDArray[np.int64],
-                    skill: NDArray[np.float64] | float) -> NDArray[np.int64]:
+def _sample_guesses(
+    rng: np.random.Generator, truth: NDArray[np.int64], skill: NDArray[np.float64] | float
+) -> NDArray[np.int64]:
     """Two-class guesses: ``truth`` with probability ``skill``, else the other class."""
     return np.where(rng.random(len(truth)) < skill, truth, 1 - truth)
 
@@ -130,7 +147,13 @@ def sample_lines(seed: int = SAMPLE_SEED, total: int = SAMPLE_RECORDS) -> list[b
     m3 = _sample_guesses(rng, truth, 0.80)
     names = ("A", "B")
     stamps = np.datetime_as_string(
-        np.datetime64(START_MS + SAMPLE_STEP_MS, "ms") + index * SAMPLE_STEP_MS, unit="ms")
-    return [(f'{{"id":"r-{i + 1:06d}","ts":"{stamps[i]}Z","label":"{names[truth[i]]}",'
-             f'"predictions":{{"model1":{m1[i]},"model2":{m2[i]},'
-             f'"model3":"{names[m3[i]]}"}}}}').encode() for i in range(total)]
+        np.datetime64(START_MS + SAMPLE_STEP_MS, "ms") + index * SAMPLE_STEP_MS, unit="ms"
+    )
+    return [
+        (
+            f'{{"id":"r-{i + 1:06d}","ts":"{stamps[i]}Z","label":"{names[truth[i]]}",'
+            f'"predictions":{{"model1":{m1[i]},"model2":{m2[i]},'
+            f'"model3":"{names[m3[i]]}"}}}}'
+        ).encode()
+        for i in range(total)
+    ]

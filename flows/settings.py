@@ -25,19 +25,35 @@ from pydantic import (
     model_validator,
 )
 
+from flows.alert_settings import AlertSettings
 from flows.errors import ConfigError
+from flows.limits import MAX_CLASSES, MAX_MODELS, MAX_RECORD_BYTES
 
 ENV_PREFIX = "CONFUSION_"
 KAFKA_OPT_PREFIX = "CONFUSION_KAFKA_OPT_"
 # Read by scripts/services, not by the job; listed so they do not trigger the typo warning.
-_SCRIPT_VARIABLES = {"KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "ES_PORT", "ES_TRANSPORT_PORT",
-                     "SERVICES_DIR", "SERVICES_CACHE", "SERVICES_TIMEOUT",
-                     "SERVICES_STOP_TIMEOUT", "ES_JAVA_HOME", "KAFKA_JAVA_HOME",
-                     "ES_JAVA_OPTS", "KAFKA_JAVA_OPTS", "LOG_LINES"}
+_SCRIPT_VARIABLES = {
+    "KAFKA_PORT",
+    "KAFKA_CONTROLLER_PORT",
+    "ES_PORT",
+    "ES_TRANSPORT_PORT",
+    "SERVICES_DIR",
+    "SERVICES_CACHE",
+    "SERVICES_TIMEOUT",
+    "SERVICES_STOP_TIMEOUT",
+    "ES_JAVA_HOME",
+    "KAFKA_JAVA_HOME",
+    "ES_JAVA_OPTS",
+    "KAFKA_JAVA_OPTS",
+    "LOG_LINES",
+}
 
 
-class Settings(BaseModel):
-    """The job's configuration; field ``x`` is read from ``CONFUSION_X`` by `load_settings`."""
+class Settings(AlertSettings, BaseModel):
+    """The job's configuration; field ``x`` is read from ``CONFUSION_X`` by `load_settings`.
+
+    The alerting and Prometheus fields come from `AlertSettings`.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -56,6 +72,9 @@ class Settings(BaseModel):
     ensemble_weights: str = ""
     ensemble_name: str = Field("ensemble", min_length=1)
     batch_size: int = Field(1000, ge=1, le=100_000)
+    max_record_bytes: int = Field(MAX_RECORD_BYTES, ge=64, le=1 << 30)
+    max_models: int = Field(MAX_MODELS, ge=1, le=100_000)
+    max_classes: int = Field(MAX_CLASSES, ge=2, le=100_000)
 
     progress: Literal["auto", "on", "off"] = "auto"
     summary: bool = True
@@ -100,35 +119,48 @@ class Settings(BaseModel):
     def _consistent(self) -> Settings:
         if self.source == "file":
             if self.input is None:
-                raise ValueError("CONFUSION_SOURCE=file needs CONFUSION_INPUT, the path of a "
-                                 "JSON-lines file")
+                raise ValueError(
+                    "CONFUSION_SOURCE=file needs CONFUSION_INPUT, the path of a JSON-lines file"
+                )
             if not self.input.is_file():
                 raise ValueError(f"CONFUSION_INPUT={self.input} is not a readable file")
         if self.source == "kafka":
             if not self.kafka_bootstrap:
-                raise ValueError("CONFUSION_SOURCE=kafka needs CONFUSION_KAFKA_BOOTSTRAP "
-                                 "(host:port[,host:port])")
+                raise ValueError(
+                    "CONFUSION_SOURCE=kafka needs CONFUSION_KAFKA_BOOTSTRAP (host:port[,host:port])"
+                )
             if not self.kafka_topics:
-                raise ValueError("CONFUSION_SOURCE=kafka needs CONFUSION_KAFKA_TOPIC "
-                                 "(one topic or several, comma-separated)")
+                raise ValueError(
+                    "CONFUSION_SOURCE=kafka needs CONFUSION_KAFKA_TOPIC "
+                    "(one topic or several, comma-separated)"
+                )
             if self.kafka_config_file is not None and not self.kafka_config_file.is_file():
-                raise ValueError(f"CONFUSION_KAFKA_CONFIG_FILE={self.kafka_config_file} "
-                                 "is not a readable file")
+                raise ValueError(
+                    f"CONFUSION_KAFKA_CONFIG_FILE={self.kafka_config_file} is not a readable file"
+                )
         if self.sink == "elasticsearch":
             if not self.es_url:
-                raise ValueError("CONFUSION_SINK=elasticsearch needs CONFUSION_ES_URL "
-                                 "(e.g. https://es.example:9200)")
+                raise ValueError(
+                    "CONFUSION_SINK=elasticsearch needs CONFUSION_ES_URL "
+                    "(e.g. https://es.example:9200)"
+                )
             if self.es_api_key is not None and self.es_username is not None:
-                raise ValueError("set either CONFUSION_ES_API_KEY or CONFUSION_ES_USERNAME/"
-                                 "CONFUSION_ES_PASSWORD, not both")
+                raise ValueError(
+                    "set either CONFUSION_ES_API_KEY or CONFUSION_ES_USERNAME/"
+                    "CONFUSION_ES_PASSWORD, not both"
+                )
             if (self.es_username is None) != (self.es_password is None):
                 raise ValueError("CONFUSION_ES_USERNAME and CONFUSION_ES_PASSWORD go together")
         if self.window_kind == "time" and self.window_duration is None:
-            raise ValueError("CONFUSION_WINDOW_KIND=time needs CONFUSION_WINDOW_DURATION "
-                             "(e.g. 15m, 90s, 1h, 500ms)")
+            raise ValueError(
+                "CONFUSION_WINDOW_KIND=time needs CONFUSION_WINDOW_DURATION "
+                "(e.g. 15m, 90s, 1h, 500ms)"
+            )
         if self.ensemble_name in self.weights:
-            raise ValueError(f"CONFUSION_ENSEMBLE_NAME={self.ensemble_name!r} is also a model "
-                             "in CONFUSION_ENSEMBLE_WEIGHTS; pick another name")
+            raise ValueError(
+                f"CONFUSION_ENSEMBLE_NAME={self.ensemble_name!r} is also a model "
+                "in CONFUSION_ENSEMBLE_WEIGHTS; pick another name"
+            )
         return self
 
     @property
@@ -156,12 +188,13 @@ def parse_duration_ms(text: str) -> int:
     """``500ms``, ``90s``, ``15m``, ``1h``, ``1d`` or plain seconds, in milliseconds."""
     raw = text.strip().lower()
     unit = next((u for u in ("ms", "s", "m", "h", "d") if raw.endswith(u)), "")
-    number = raw[:len(raw) - len(unit)] if unit else raw
+    number = raw[: len(raw) - len(unit)] if unit else raw
     try:
         value = float(number)
     except ValueError:
-        raise ValueError(f"expected a duration such as 500ms, 90s, 15m or 1h, got {text!r}"
-                         ) from None
+        raise ValueError(
+            f"expected a duration such as 500ms, 90s, 15m or 1h, got {text!r}"
+        ) from None
     if not math.isfinite(value) or round(value * _UNITS_MS[unit or "s"]) < 1:
         raise ValueError(f"a duration must be a finite time of at least 1ms, got {text!r}")
     return round(value * _UNITS_MS[unit or "s"])
@@ -197,8 +230,11 @@ def kafka_options(env: Mapping[str, str] | None = None) -> dict[str, str]:
     The suffix is lower-cased and ``_`` becomes ``.``; librdkafka property names use dots only.
     """
     env = os.environ if env is None else env
-    return {key[len(KAFKA_OPT_PREFIX):].lower().replace("_", "."): value
-            for key, value in env.items() if key.upper().startswith(KAFKA_OPT_PREFIX)}
+    return {
+        key[len(KAFKA_OPT_PREFIX) :].lower().replace("_", "."): value
+        for key, value in env.items()
+        if key.upper().startswith(KAFKA_OPT_PREFIX)
+    }
 
 
 def _env_name(loc: tuple[Any, ...]) -> str:
@@ -220,12 +256,14 @@ def warn_unknown(env: Mapping[str, str], stream: Any = sys.stderr) -> list[str]:
         upper = key.upper()
         if not upper.startswith(ENV_PREFIX) or upper.startswith(KAFKA_OPT_PREFIX):
             continue
-        name = upper[len(ENV_PREFIX):]
+        name = upper[len(ENV_PREFIX) :]
         if name not in known:
             close = difflib.get_close_matches(name, sorted(known), n=1)
             hint = f"; did you mean {ENV_PREFIX}{close[0]}?" if close else ""
-            print(f"confusion-stream: warning: {key} is not a setting and is ignored{hint}",
-                  file=stream)
+            print(
+                f"confusion-stream: warning: {key} is not a setting and is ignored{hint}",
+                file=stream,
+            )
             unknown.append(key)
     return unknown
 
@@ -234,8 +272,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting, raising one ConfigError that lists all problems."""
     env = dict(os.environ if env is None else env)
     warn_unknown(env)
-    values = {key[len(ENV_PREFIX):].lower(): value for key, value in env.items()
-              if key.upper().startswith(ENV_PREFIX) and value != ""}
+    values = {
+        key[len(ENV_PREFIX) :].lower(): value
+        for key, value in env.items()
+        if key.upper().startswith(ENV_PREFIX) and value != ""
+    }
     known = set(Settings.model_fields)
     try:
         return Settings.model_validate({k: v for k, v in values.items() if k in known})

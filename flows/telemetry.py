@@ -16,14 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from prometheus_client import Counter
+from prometheus_client import Counter, start_http_server
 
-from flows.records import ParsedBatch
+from flows.parsing.batches import ParsedBatch
 
 RECORDS = Counter("confusion_records", "Records counted (valid records)")
 REJECTED_RECORDS = Counter("confusion_rejected_records", "Records refused and dead-lettered")
-REJECTED_ENTRIES = Counter("confusion_rejected_entries",
-                           "Model entries refused in otherwise valid records")
+REJECTED_ENTRIES = Counter(
+    "confusion_rejected_entries", "Model entries refused in otherwise valid records"
+)
 DOCUMENTS = Counter("confusion_documents", "Window documents emitted")
 
 
@@ -37,9 +38,11 @@ class Totals:
     documents: int = 0
 
     def line(self, rate: float) -> str:
-        return (f"confusion-stream: {self.records:,} records  {rate:,.0f} rec/s  "
-                f"rejected {self.rejected_records:,} records + {self.rejected_entries:,} "
-                f"entries  {self.documents:,} documents")
+        return (
+            f"confusion-stream: {self.records:,} records  {rate:,.0f} rec/s  "
+            f"rejected {self.rejected_records:,} records + {self.rejected_entries:,} "
+            f"entries  {self.documents:,} documents"
+        )
 
 
 class Progress:
@@ -70,14 +73,21 @@ class Progress:
             self.rejected_entries += batch.rejected_entries
         self._maybe_print()
 
+    def refused_entries(self, n: int) -> None:
+        """Entries refused after parsing (CONFUSION_MAX_CLASSES, in the window step)."""
+        REJECTED_ENTRIES.inc(n)
+        with self._lock:
+            self.rejected_entries += n
+
     def emitted(self, n: int = 1) -> None:
         DOCUMENTS.inc(n)
         with self._lock:
             self.documents += n
 
     def line(self, rate: float) -> str:
-        return Totals(self.records, self.rejected_records, self.rejected_entries,
-                      self.documents).line(rate)
+        return Totals(
+            self.records, self.rejected_records, self.rejected_entries, self.documents
+        ).line(rate)
 
     def _maybe_print(self) -> None:
         if not (self.enabled or self.logging):
@@ -144,3 +154,11 @@ class Heartbeat:
 def heartbeat_from_env() -> Heartbeat:
     path = os.environ.get("CONFUSION_HEARTBEAT_FILE")
     return Heartbeat(Path(path) if path else None)
+
+
+def serve_metrics(port: int | None, addr: str) -> None:
+    """Serve the default registry at ``http://addr:port/metrics`` from a daemon thread."""
+    if port is None:
+        return
+    start_http_server(port, addr)
+    job_logger("metrics").info("Prometheus metrics on http://%s:%d/metrics", addr, port)

@@ -23,9 +23,19 @@ if str(REPO) not in sys.path:
 
 _QUIET = [HealthCheck.too_slow]
 settings.register_profile("dev", max_examples=40, deadline=None, suppress_health_check=_QUIET)
-settings.register_profile("ci", max_examples=60, deadline=None, suppress_health_check=_QUIET,
-                          derandomize=True, database=None, print_blob=True)
-settings.register_profile("thorough", max_examples=1000, deadline=None,
-                          suppress_health_check=_QUIET)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
-                      or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev"))
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=_QUIET,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+)
+settings.register_profile(
+    "thorough", max_examples=1000, deadline=None, suppress_health_check=_QUIET
+)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE")
+    or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev")
+)

@@ -8,7 +8,8 @@ Kafka/Elasticsearch integration tests, compare what the job wrote with `expected
 
 Where the contract leaves a choice open, the oracle takes the one a user would expect and says so:
 
-- a blank (whitespace-only) line is not a record: skipped, not dead-lettered;
+- a blank line (JSON whitespace only: space, tab, CR) is not a record: skipped, not
+  dead-lettered; a line of \x0b or \x0c is a broken record;
 - ``ts`` absent or ``null`` means "use the fallback" (message time or arrival time);
 - an RFC 3339 ``ts`` keeps whole milliseconds (sub-millisecond digits are dropped) and must fall in
   the years 1..9999 once converted to UTC; ``T``/``Z`` may be lower case and the date and time may
@@ -19,6 +20,14 @@ Where the contract leaves a choice open, the oracle takes the one a user would e
   refused as a whole (one record-level dead letter, no entry-level ones);
 - ``window.start``/``window.end`` are the times of the window's first and last record (read
   order), formatted ``YYYY-MM-DDTHH:MM:SS.mmmZ``.
+
+Time windows (README, "Time windows") follow the same plain style, record by record: the window
+ends at the newest event time the model has read and holds the records with ``ts > newest -
+duration``; a record already at or before that bound when it is read is never held (but counts in
+``seq``); held records leave in read order, the oldest read first, once their time is at or before
+the bound. ``window.first_id``/``start`` are the oldest held record's; ``last_id``/``end`` are the
+last record read (held or not), and stand for the first too when nothing is held; ``full`` says
+whether the newest time is at least one duration past the model's first record.
 """
 
 from __future__ import annotations
@@ -58,8 +67,10 @@ WINDOW_KEYS = frozenset({"kind", "size", "count", "full", "first_id", "last_id",
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "mcc", "kappa")
 PER_CLASS_KEYS = ("tp", "fp", "fn", "tn", "precision", "recall", "f1", "support")
 TIME_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-_RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+_RFC3339 = re.compile(  # ASCII: \d would also take other scripts' digits
+    r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})\Z",
+    re.ASCII,
+)
 # Epoch milliseconds of 0001-01-01T00:00:00.000Z and 9999-12-31T23:59:59.999Z.
 _MIN_MS = calendar.timegm((1, 1, 1, 0, 0, 0)) * 1000
 _MAX_MS = calendar.timegm((9999, 12, 31, 23, 59, 59)) * 1000 + 999
@@ -167,7 +178,8 @@ def epoch_ms_of_rfc3339(text: str) -> int:
     except ValueError as exc:
         raise Refused(f"not a date-time: {text!r}") from exc
     utc_seconds = calendar.timegm(local.replace(tzinfo=None).timetuple()) - int(
-        shift.total_seconds())
+        shift.total_seconds()
+    )
     ms = utc_seconds * 1000 + millis
     if not _in_range(ms):
         raise Refused(f"{text!r} is outside the years 1..9999 in UTC")
@@ -224,8 +236,9 @@ def _entry(model: str, value: Any) -> tuple[str, dict[str, float] | None]:
     return _label(value, "predicted label"), None
 
 
-def ensemble_vote(weights: Mapping[str, float],
-                  votes: Sequence[tuple[str, str, Mapping[str, float] | None]]) -> str | None:
+def ensemble_vote(
+    weights: Mapping[str, float], votes: Sequence[tuple[str, str, Mapping[str, float] | None]]
+) -> str | None:
     """Weighted arg-max over the members present: a bare label scores 1, others 0."""
     totals: dict[str, float] = {}
     voted = False
@@ -235,11 +248,17 @@ def ensemble_vote(weights: Mapping[str, float],
         voted = True
         for name, score in (scores or {label: 1.0}).items():
             totals[name] = totals.get(name, 0.0) + weights[model] * score
+    if any(math.isnan(total) for total in totals.values()):
+        raise Refused("weighted score sum is not a number")
     return arg_max(totals) if voted else None
 
 
-def parse_line(index: int, raw: bytes, weights: Mapping[str, float] | None = None,
-               ensemble_name: str = "ensemble") -> tuple[ValidRecord | None, list[Rejection]]:
+def parse_line(
+    index: int,
+    raw: bytes,
+    weights: Mapping[str, float] | None = None,
+    ensemble_name: str = "ensemble",
+) -> tuple[ValidRecord | None, list[Rejection]]:
     """Validate one non-blank line: the record (or None) and its rejections."""
     try:
         obj = _decode(raw)
@@ -277,7 +296,11 @@ def parse_line(index: int, raw: bytes, weights: Mapping[str, float] | None = Non
     if not predictions:
         return None, [Rejection(index, raw, "record", None, "no valid model entry")]
     if weights:
-        combined = ensemble_vote(weights, votes)
+        try:
+            combined = ensemble_vote(weights, votes)
+        except Refused as exc:
+            refused.append(Rejection(index, raw, "entry", ensemble_name, str(exc)))
+            combined = None
         if combined is not None:
             predictions[ensemble_name] = combined
     return ValidRecord(index, rid, ts, label, predictions), refused
@@ -315,14 +338,18 @@ def _window_metrics(pairs: PairCounts) -> Doc:
         warnings.simplefilter("ignore")
         cm = confusion_matrix(y_true, y_pred, labels=classes)
         precision, recall, f1, support = precision_recall_fscore_support(
-            y_true, y_pred, labels=classes, zero_division=0)
+            y_true, y_pred, labels=classes, zero_division=0
+        )
     per_class: Doc = {}
     for k, label in enumerate(present):
         tp = int(cm[k, k])
         fn = int(cm[k, :].sum()) - tp
         fp = int(cm[:, k].sum()) - tp
         per_class[label] = {
-            "tp": tp, "fp": fp, "fn": fn, "tn": n - tp - fp - fn,
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "tn": n - tp - fp - fn,
             "precision": _rate(tp + fp, precision[k]),
             "recall": _rate(tp + fn, recall[k]),
             "f1": _rate(2 * tp + fp + fn, f1[k]),
@@ -330,21 +357,24 @@ def _window_metrics(pairs: PairCounts) -> Doc:
         }
     # Zero denominators decided from the counts, never from scikit-learn's 0.0/nan stand-ins.
     mcc_den = (n * n - sum(c * c for c in t_count.values())) * (
-        n * n - sum(c * c for c in p_count.values()))
+        n * n - sum(c * c for c in p_count.values())
+    )
     kappa_den = n * n - sum(t_count[label] * p_count[label] for label in present)
     with warnings.catch_warnings(), sklearn.config_context(skip_parameter_validation=True):
         warnings.simplefilter("ignore")
         mcc = None if mcc_den == 0 else float(matthews_corrcoef(y_true, y_pred))
-        kappa = None if kappa_den == 0 else float(cohen_kappa_score(y_true, y_pred,
-                                                                    labels=classes))
+        kappa = None if kappa_den == 0 else float(cohen_kappa_score(y_true, y_pred, labels=classes))
         summary = {
             "accuracy": float(accuracy_score(y_true, y_pred)),
             "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
-            "macro_f1": float(f1_score(y_true, y_pred, labels=classes, average="macro",
-                                       zero_division=0)),
-            "weighted_f1": float(f1_score(y_true, y_pred, labels=classes, average="weighted",
-                                          zero_division=0)),
-            "mcc": mcc, "kappa": kappa,
+            "macro_f1": float(
+                f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)
+            ),
+            "weighted_f1": float(
+                f1_score(y_true, y_pred, labels=classes, average="weighted", zero_division=0)
+            ),
+            "mcc": mcc,
+            "kappa": kappa,
         }
     return {**summary, "per_class": per_class}
 
@@ -373,7 +403,10 @@ def _exact_metrics(pairs: PairCounts) -> Doc:
         tp, row, column = hits[label], support[label], predicted[label]
         f1_of[label] = Fraction(2 * tp, row + column)
         per_class[label] = {
-            "tp": tp, "fp": column - tp, "fn": row - tp, "tn": n - row - column + tp,
+            "tp": tp,
+            "fp": column - tp,
+            "fn": row - tp,
+            "tn": n - row - column + tp,
             "precision": float(Fraction(tp, column)) if column else None,
             "recall": float(Fraction(tp, row)) if row else None,
             "f1": float(f1_of[label]),
@@ -382,15 +415,19 @@ def _exact_metrics(pairs: PairCounts) -> Doc:
     recalls = [Fraction(hits[label], support[label]) for label in present if support[label]]
     agreement = sum(support[label] * predicted[label] for label in present)
     mcc_den = (n * n - sum(c * c for c in support.values())) * (
-        n * n - sum(c * c for c in predicted.values()))
+        n * n - sum(c * c for c in predicted.values())
+    )
     return {
         "accuracy": float(Fraction(correct, n)),
         "balanced_accuracy": float(sum(recalls) / len(recalls)),
         "macro_f1": float(sum(f1_of.values()) / len(present)),
         "weighted_f1": float(sum(f1_of[label] * support[label] for label in present) / n),
         "mcc": (n * correct - agreement) / math.sqrt(mcc_den) if mcc_den else None,
-        "kappa": (float(Fraction(n * correct - agreement, n * n - agreement))
-                  if n * n != agreement else None),
+        "kappa": (
+            float(Fraction(n * correct - agreement, n * n - agreement))
+            if n * n != agreement
+            else None
+        ),
         "per_class": per_class,
     }
 
@@ -407,8 +444,9 @@ def exact_metrics(pair_counts: Mapping[tuple[str, str], int]) -> Doc:
     return _exact_metrics(pairs)
 
 
-def window_metrics(truth: Sequence[str], pred: Sequence[str],
-                   engine: MetricsEngine = "sklearn") -> Doc:
+def window_metrics(
+    truth: Sequence[str], pred: Sequence[str], engine: MetricsEngine = "sklearn"
+) -> Doc:
     """The ``metrics`` object of a window holding these (truth, prediction) pairs.
 
     Args:
@@ -435,8 +473,10 @@ def time_text(epoch_ms: int | None) -> str | AnyTime:
     if epoch_ms is None:
         return ANY_TIME
     stamp = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=epoch_ms)
-    return (f"{stamp.year:04d}-{stamp.month:02d}-{stamp.day:02d}T{stamp.hour:02d}:"
-            f"{stamp.minute:02d}:{stamp.second:02d}.{stamp.microsecond // 1000:03d}Z")
+    return (
+        f"{stamp.year:04d}-{stamp.month:02d}-{stamp.day:02d}T{stamp.hour:02d}:"
+        f"{stamp.minute:02d}:{stamp.second:02d}.{stamp.microsecond // 1000:03d}Z"
+    )
 
 
 # ----------------------------------------------------------------------------- the run
@@ -457,6 +497,7 @@ class _ModelHistory:
     records: list[Counted] = field(default_factory=list)
     labels: set[str] = field(default_factory=set)
     emitted_seq: int = 0
+    time_window: TimeWindowState | None = None
 
 
 @dataclass(slots=True)
@@ -469,40 +510,126 @@ class ExpectedRun:
     lines: int
 
 
-def expected_document(model: str, history: Sequence[Counted], labels: Iterable[str],
-                      window_size: int, engine: MetricsEngine = "sklearn") -> Doc:
-    """The document of ``model`` after ``history`` (every record it has counted, in order)."""
+def expected_document(
+    model: str,
+    history: Sequence[Counted],
+    labels: Iterable[str],
+    window_size: int,
+    engine: MetricsEngine = "sklearn",
+) -> Doc:
+    """The document of ``model``'s count window after ``history`` (every record it has
+    counted, in order)."""
     window = history[-window_size:]
+    return _document(
+        model,
+        "count",
+        window_size,
+        window,
+        window[0],
+        window[-1],
+        len(window) == window_size,
+        len(history),
+        labels,
+        engine,
+    )
+
+
+def _document(
+    model: str,
+    kind: str,
+    size: int,
+    window: Sequence[Counted],
+    first: Counted,
+    last: Counted,
+    full: bool,
+    seq: int,
+    labels: Iterable[str],
+    engine: MetricsEngine,
+) -> Doc:
     truth = [r.truth for r in window]
     pred = [r.pred for r in window]
     ordered = sorted(labels)
     return {
         "model": model,
-        "window": {"kind": "count", "size": window_size, "count": len(window),
-                   "full": len(window) == window_size,
-                   "first_id": window[0].id, "last_id": window[-1].id,
-                   "start": time_text(window[0].ts), "end": time_text(window[-1].ts)},
+        "window": {
+            "kind": kind,
+            "size": size,
+            "count": len(window),
+            "full": full,
+            "first_id": first.id,
+            "last_id": last.id,
+            "start": time_text(first.ts),
+            "end": time_text(last.ts),
+        },
         "labels": ordered,
         "matrix": matrix_of(ordered, truth, pred),
         "metrics": window_metrics(truth, pred, engine),
-        "seq": len(history),
+        "seq": seq,
     }
+
+
+@dataclass(slots=True)
+class TimeWindowState:
+    """One model's time window, kept record by record as the README defines it."""
+
+    duration_ms: int
+    held: list[Counted] = field(default_factory=list)
+    newest: int | None = None
+    first_ts: int | None = None
+    last: Counted | None = None
+
+    def read(self, record: Counted) -> None:
+        if record.ts is None:
+            raise ValueError("a time window needs every record's time (give fallback_ts)")
+        self.newest = record.ts if self.newest is None else max(self.newest, record.ts)
+        if self.first_ts is None:
+            self.first_ts = record.ts
+        bound = self.newest - self.duration_ms
+        if record.ts > bound:
+            self.held.append(record)
+        while self.held and self.held[0].ts is not None and self.held[0].ts <= bound:
+            self.held.pop(0)
+        self.last = record
+
+    def document(self, model: str, seq: int, labels: Iterable[str], engine: MetricsEngine) -> Doc:
+        assert self.last is not None and self.newest is not None and self.first_ts is not None
+        first = self.held[0] if self.held else self.last
+        return _document(
+            model,
+            "time",
+            self.duration_ms,
+            self.held,
+            first,
+            self.last,
+            self.newest - self.first_ts >= self.duration_ms,
+            seq,
+            labels,
+            engine,
+        )
 
 
 def _as_bytes(line: bytes | str) -> bytes:
     return line.encode("utf-8", "surrogatepass") if isinstance(line, str) else bytes(line)
 
 
-def expected_run(lines: Sequence[bytes | str], *, window_size: int, emit_every: int,
-                 weights: Mapping[str, float] | None = None, ensemble_name: str = "ensemble",
-                 fallback_ts: Sequence[int | None] | None = None,
-                 bounded: bool = True, skip_blank: bool = True,
-                 engine: MetricsEngine = "sklearn") -> ExpectedRun:
+def expected_run(
+    lines: Sequence[bytes | str],
+    *,
+    window_size: int,
+    emit_every: int,
+    weights: Mapping[str, float] | None = None,
+    ensemble_name: str = "ensemble",
+    fallback_ts: Sequence[int | None] | None = None,
+    bounded: bool = True,
+    skip_blank: bool = True,
+    engine: MetricsEngine = "sklearn",
+    window_duration_ms: int | None = None,
+) -> ExpectedRun:
     """Recompute every document, dead letter and count the job must produce for ``lines``.
 
     Args:
         lines: the input messages in read order (one JSON document each, no newline).
-        window_size: ``CONFUSION_WINDOW_SIZE``.
+        window_size: ``CONFUSION_WINDOW_SIZE`` (count windows).
         emit_every: ``CONFUSION_EMIT_EVERY``.
         weights: ``CONFUSION_ENSEMBLE_WEIGHTS`` as a mapping (None or empty: no ensemble).
         ensemble_name: ``CONFUSION_ENSEMBLE_NAME``.
@@ -512,14 +639,22 @@ def expected_run(lines: Sequence[bytes | str], *, window_size: int, emit_every: 
         skip_blank: whether whitespace-only lines are skipped (as a JSON-lines file source
             does) rather than refused.
         engine: how metrics are computed, see `window_metrics`.
+        window_duration_ms: ``CONFUSION_WINDOW_DURATION`` in milliseconds: time windows
+            (``CONFUSION_WINDOW_KIND=time``) instead of count windows.
     """
     histories: dict[str, _ModelHistory] = {}
+
+    def document(model: str, history: _ModelHistory) -> Doc:
+        if history.time_window is not None:
+            return history.time_window.document(model, len(history.records), history.labels, engine)
+        return expected_document(model, history.records, history.labels, window_size, engine)
+
     documents: dict[DocKey, Doc] = {}
     rejections: list[Rejection] = []
     records = 0
     for index, line in enumerate(lines):
         raw = _as_bytes(line)
-        if skip_blank and not raw.strip():
+        if skip_blank and not raw.strip(b" \t\r\n"):  # JSON whitespace only
             continue
         record, refused = parse_line(index, raw, weights, ensemble_name)
         rejections.extend(refused)
@@ -530,30 +665,48 @@ def expected_run(lines: Sequence[bytes | str], *, window_size: int, emit_every: 
         if ts is None and fallback_ts is not None:
             ts = fallback_ts[index]
         for model, pred in record.predictions.items():
-            history = histories.setdefault(model, _ModelHistory())
-            history.records.append(Counted(record.id, ts, record.label, pred))
+            history = histories.get(model)
+            if history is None:
+                history = histories[model] = _ModelHistory(
+                    time_window=None
+                    if window_duration_ms is None
+                    else TimeWindowState(window_duration_ms)
+                )
+            counted = Counted(record.id, ts, record.label, pred)
+            history.records.append(counted)
             history.labels.update((record.label, pred))
+            if history.time_window is not None:
+                history.time_window.read(counted)
             seq = len(history.records)
             if seq % emit_every == 0:
-                documents[(model, seq)] = expected_document(
-                    model, history.records, history.labels, window_size, engine)
+                documents[(model, seq)] = document(model, history)
                 history.emitted_seq = seq
     if bounded:
         for model, history in histories.items():
             seq = len(history.records)
             if seq > history.emitted_seq:
-                documents[(model, seq)] = expected_document(
-                    model, history.records, history.labels, window_size, engine)
+                documents[(model, seq)] = document(model, history)
     return ExpectedRun(documents, rejections, records, len(lines))
 
 
-def expected_documents(lines: Sequence[bytes | str], *, window_size: int, emit_every: int,
-                       weights: Mapping[str, float] | None = None,
-                       ensemble_name: str = "ensemble",
-                       fallback_ts: Sequence[int | None] | None = None) -> dict[DocKey, Doc]:
+def expected_documents(
+    lines: Sequence[bytes | str],
+    *,
+    window_size: int,
+    emit_every: int,
+    weights: Mapping[str, float] | None = None,
+    ensemble_name: str = "ensemble",
+    fallback_ts: Sequence[int | None] | None = None,
+) -> dict[DocKey, Doc]:
     """Only the documents of `expected_run`, keyed by ``(model, seq)``."""
-    return expected_run(lines, window_size=window_size, emit_every=emit_every, weights=weights,
-                        ensemble_name=ensemble_name, fallback_ts=fallback_ts).documents
+    return expected_run(
+        lines,
+        window_size=window_size,
+        emit_every=emit_every,
+        weights=weights,
+        ensemble_name=ensemble_name,
+        fallback_ts=fallback_ts,
+    ).documents
 
 
 # ----------------------------------------------------------------------------- comparison
@@ -576,8 +729,10 @@ def diff_values(path: str, actual: Any, expected: Any, out: list[str]) -> None:
         if not _is_number(actual):
             out.append(f"{path}: actual {actual!r}, expected {expected!r}")
         elif math.isnan(actual) or abs(actual - expected) > TOLERANCE:
-            out.append(f"{path}: actual {actual!r}, expected {expected!r} "
-                       f"(off by {abs(actual - expected):.3g})")
+            out.append(
+                f"{path}: actual {actual!r}, expected {expected!r} "
+                f"(off by {abs(actual - expected):.3g})"
+            )
         return
     if isinstance(expected, dict):
         if not isinstance(actual, dict):
@@ -599,8 +754,9 @@ def _key(doc: Mapping[str, Any]) -> DocKey:
     return (doc["model"], doc["seq"])
 
 
-def document_diffs(actual: Mapping[str, Any], expected: Mapping[str, Any],
-                   ignore: Iterable[str] = ("emitted_at",)) -> list[str]:
+def document_diffs(
+    actual: Mapping[str, Any], expected: Mapping[str, Any], ignore: Iterable[str] = ("emitted_at",)
+) -> list[str]:
     """Differences between one actual and one expected document, one readable line each."""
     ignored = set(ignore)
     name = f"{actual.get('model')!r}#{actual.get('seq')}"
@@ -609,8 +765,9 @@ def document_diffs(actual: Mapping[str, Any], expected: Mapping[str, Any],
     extra = set(actual) - DOCUMENT_KEYS
     if missing or extra:
         out.append(f"{name}: keys missing {sorted(missing)}, unexpected {sorted(extra)}")
-    if "emitted_at" in actual and not (isinstance(actual["emitted_at"], str)
-                                       and TIME_FORMAT.match(actual["emitted_at"])):
+    if "emitted_at" in actual and not (
+        isinstance(actual["emitted_at"], str) and TIME_FORMAT.match(actual["emitted_at"])
+    ):
         out.append(f"{name}.emitted_at: {actual['emitted_at']!r} is not a time")
     wanted = {k: v for k, v in expected.items() if k not in ignored}
     got = {k: v for k, v in actual.items() if k not in ignored and k in DOCUMENT_KEYS}
@@ -618,10 +775,14 @@ def document_diffs(actual: Mapping[str, Any], expected: Mapping[str, Any],
     return out
 
 
-def compare(actual_docs: Iterable[Mapping[str, Any]],
-            expected_docs: Mapping[DocKey, Mapping[str, Any]] | Iterable[Mapping[str, Any]],
-            *, subset: bool = False, ignore: Iterable[str] = ("emitted_at",),
-            limit: int = 40) -> list[str]:
+def compare(
+    actual_docs: Iterable[Mapping[str, Any]],
+    expected_docs: Mapping[DocKey, Mapping[str, Any]] | Iterable[Mapping[str, Any]],
+    *,
+    subset: bool = False,
+    ignore: Iterable[str] = ("emitted_at",),
+    limit: int = 40,
+) -> list[str]:
     """Readable differences between the documents a job wrote and the expected ones.
 
     Documents are matched by ``(model, seq)``. Labels, matrices, window fields and counts must be
@@ -637,8 +798,11 @@ def compare(actual_docs: Iterable[Mapping[str, Any]],
     Returns:
         An empty list when everything matches.
     """
-    expected = (dict(expected_docs) if isinstance(expected_docs, Mapping)
-                else {_key(doc): doc for doc in expected_docs})
+    expected = (
+        dict(expected_docs)
+        if isinstance(expected_docs, Mapping)
+        else {_key(doc): doc for doc in expected_docs}
+    )
     out: list[str] = []
     seen: dict[DocKey, Mapping[str, Any]] = {}
     for doc in actual_docs:
@@ -660,9 +824,12 @@ def compare(actual_docs: Iterable[Mapping[str, Any]],
     return out
 
 
-def assert_documents_match(actual_docs: Iterable[Mapping[str, Any]],
-                           expected_docs: Mapping[DocKey, Mapping[str, Any]], *,
-                           subset: bool = False) -> None:
+def assert_documents_match(
+    actual_docs: Iterable[Mapping[str, Any]],
+    expected_docs: Mapping[DocKey, Mapping[str, Any]],
+    *,
+    subset: bool = False,
+) -> None:
     """`compare`, raising AssertionError with every difference on its own line."""
     diffs = compare(actual_docs, expected_docs, subset=subset)
     assert not diffs, "documents differ from the reference:\n  " + "\n  ".join(diffs)

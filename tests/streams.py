@@ -54,10 +54,15 @@ class BadLine:
 
 
 def _entry_bad(kind: str, model: str, value: Any, reason: str) -> BadLine:
-    record = {"id": f"bad-{kind}", "ts": START_MS, "label": "c00",
-              "predictions": {"model1": {"c00": 0.9, "c01": 0.1}, model: value, "model2": "c00"}}
-    return BadLine(kind, dumps(record), "entry", f"model {model!r}: {reason}", model,
-                   ("model1", "model2"))
+    record = {
+        "id": f"bad-{kind}",
+        "ts": START_MS,
+        "label": "c00",
+        "predictions": {"model1": {"c00": 0.9, "c01": 0.1}, model: value, "model2": "c00"},
+    }
+    return BadLine(
+        kind, dumps(record), "entry", f"model {model!r}: {reason}", model, ("model1", "model2")
+    )
 
 
 def _record_bad(kind: str, raw: bytes | dict[str, Any], reason: str) -> BadLine:
@@ -69,8 +74,12 @@ _DROP = object()  # a field left out of the record
 
 def _good(**overrides: Any) -> dict[str, Any]:
     """A valid record with ``overrides`` applied (``_DROP`` removes a field)."""
-    record: dict[str, Any] = {"id": "bad", "ts": START_MS, "label": "c00",
-                              "predictions": {"model1": "c00"}}
+    record: dict[str, Any] = {
+        "id": "bad",
+        "ts": START_MS,
+        "label": "c00",
+        "predictions": {"model1": "c00"},
+    }
     record.update(overrides)
     return {k: v for k, v in record.items() if v is not _DROP}
 
@@ -78,69 +87,136 @@ def _good(**overrides: Any) -> dict[str, Any]:
 _NOT_A_PREDICTION = "prediction must be a label (string or integer) or a map of label to score"
 
 BAD_LINES: tuple[BadLine, ...] = (
-    _record_bad("truncated-json", b'{"id": "bad-1", "label": "c00", "predictions": {',
-                "not valid JSON"),
-    _record_bad("nan-literal", b'{"id": "bad-2", "label": "c00", "predictions": '
-                b'{"model1": {"c00": NaN, "c01": 0.5}}}', "not valid JSON"),
-    _record_bad("trailing-garbage", b'{"id": "bad-3", "label": "c00", "predictions": '
-                b'{"model1": "c00"}} extra', "not valid JSON"),
-    _record_bad("invalid-utf8", b'{"id": "bad-4", "label": "c\xff\xfe", "predictions": '
-                b'{"model1": "c00"}}', "not valid UTF-8"),
-    _record_bad("top-level-array", b'[{"id": "bad-5", "label": "c00"}]',
-                "record must be a JSON object, got an array"),
+    _record_bad(
+        "truncated-json", b'{"id": "bad-1", "label": "c00", "predictions": {', "not valid JSON"
+    ),
+    _record_bad(
+        "nan-literal",
+        b'{"id": "bad-2", "label": "c00", "predictions": {"model1": {"c00": NaN, "c01": 0.5}}}',
+        "not valid JSON",
+    ),
+    _record_bad(
+        "trailing-garbage",
+        b'{"id": "bad-3", "label": "c00", "predictions": {"model1": "c00"}} extra',
+        "not valid JSON",
+    ),
+    _record_bad(
+        "invalid-utf8",
+        b'{"id": "bad-4", "label": "c\xff\xfe", "predictions": {"model1": "c00"}}',
+        "not valid UTF-8",
+    ),
+    _record_bad(
+        "top-level-array",
+        b'[{"id": "bad-5", "label": "c00"}]',
+        "record must be a JSON object, got an array",
+    ),
     _record_bad("top-level-string", b'"c00"', "record must be a JSON object, got a string"),
     _record_bad("top-level-number", b"42", "record must be a JSON object, got a number"),
     _record_bad("top-level-null", b"null", "record must be a JSON object, got null"),
     _record_bad("missing-id", _good(id=_DROP), "missing 'id'"),
-    _record_bad("boolean-id", _good(id=True), "'id' must be a non-empty string or an integer, "
-                "got a boolean"),
+    _record_bad(
+        "boolean-id", _good(id=True), "'id' must be a non-empty string or an integer, got a boolean"
+    ),
     _record_bad("missing-label", _good(label=_DROP), "missing 'label'"),
     _record_bad("empty-label", _good(label=""), "'label' is an empty string"),
-    _record_bad("boolean-label", _good(label=False), "'label' must be a non-empty string or an "
-                "integer, got a boolean"),
-    _record_bad("float-label", _good(label=1.5), "'label' must be a non-empty string or an "
-                "integer, got a number"),
-    _record_bad("nested-label", _good(label={"name": ["c00"]}), "'label' must be a non-empty "
-                "string or an integer, got an object"),
+    _record_bad(
+        "boolean-label",
+        _good(label=False),
+        "'label' must be a non-empty string or an integer, got a boolean",
+    ),
+    _record_bad(
+        "float-label",
+        _good(label=1.5),
+        "'label' must be a non-empty string or an integer, got a number",
+    ),
+    _record_bad(
+        "nested-label",
+        _good(label={"name": ["c00"]}),
+        "'label' must be a non-empty string or an integer, got an object",
+    ),
     _record_bad("missing-predictions", _good(predictions=_DROP), "missing 'predictions'"),
-    _record_bad("predictions-array", _good(predictions=[["model1", "c00"]]),
-                "'predictions' must be an object of model to prediction, got an array"),
+    _record_bad(
+        "predictions-array",
+        _good(predictions=[["model1", "c00"]]),
+        "'predictions' must be an object of model to prediction, got an array",
+    ),
     _record_bad("empty-predictions", _good(predictions={}), "'predictions' is empty"),
-    _record_bad("ts-not-rfc3339", _good(ts="yesterday at noon"),
-                "'ts' is not an RFC 3339 timestamp"),
-    _record_bad("ts-without-offset", _good(ts="2026-11-22T10:00:00"),
-                "'ts' needs a date, a time and a UTC offset"),
-    _record_bad("ts-boolean", _good(ts=True),
-                "'ts' must be an RFC 3339 string or epoch milliseconds (integer), got a boolean"),
-    _record_bad("ts-float", _good(ts=1795341600000.5),
-                "'ts' must be an RFC 3339 string or epoch milliseconds (integer), got a number"),
-    _record_bad("only-entry-infinite", b'{"id": "bad-6", "label": "c00", "predictions": '
-                b'{"model1": {"c00": 1e999, "c01": 0.5}}}',
-                "no valid model entry: model 'model1': score of 'c00' is not a finite number"),
-    _record_bad("only-entry-text-score", _good(predictions={"model1": {"c00": "high"}}),
-                "no valid model entry: model 'model1': score of 'c00' is not a number"),
-    _record_bad("only-entry-boolean-score", _good(predictions={"model1": {"c00": True}}),
-                "no valid model entry: model 'model1': score of 'c00' is not a number"),
+    _record_bad(
+        "ts-not-rfc3339", _good(ts="yesterday at noon"), "'ts' is not an RFC 3339 timestamp"
+    ),
+    _record_bad(
+        "ts-without-offset",
+        _good(ts="2026-11-22T10:00:00"),
+        "'ts' needs a date, a time and a UTC offset",
+    ),
+    _record_bad(
+        "ts-boolean",
+        _good(ts=True),
+        "'ts' must be an RFC 3339 string or epoch milliseconds (integer), got a boolean",
+    ),
+    _record_bad(
+        "ts-float",
+        _good(ts=1795341600000.5),
+        "'ts' must be an RFC 3339 string or epoch milliseconds (integer), got a number",
+    ),
+    _record_bad(
+        "only-entry-infinite",
+        b'{"id": "bad-6", "label": "c00", "predictions": {"model1": {"c00": 1e999, "c01": 0.5}}}',
+        "no valid model entry: model 'model1': score of 'c00' is not a finite number",
+    ),
+    _record_bad(
+        "only-entry-text-score",
+        _good(predictions={"model1": {"c00": "high"}}),
+        "no valid model entry: model 'model1': score of 'c00' is not a number",
+    ),
+    _record_bad(
+        "only-entry-boolean-score",
+        _good(predictions={"model1": {"c00": True}}),
+        "no valid model entry: model 'model1': score of 'c00' is not a number",
+    ),
     _entry_bad("entry-array", "bad_array", ["c00", 0.9], f"{_NOT_A_PREDICTION}, got an array"),
     _entry_bad("entry-null", "bad_null", None, f"{_NOT_A_PREDICTION}, got null"),
     _entry_bad("entry-float", "bad_float", 0.5, f"{_NOT_A_PREDICTION}, got a number"),
     _entry_bad("entry-boolean", "bad_bool", True, f"{_NOT_A_PREDICTION}, got a boolean"),
     _entry_bad("entry-empty-label", "bad_empty", "", "predicted label is an empty string"),
     _entry_bad("entry-empty-map", "bad_map", {}, "empty score map"),
-    _entry_bad("entry-empty-score-label", "bad_key", {"": 0.7, "c00": 0.3},
-               "score map has an empty label"),
+    _entry_bad(
+        "entry-empty-score-label", "bad_key", {"": 0.7, "c00": 0.3}, "score map has an empty label"
+    ),
     _entry_bad("entry-text-score", "bad_text", {"c00": "0.9"}, "score of 'c00' is not a number"),
-    _entry_bad("entry-nested-score", "bad_nested", {"c00": {"p": 0.9}},
-               "score of 'c00' is not a number"),
-    BadLine("entry-infinite-score", b'{"id": "bad-8", "label": "c00", "predictions": {"model1": '
-            b'{"c00": 0.9}, "bad_inf": {"c00": -1e400, "c01": 0.5}, "model2": "c00"}}', "entry",
-            "model 'bad_inf': score of 'c00' is not a finite number", "bad_inf",
-            ("model1", "model2")),
-    _entry_bad("entry-huge-integer-score", "bad_big", {"c00": 10 ** 400},
-               "score of 'c00' is not a finite number"),
-    BadLine("entry-empty-model-name", dumps({"id": "bad-7", "ts": START_MS, "label": "c00",
-                                             "predictions": {"": "c00", "model2": "c01"}}),
-            "entry", "model '': model name is empty", "", ("model2",)),
+    _entry_bad(
+        "entry-nested-score", "bad_nested", {"c00": {"p": 0.9}}, "score of 'c00' is not a number"
+    ),
+    BadLine(
+        "entry-infinite-score",
+        b'{"id": "bad-8", "label": "c00", "predictions": {"model1": '
+        b'{"c00": 0.9}, "bad_inf": {"c00": -1e400, "c01": 0.5}, "model2": "c00"}}',
+        "entry",
+        "model 'bad_inf': score of 'c00' is not a finite number",
+        "bad_inf",
+        ("model1", "model2"),
+    ),
+    _entry_bad(
+        "entry-huge-integer-score",
+        "bad_big",
+        {"c00": 10**400},
+        "score of 'c00' is not a finite number",
+    ),
+    BadLine(
+        "entry-empty-model-name",
+        dumps(
+            {
+                "id": "bad-7",
+                "ts": START_MS,
+                "label": "c00",
+                "predictions": {"": "c00", "model2": "c01"},
+            }
+        ),
+        "entry",
+        "model '': model name is empty",
+        "",
+        ("model2",),
+    ),
 )
 
 BLANK_LINES: tuple[bytes, ...] = (b"", b"   ", b"\t")
@@ -156,8 +232,9 @@ MODELS = ("model1", "model2", "modèle-é", "模型", "int_model")
 ENSEMBLE_WEIGHTS = {"model1": 0.5, "modèle-é": 0.3, "int_model": 0.2}
 
 
-def rfc3339(epoch_ms: int, offset_minutes: int = 0, fraction_digits: int = 3,
-            zulu: bool = True) -> str:
+def rfc3339(
+    epoch_ms: int, offset_minutes: int = 0, fraction_digits: int = 3, zulu: bool = True
+) -> str:
     """The instant ``epoch_ms`` as RFC 3339 local time at ``offset_minutes`` east of UTC."""
     tz = timezone(timedelta(minutes=offset_minutes))
     local = datetime.fromtimestamp(epoch_ms // 1000, tz=UTC).astimezone(tz)
@@ -272,8 +349,9 @@ class Stream:
         return path
 
 
-def adversarial_stream(n_records: int = 240, seed: int = 1,
-                       bad_lines: Sequence[BadLine] = BAD_LINES) -> Stream:
+def adversarial_stream(
+    n_records: int = 240, seed: int = 1, bad_lines: Sequence[BadLine] = BAD_LINES
+) -> Stream:
     """Good records with ``bad_lines`` (by default every kind) and blank lines spread through."""
     lines = [dumps(r) for r in good_records(n_records, seed)]
     stream = Stream(f"adversarial-{n_records}-{seed}", lines)
@@ -306,8 +384,9 @@ def many_labels_stream(n_records: int = 320, n_labels: int = 300, seed: int = 2)
         k = rng.randrange(8) if i < n_records // 2 else rng.randrange(n_labels)
         truth = f"L{k:03d}"
         pred = truth if rng.random() < 0.5 else f"L{rng.randrange(n_labels):03d}"
-        lines.append(dumps({"id": i, "ts": START_MS + i, "label": truth,
-                            "predictions": {"wide": pred}}))
+        lines.append(
+            dumps({"id": i, "ts": START_MS + i, "label": truth, "predictions": {"wide": pred}})
+        )
     return Stream(f"many-labels-{n_labels}", lines)
 
 
@@ -318,7 +397,62 @@ def sample_stream() -> Stream:
 
 def single_class_stream(n_records: int = 30) -> Stream:
     """Windows where truth and prediction are one class: MCC and kappa must be null."""
-    lines = [dumps({"id": i, "ts": START_MS + i, "label": "only",
-                    "predictions": {"perfect": "only", "always_b": "b" if i >= 20 else "only"}})
-             for i in range(n_records)]
+    lines = [
+        dumps(
+            {
+                "id": i,
+                "ts": START_MS + i,
+                "label": "only",
+                "predictions": {"perfect": "only", "always_b": "b" if i >= 20 else "only"},
+            }
+        )
+        for i in range(n_records)
+    ]
     return Stream("single-class", lines)
+
+
+def time_skew_stream(
+    n_records: int = 400, duration_ms: int = 2000, seed: int = 4, skewed: bool = True
+) -> Stream:
+    """Records whose event times test a time window of ``duration_ms``: equal times, gaps
+    longer than the window, records slightly behind the newest time, exactly one duration
+    behind it (outside), far behind (late on arrival), and ahead of the others (``skewed=False``
+    keeps only the equal and forward times). Every record has a ``ts`` (epoch ms or RFC 3339),
+    so no fallback time is needed."""
+    rng = random.Random(seed)
+    labels = ["a", "b", "c"]
+    clock = START_MS
+    lines = []
+    for i in range(n_records):
+        clock += rng.choice([0, 0, 1, 50, 250, duration_ms // 2, duration_ms + 1])
+        roll = rng.random() if skewed else 0.0
+        if roll < 0.65:
+            ts = clock
+        elif roll < 0.77:
+            ts = clock - rng.randrange(1, duration_ms)  # behind, still inside when read
+        elif roll < 0.85:
+            ts = clock - duration_ms  # on the window's bound: outside
+        elif roll < 0.93:
+            ts = clock - 3 * duration_ms  # late on arrival
+        else:
+            ts = clock + rng.randrange(1, duration_ms)  # ahead: moves the window's end
+        if i == n_records // 2:
+            labels.append("late-label")
+        truth = rng.choice(labels)
+        predictions: dict[str, Any] = {
+            "scored": {label: round(rng.random(), 2) for label in labels},
+            "bare": truth if rng.random() < 0.7 else rng.choice(labels),
+        }
+        if rng.random() < 0.5:
+            predictions["sometimes"] = rng.choice(labels)
+        lines.append(
+            dumps(
+                {
+                    "id": f"t{i}",
+                    "ts": ts if i % 3 else rfc3339(ts, 60),
+                    "label": truth,
+                    "predictions": predictions,
+                }
+            )
+        )
+    return Stream(f"time-skew-{n_records}-{duration_ms}-{seed}", lines)

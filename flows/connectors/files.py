@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from itertools import islice
 from pathlib import Path
 from typing import Any, BinaryIO, Generic, TypeVar
 
@@ -17,16 +16,47 @@ import orjson
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from flows.documents import now_ms
-from flows.records import RawBatch
+from flows.limits import MAX_RECORD_BYTES
+from flows.output.documents import now_ms
+from flows.parsing.batches import RawBatch
 from flows.telemetry import Heartbeat
 
 X = TypeVar("X")
+JSON_WHITESPACE = b" \t\r\n"  # RFC 8259 whitespace; bytes.strip() would also take \x0b \x0c
+
+
+def _read_lines(f: BinaryIO, n: int, max_bytes: int) -> list[bytes]:
+    """Up to ``n`` lines without their line ends, none longer than ``max_bytes`` + 1.
+
+    A longer line is cut there (and not stripped, so it stays too long) and the rest of it is
+    skipped without being held: the parser refuses it for CONFUSION_MAX_RECORD_BYTES, and a
+    line of gigabytes cannot take the job's memory on the way.
+    """
+    readline = f.readline
+    cap = max_bytes + 2  # room for the content, one byte over, and the line end
+    lines = []
+    for _ in range(n):
+        line = readline(cap)
+        if not line:
+            break
+        if len(line) == cap and not line.endswith(b"\n"):
+            while (rest := readline(1 << 20)) and not rest.endswith(b"\n"):
+                pass
+            lines.append(line[: max_bytes + 1])
+        else:
+            lines.append(line.rstrip(b"\r\n"))
+    return lines
 
 
 class _LinesPartition(StatefulSourcePartition[RawBatch, tuple[int, int]]):
-    def __init__(self, path: Path, batch_size: int, resume: tuple[int, int] | None,
-                 heartbeat: Heartbeat) -> None:
+    def __init__(
+        self,
+        path: Path,
+        batch_size: int,
+        resume: tuple[int, int] | None,
+        heartbeat: Heartbeat,
+        max_bytes: int,
+    ) -> None:
         self._path = path
         self._f = path.open("rb")
         self._offset, self._line = resume or (0, 0)
@@ -34,22 +64,26 @@ class _LinesPartition(StatefulSourcePartition[RawBatch, tuple[int, int]]):
         self._batch_size = batch_size
         self._heartbeat = heartbeat
         self._ended = False
+        self._max_bytes = max_bytes
 
     def next_batch(self) -> list[RawBatch]:
         self._heartbeat.beat()
-        lines = list(islice(self._f, self._batch_size))
+        lines = _read_lines(self._f, self._batch_size, self._max_bytes)
         if not lines:
             if self._ended:
                 raise StopIteration
-            self._ended = True  # one empty batch says "end reached" (see connectors.summary)
+            self._ended = True  # one empty batch says "end reached" (see connectors.console)
             return [RawBatch([], [], str(self._path), [])]
         first = self._line + 1
         self._line += len(lines)
         self._offset = self._f.tell()
-        values = [line.rstrip(b"\r\n") for line in lines]
+        values = lines
         positions = list(range(first, first + len(values)))
         if b"" in values or any(map(bytes.isspace, values)):  # a blank line holds no record
-            kept = [(v, p) for v, p in zip(values, positions, strict=True) if v.strip()]
+            # Blank means JSON whitespace only: a line of \x0b or \x0c is a broken record.
+            kept = [
+                (v, p) for v, p in zip(values, positions, strict=True) if v.strip(JSON_WHITESPACE)
+            ]
             values, positions = [v for v, _ in kept], [p for _, p in kept]
         arrival = now_ms()
         return [RawBatch(values, [arrival] * len(values), str(self._path), positions)]
@@ -64,17 +98,27 @@ class _LinesPartition(StatefulSourcePartition[RawBatch, tuple[int, int]]):
 class JsonLinesSource(FixedPartitionedSource[RawBatch, tuple[int, int]]):
     """Reads a JSON-lines file in batches; resumes at the byte offset of its last snapshot."""
 
-    def __init__(self, path: Path, batch_size: int, heartbeat: Heartbeat | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        batch_size: int,
+        heartbeat: Heartbeat | None = None,
+        max_bytes: int = MAX_RECORD_BYTES,
+    ) -> None:
         self.path = path
         self.batch_size = batch_size
         self.heartbeat = heartbeat or Heartbeat(None)
+        self.max_bytes = max_bytes
 
     def list_parts(self) -> list[str]:
         return [str(self.path)]
 
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: tuple[int, int] | None) -> _LinesPartition:
-        return _LinesPartition(self.path, self.batch_size, resume_state, self.heartbeat)
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: tuple[int, int] | None
+    ) -> _LinesPartition:
+        return _LinesPartition(
+            self.path, self.batch_size, resume_state, self.heartbeat, self.max_bytes
+        )
 
 
 def encode_json(value: Any) -> bytes:
@@ -115,6 +159,7 @@ class JsonLinesSink(FixedPartitionedSink[X, int], Generic[X]):
     def part_fn(self, item_key: str) -> int:
         return 0
 
-    def build_part(self, step_id: str, for_part: str,
-                   resume_state: int | None) -> _JsonLinesPartition[X]:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: int | None
+    ) -> _JsonLinesPartition[X]:
         return _JsonLinesPartition(self.path, resume_state, self.encode)

@@ -36,14 +36,25 @@ def stream(name: str) -> Stream:
 
 
 @cache
-def expected(name: str, window_size: int, emit_every: int, weights: str = "none",
-             known_fallback: bool = True, engine: MetricsEngine = "sklearn") -> ExpectedRun:
+def expected(
+    name: str,
+    window_size: int,
+    emit_every: int,
+    weights: str = "none",
+    known_fallback: bool = True,
+    engine: MetricsEngine = "sklearn",
+) -> ExpectedRun:
     """The reference run of stream ``name``.
 
     ``known_fallback`` is False for the file source, whose fallback time is the arrival time;
     ``engine`` is ``exact`` where scikit-learn on every window would take too long.
     """
     s = stream(name)
-    return expected_run(s.lines, window_size=window_size, emit_every=emit_every,
-                        weights=WEIGHTS[weights],
-                        fallback_ts=s.fallback_ts if known_fallback else None, engine=engine)
+    return expected_run(
+        s.lines,
+        window_size=window_size,
+        emit_every=emit_every,
+        weights=WEIGHTS[weights],
+        fallback_ts=s.fallback_ts if known_fallback else None,
+        engine=engine,
+    )

@@ -16,12 +16,19 @@ Letter = dict[str, Any]
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["1-worker", "2-workers"])
-def adversarial_run(request: pytest.FixtureRequest,
-                    tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FlowOutput]:
+def adversarial_run(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, FlowOutput]:
     """The adversarial stream through the job's file source, once per worker count."""
     tmp = tmp_path_factory.mktemp(f"dead-letters-{request.param}")
-    output = run_file(stream("adversarial").lines, tmp, window_size=5, emit_every=7,
-                      workers=request.param, batch_size=16)
+    output = run_file(
+        stream("adversarial").lines,
+        tmp,
+        window_size=5,
+        emit_every=7,
+        workers=request.param,
+        batch_size=16,
+    )
     return tmp / "input.jsonl", output
 
 
@@ -37,7 +44,8 @@ def letters_at(output: FlowOutput, line: int) -> list[Letter]:
 
 @pytest.mark.parametrize("bad", BAD_LINES, ids=lambda b: b.kind)
 def test_each_malformed_kind_is_dead_lettered_with_line_and_reason(
-        adversarial_run: tuple[Path, FlowOutput], bad: BadLine) -> None:
+    adversarial_run: tuple[Path, FlowOutput], bad: BadLine
+) -> None:
     path, output = adversarial_run
     s = stream("adversarial")
     (index,) = [i for i, b in s.bad.items() if b is bad]
@@ -61,11 +69,13 @@ def test_blank_lines_are_skipped_silently(adversarial_run: tuple[Path, FlowOutpu
 
 
 def test_dead_letters_are_exactly_the_reference_rejections(
-        adversarial_run: tuple[Path, FlowOutput]) -> None:
+    adversarial_run: tuple[Path, FlowOutput],
+) -> None:
     """No good line is refused, nothing is written twice (also with 2 workers)."""
     _, output = adversarial_run
     reference = expected("adversarial", 5, 7, "none", known_fallback=False, engine="exact")
     want = Counter((r.index + 1, r.scope, r.model) for r in reference.rejections)
-    got = Counter((d["source"]["position"], d["scope"], d.get("model"))
-                  for d in output.dead_letters)
+    got = Counter(
+        (d["source"]["position"], d["scope"], d.get("model")) for d in output.dead_letters
+    )
     assert got == want

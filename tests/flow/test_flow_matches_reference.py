@@ -46,35 +46,64 @@ def _assert_per_model_order(output: FlowOutput) -> None:
 @pytest.mark.parametrize("workers", WORKERS)
 @pytest.mark.parametrize(("name", "window_size", "emit_every", "weights", "engine"), CASES)
 def test_in_memory_batches_give_reference_documents(
-        tmp_path: Path, name: str, window_size: int, emit_every: int, weights: str,
-        engine: MetricsEngine, workers: int) -> None:
+    tmp_path: Path,
+    name: str,
+    window_size: int,
+    emit_every: int,
+    weights: str,
+    engine: MetricsEngine,
+    workers: int,
+) -> None:
     s = stream(name)
-    output = run_batches(s.lines, s.fallback_ts, tmp_path, window_size=window_size,
-                         emit_every=emit_every, workers=workers,
-                         weights=weights_text(WEIGHTS[weights]))
+    output = run_batches(
+        s.lines,
+        s.fallback_ts,
+        tmp_path,
+        window_size=window_size,
+        emit_every=emit_every,
+        workers=workers,
+        weights=weights_text(WEIGHTS[weights]),
+    )
     _assert_matches(output, expected(name, window_size, emit_every, weights, engine=engine))
     _assert_per_model_order(output)
 
 
 @pytest.mark.parametrize("workers", WORKERS)
 @pytest.mark.parametrize("batch_size", [1, 7, 1000])
-def test_file_source_gives_reference_documents(tmp_path: Path, workers: int,
-                                               batch_size: int) -> None:
+def test_file_source_gives_reference_documents(
+    tmp_path: Path, workers: int, batch_size: int
+) -> None:
     """Records without ``ts`` get the arrival time here, so only those times are left open."""
     s = stream("adversarial")
-    output = run_file(s.lines, tmp_path, window_size=5, emit_every=7, workers=workers,
-                      weights=weights_text(WEIGHTS["adversarial"]), batch_size=batch_size)
-    _assert_matches(output, expected("adversarial", 5, 7, "adversarial", known_fallback=False,
-                                     engine="exact"))
+    output = run_file(
+        s.lines,
+        tmp_path,
+        window_size=5,
+        emit_every=7,
+        workers=workers,
+        weights=weights_text(WEIGHTS["adversarial"]),
+        batch_size=batch_size,
+    )
+    _assert_matches(
+        output, expected("adversarial", 5, 7, "adversarial", known_fallback=False, engine="exact")
+    )
 
 
 def test_crlf_line_endings_and_no_final_newline(tmp_path: Path) -> None:
     """A file written on Windows, its last line unterminated, reads the same."""
     s = stream("adversarial-short")
-    output = run_file(s.lines, tmp_path, window_size=5, emit_every=7, newline=b"\r\n",
-                      final_newline=False, batch_size=10)
-    _assert_matches(output, expected("adversarial-short", 5, 7, known_fallback=False,
-                                     engine="exact"))
+    output = run_file(
+        s.lines,
+        tmp_path,
+        window_size=5,
+        emit_every=7,
+        newline=b"\r\n",
+        final_newline=False,
+        batch_size=10,
+    )
+    _assert_matches(
+        output, expected("adversarial-short", 5, 7, known_fallback=False, engine="exact")
+    )
 
 
 def test_sample_stream_without_ensemble_through_file_source(tmp_path: Path) -> None:
@@ -82,17 +111,20 @@ def test_sample_stream_without_ensemble_through_file_source(tmp_path: Path) -> N
     s = stream("sample")
     output = run_file(s.lines, tmp_path, window_size=1000, emit_every=300)
     reference = expected("sample", 1000, 300, "sample")
-    without_ensemble = {key: doc for key, doc in reference.documents.items()
-                        if key[0] != "ensemble"}
+    without_ensemble = {
+        key: doc for key, doc in reference.documents.items() if key[0] != "ensemble"
+    }
     assert_documents_match(output.documents, without_ensemble)
     assert output.dead_letters == []
 
 
 def test_emission_count_is_per_model_not_per_record(tmp_path: Path) -> None:
     """A model missing from most records still emits at each multiple of its own count."""
-    lines = [b'{"id": %d, "ts": %d, "label": "a", "predictions": {"often": "a"%s}}'
-             % (i, 1_795_341_600_000 + i, b', "rare": "b"' if i % 10 == 0 else b"")
-             for i in range(100)]
+    lines = [
+        b'{"id": %d, "ts": %d, "label": "a", "predictions": {"often": "a"%s}}'
+        % (i, 1_795_341_600_000 + i, b', "rare": "b"' if i % 10 == 0 else b"")
+        for i in range(100)
+    ]
     output = run_batches(lines, [0] * len(lines), tmp_path, window_size=4, emit_every=5)
     seqs = sorted((d["model"], d["seq"]) for d in output.documents)
     assert [s for m, s in seqs if m == "rare"] == [5, 10]

@@ -63,23 +63,34 @@ class Job:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.upper().startswith("CONFUSION_")}
-        env.update({
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(CODE_ROOT),
-                                                        env.get("PYTHONPATH")])),
-            "CONFUSION_SOURCE": "file", "CONFUSION_INPUT": str(self.input_path),
-            "CONFUSION_OUTPUT": str(self.output),
-            "CONFUSION_DEAD_LETTER_PATH": str(self.dead_letters),
-            "CONFUSION_WINDOW_SIZE": "1000", "CONFUSION_EMIT_EVERY": "100",
-            "CONFUSION_PROGRESS": "off", "CONFUSION_SUMMARY": "false",
-            "CONFUSION_BATCH_SIZE": str(BATCH_SIZE),
-        })
+        env.update(
+            {
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(CODE_ROOT), env.get("PYTHONPATH")])
+                ),
+                "CONFUSION_SOURCE": "file",
+                "CONFUSION_INPUT": str(self.input_path),
+                "CONFUSION_OUTPUT": str(self.output),
+                "CONFUSION_DEAD_LETTER_PATH": str(self.dead_letters),
+                "CONFUSION_WINDOW_SIZE": "1000",
+                "CONFUSION_EMIT_EVERY": "100",
+                "CONFUSION_PROGRESS": "off",
+                "CONFUSION_SUMMARY": "false",
+                "CONFUSION_BATCH_SIZE": str(BATCH_SIZE),
+            }
+        )
         return env
 
     def init(self) -> None:
         """Create the recovery partitions, as a user does before the first run."""
         self.recovery.mkdir(parents=True)
-        done = subprocess.run([sys.executable, "-m", "bytewax.recovery", str(self.recovery), "1"],
-                              env=self.env(), cwd=self.root, timeout=60, capture_output=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "bytewax.recovery", str(self.recovery), "1"],
+            env=self.env(),
+            cwd=self.root,
+            timeout=60,
+            capture_output=True,
+        )
         assert done.returncode == 0, done.stderr.decode(errors="replace")
 
     def start(self, workers: int, gate: int | None = None) -> subprocess.Popen[bytes]:
@@ -90,10 +101,23 @@ class Job:
             (self.root / "gate").write_text(str(gate))
             env["TEST_GATE_FILE"] = str(self.root / "gate")
             module = "tests.gated_flow"
-        command = [sys.executable, "-m", "bytewax.run", module, "-r",
-                   str(self.recovery), "-s", "1", "-b", "0", "-w", str(workers)]
-        return subprocess.Popen(command, env=env, cwd=self.root,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        command = [
+            sys.executable,
+            "-m",
+            "bytewax.run",
+            module,
+            "-r",
+            str(self.recovery),
+            "-s",
+            "1",
+            "-b",
+            "0",
+            "-w",
+            str(workers),
+        ]
+        return subprocess.Popen(
+            command, env=env, cwd=self.root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
 
     def run(self, workers: int = 1) -> None:
         process = self.start(workers)
@@ -107,8 +131,9 @@ class Job:
 def committed_epoch(recovery: Path) -> int | None:
     """The last epoch whose snapshots Bytewax has committed, if any (read while it runs)."""
     try:
-        with closing(sqlite3.connect(f"file:{recovery / 'part-0.sqlite3'}?mode=ro",
-                                     uri=True, timeout=0.2)) as db:
+        with closing(
+            sqlite3.connect(f"file:{recovery / 'part-0.sqlite3'}?mode=ro", uri=True, timeout=0.2)
+        ) as db:
             row = db.execute("SELECT max(commit_epoch) FROM commits").fetchone()
     except sqlite3.Error:
         return None
@@ -154,8 +179,9 @@ def expected_from(full: FlowOutput, unknown_time: set[str]) -> dict[tuple[str, i
 
 
 @pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory,
-                  input_path: Path) -> tuple[FlowOutput, int]:
+def uninterrupted(
+    tmp_path_factory: pytest.TempPathFactory, input_path: Path
+) -> tuple[FlowOutput, int]:
     job = Job(tmp_path_factory.mktemp("uninterrupted"), input_path)
     job.init()
     job.run()
@@ -164,13 +190,19 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory,
     return output, _size(job.output)
 
 
-@pytest.mark.parametrize(("fraction", "after_snapshot", "workers"), [
-    (0.2, False, 1), (0.6, True, 1), (0.4, True, 2)],
-    ids=["early-20%-1-worker", "after-a-snapshot-60%-1-worker",
-         "after-a-snapshot-40%-2-workers"])
+@pytest.mark.parametrize(
+    ("fraction", "after_snapshot", "workers"),
+    [(0.2, False, 1), (0.6, True, 1), (0.4, True, 2)],
+    ids=["early-20%-1-worker", "after-a-snapshot-60%-1-worker", "after-a-snapshot-40%-2-workers"],
+)
 def test_sigkill_then_resume_gives_the_uninterrupted_output(
-        tmp_path: Path, input_path: Path, uninterrupted: tuple[FlowOutput, int],
-        fraction: float, after_snapshot: bool, workers: int) -> None:
+    tmp_path: Path,
+    input_path: Path,
+    uninterrupted: tuple[FlowOutput, int],
+    fraction: float,
+    after_snapshot: bool,
+    workers: int,
+) -> None:
     """Killed at a point where the output has ``fraction`` of its final size (and, if
     ``after_snapshot``, Bytewax has committed a snapshot, so the resume really resumes)."""
     full, full_size = uninterrupted
@@ -180,7 +212,8 @@ def test_sigkill_then_resume_gives_the_uninterrupted_output(
     process = job.start(workers, gate=int((fraction + GATE_MARGIN) * RECORDS))
     deadline = time.monotonic() + TIMEOUT_S
     while _size(job.output) < fraction * full_size or (
-            after_snapshot and committed_epoch(job.recovery) is None):
+        after_snapshot and committed_epoch(job.recovery) is None
+    ):
         assert process.poll() is None, "the job ended before it could be killed"
         assert time.monotonic() < deadline, "the job's output did not grow"
         time.sleep(0.05)

@@ -17,33 +17,47 @@ from tests.streams import START_MS, dumps
 
 
 def good(i: int) -> bytes:
-    return dumps({"id": f"g{i}", "ts": START_MS + i, "label": "a",
-                  "predictions": {"m": "a" if i % 2 else "b"}})
+    return dumps(
+        {
+            "id": f"g{i}",
+            "ts": START_MS + i,
+            "label": "a",
+            "predictions": {"m": "a" if i % 2 else "b"},
+        }
+    )
 
 
 POISON = {
-    "ts-offset-before-year-1":
-        b'{"id": "p", "ts": "0001-01-01T00:00:00+01:00", "label": "a", "predictions": {"m": "a"}}',
-    "ts-offset-after-year-9999":
-        b'{"id": "p", "ts": "9999-12-31T23:59:59-01:00", "label": "a", "predictions": {"m": "a"}}',
-    "ts-epoch-ms-of-year-1":
-        b'{"id": "p", "ts": -62135596800000, "label": "a", "predictions": {"m": "a"}}',
-    "id-beyond-64-bits":
+    "ts-offset-before-year-1": (
+        b'{"id": "p", "ts": "0001-01-01T00:00:00+01:00", "label": "a", "predictions": {"m": "a"}}'
+    ),
+    "ts-offset-after-year-9999": (
+        b'{"id": "p", "ts": "9999-12-31T23:59:59-01:00", "label": "a", "predictions": {"m": "a"}}'
+    ),
+    "ts-epoch-ms-of-year-1": (
+        b'{"id": "p", "ts": -62135596800000, "label": "a", "predictions": {"m": "a"}}'
+    ),
+    "id-beyond-64-bits": (
         b'{"id": 18446744073709551616, "ts": 1795341600000, "label": "a", '
-        b'"predictions": {"m": "a"}}',
-    "label-beyond-64-bits":
+        b'"predictions": {"m": "a"}}'
+    ),
+    "label-beyond-64-bits": (
         b'{"id": "p", "ts": 1795341600000, "label": 1180591620717411303424, '
-        b'"predictions": {"m": 1180591620717411303424}}',
-    "lone-surrogate-label":
-        b'{"id": "p", "ts": 1795341600000, "label": "\\ud800", "predictions": {"m": "a"}}',
-    "lone-surrogate-id":
-        b'{"id": "\\udfff", "ts": 1795341600000, "label": "a", "predictions": {"m": "a"}}',
-    "lone-surrogate-model-name":
+        b'"predictions": {"m": 1180591620717411303424}}'
+    ),
+    "lone-surrogate-label": (
+        b'{"id": "p", "ts": 1795341600000, "label": "\\ud800", "predictions": {"m": "a"}}'
+    ),
+    "lone-surrogate-id": (
+        b'{"id": "\\udfff", "ts": 1795341600000, "label": "a", "predictions": {"m": "a"}}'
+    ),
+    "lone-surrogate-model-name": (
+        b'{"id": "p", "ts": 1795341600000, "label": "a", "predictions": {"m": "a", "\\ud83d": "a"}}'
+    ),
+    "lone-surrogate-predicted-label": (
         b'{"id": "p", "ts": 1795341600000, "label": "a", "predictions": {"m": "a", '
-        b'"\\ud83d": "a"}}',
-    "lone-surrogate-predicted-label":
-        b'{"id": "p", "ts": 1795341600000, "label": "a", "predictions": {"m": "a", '
-        b'"n": {"\\ud83d": 0.9, "a": 0.1}}}',
+        b'"n": {"\\ud83d": 0.9, "a": 0.1}}}'
+    ),
 }
 
 
@@ -54,8 +68,9 @@ MAY_BE_REFUSED = {"id-beyond-64-bits", "label-beyond-64-bits"}
 
 
 def _letters(output: FlowOutput) -> Counter[tuple[int, str, str | None]]:
-    return Counter((d["source"]["position"], d["scope"], d.get("model"))
-                   for d in output.dead_letters)
+    return Counter(
+        (d["source"]["position"], d["scope"], d.get("model")) for d in output.dead_letters
+    )
 
 
 @pytest.mark.parametrize("kind", sorted(POISON))
@@ -68,8 +83,9 @@ def test_edge_record_is_counted_or_dead_lettered_never_fatal(tmp_path: Path, kin
     diffs = compare(output.documents, reference.documents)
     letters = Counter((r.index + 1, r.scope, r.model) for r in reference.rejections)
     if kind in MAY_BE_REFUSED and (diffs or _letters(output) != letters):
-        without = expected_run(lines[:5] + lines[6:], window_size=3, emit_every=2,
-                               fallback_ts=fallback[1:])
+        without = expected_run(
+            lines[:5] + lines[6:], window_size=3, emit_every=2, fallback_ts=fallback[1:]
+        )
         diffs = compare(output.documents, without.documents)
         letters = Counter({(6, "record", None): 1})
     assert not diffs, "\n".join(diffs)

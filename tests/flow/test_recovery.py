@@ -18,15 +18,19 @@ import pytest
 from bytewax.recovery import init_db_dir
 from bytewax.testing import TestingSource
 
-from flows.records import RawBatch
+from flows.parsing.batches import RawBatch
 from flows.settings import load_settings
 from tests.flow.runner import FlowOutput, execute, job_env, output_of, raw_batches
 from tests.reference import assert_documents_match, expected_run
 from tests.streams import BAD_LINES, Stream, adversarial_stream
 
 # Dead letters of both scopes; all decodable JSON, so a parser bug cannot pose as a recovery bug.
-RECOVERY_BAD_LINES = [b for b in BAD_LINES if b.kind in {
-    "missing-label", "empty-predictions", "top-level-array", "entry-array", "entry-empty-map"}]
+RECOVERY_BAD_LINES = [
+    b
+    for b in BAD_LINES
+    if b.kind
+    in {"missing-label", "empty-predictions", "top-level-array", "entry-array", "entry-empty-map"}
+]
 WINDOW, EMIT = 5, 3
 SIZES = (1, 4, 9)  # batch sizes, cycled: about 34 batches
 
@@ -79,8 +83,9 @@ def _chain(exc: BaseException | None) -> str:
     return text
 
 
-def run_until_done(tmp: Path, items: list[Any], workers: int, runs: int,
-                   epoch: timedelta) -> tuple[FlowOutput, list[str]]:
+def run_until_done(
+    tmp: Path, items: list[Any], workers: int, runs: int, epoch: timedelta
+) -> tuple[FlowOutput, list[str]]:
     """Run ``runs`` times with recovery (a crashed or aborted run ends early); return the
     output and the errors the runs raised."""
     recovery = tmp / "recovery"
@@ -104,15 +109,17 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> FlowOutput:
     settings = load_settings(job_env(tmp, window_size=WINDOW, emit_every=EMIT))
     execute(settings, source=TestingSource(raw_batches(s.lines, s.fallback_ts, SIZES)))
     output = output_of(settings)
-    reference = expected_run(s.lines, window_size=WINDOW, emit_every=EMIT,
-                             fallback_ts=s.fallback_ts, engine="exact")
+    reference = expected_run(
+        s.lines, window_size=WINDOW, emit_every=EMIT, fallback_ts=s.fallback_ts, engine="exact"
+    )
     assert_documents_match(output.documents, reference.documents)
     return output
 
 
 @pytest.mark.parametrize("abort_before", [1, 10, 22, 33], ids=lambda i: f"batch-{i}")
 def test_abort_then_resume_writes_exactly_the_uninterrupted_output(
-        tmp_path: Path, uninterrupted: FlowOutput, abort_before: int) -> None:
+    tmp_path: Path, uninterrupted: FlowOutput, abort_before: int
+) -> None:
     """An ABORT ends the run at an epoch boundary: this checks the resumed window state,
     source position and last-emitted count (the sink's truncation is left to the crash test)."""
     s = recovery_stream()
@@ -128,23 +135,30 @@ def test_abort_then_resume_writes_exactly_the_uninterrupted_output(
 
 
 @pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
-@pytest.mark.parametrize(("epoch", "delay"), [
-    (timedelta(0), 0.0), (timedelta(milliseconds=40), 0.01), (timedelta(seconds=10), 0.0)],
-    ids=["epoch-per-batch", "epochs-of-several-batches", "no-snapshot-before-crash"])
+@pytest.mark.parametrize(
+    ("epoch", "delay"),
+    [(timedelta(0), 0.0), (timedelta(milliseconds=40), 0.01), (timedelta(seconds=10), 0.0)],
+    ids=["epoch-per-batch", "epochs-of-several-batches", "no-snapshot-before-crash"],
+)
 def test_crashes_in_the_parse_step_then_resume_lose_and_repeat_nothing(
-        tmp_path: Path, uninterrupted: FlowOutput, workers: int, epoch: timedelta,
-        delay: float) -> None:
+    tmp_path: Path, uninterrupted: FlowOutput, workers: int, epoch: timedelta, delay: float
+) -> None:
     s = recovery_stream()
     items: list[Any] = list(raw_batches(s.lines, s.fallback_ts, SIZES))
     crash_at = [2, 17, len(items) - 1]
     for i, batch in enumerate(items):
-        items[i] = RawBatch(FirstReadHook(batch.values, delay, crash=i in crash_at),
-                            batch.fallback_ts, batch.origin, batch.positions)
-    output, errors = run_until_done(tmp_path, items, workers=workers, runs=len(crash_at) + 1,
-                                    epoch=epoch)
+        items[i] = RawBatch(
+            FirstReadHook(batch.values, delay, crash=i in crash_at),
+            batch.fallback_ts,
+            batch.origin,
+            batch.positions,
+        )
+    output, errors = run_until_done(
+        tmp_path, items, workers=workers, runs=len(crash_at) + 1, epoch=epoch
+    )
     assert len(errors) == len(crash_at)
     assert all("simulated crash while parsing" in error for error in errors), errors
     assert sorted(map(repr, without_emitted_at(output.documents))) == sorted(
-        map(repr, without_emitted_at(uninterrupted.documents)))
-    assert sorted(map(repr, output.dead_letters)) == sorted(
-        map(repr, uninterrupted.dead_letters))
+        map(repr, without_emitted_at(uninterrupted.documents))
+    )
+    assert sorted(map(repr, output.dead_letters)) == sorted(map(repr, uninterrupted.dead_letters))

@@ -21,23 +21,40 @@ from flows.demo import sample_lines
 pytestmark = pytest.mark.slow
 
 CODE_ROOT = Path(flows.__file__).resolve().parent.parent
-TOTALS = re.compile(r"confusion-stream: ([\d,]+) records .* rejected ([\d,]+) records \+ "
-                    r"([\d,]+) entries  ([\d,]+) documents")
+TOTALS = re.compile(
+    r"confusion-stream: ([\d,]+) records .* rejected ([\d,]+) records \+ "
+    r"([\d,]+) entries  ([\d,]+) documents"
+)
 
 
-def run(tmp: Path, lines: list[bytes], *args: str, module: str = "bytewax.run",
-        summary: bool = True) -> str:
+def run(
+    tmp: Path, lines: list[bytes], *args: str, module: str = "bytewax.run", summary: bool = True
+) -> str:
     """Run the job on ``lines`` (written once to ``tmp/input.jsonl``); return its stderr."""
     source = tmp / "input.jsonl"
     if not source.exists():
         source.write_bytes(b"".join(line + b"\n" for line in lines))
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONFUSION_")}
-    env.update({"PYTHONPATH": str(CODE_ROOT), "CONFUSION_SOURCE": "file",
-                "CONFUSION_INPUT": str(source), "CONFUSION_OUTPUT": str(tmp / "docs.jsonl"),
-                "CONFUSION_DEAD_LETTER_PATH": str(tmp / "dead.jsonl"),
-                "CONFUSION_PROGRESS": "off", "CONFUSION_SUMMARY": str(summary).lower()})
-    done = subprocess.run([sys.executable, "-m", module, "flows.confusion", *args], env=env,
-                          cwd=tmp, capture_output=True, text=True, timeout=120, check=False)
+    env.update(
+        {
+            "PYTHONPATH": str(CODE_ROOT),
+            "CONFUSION_SOURCE": "file",
+            "CONFUSION_INPUT": str(source),
+            "CONFUSION_OUTPUT": str(tmp / "docs.jsonl"),
+            "CONFUSION_DEAD_LETTER_PATH": str(tmp / "dead.jsonl"),
+            "CONFUSION_PROGRESS": "off",
+            "CONFUSION_SUMMARY": str(summary).lower(),
+        }
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", module, "flows.confusion", *args],
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stderr
 
@@ -68,8 +85,12 @@ def test_input_of_bad_records_only_prints_their_count(tmp_path: Path) -> None:
 def test_run_resumed_at_the_end_prints_that_it_counted_nothing(tmp_path: Path) -> None:
     recovery = tmp_path / "recovery"
     recovery.mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(recovery), "1"], check=True,
-                   timeout=60, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "bytewax.recovery", str(recovery), "1"],
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
     resume = ("-r", str(recovery), "-s", "1", "-b", "0")
     lines = sample_lines()[:500]
     assert TOTALS.search(run(tmp_path, lines, *resume, summary=False)) is None

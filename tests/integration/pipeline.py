@@ -47,9 +47,15 @@ def write_lines(path: Path, lines: Sequence[bytes]) -> Path:
     return path
 
 
-def produce(bootstrap: str, topic: str, values: Sequence[bytes | None], *,
-            partition_of: Callable[[int], int] | None = lambda i: 0, rate: float = 0.0,
-            timestamps: Sequence[int] | None = None) -> None:
+def produce(
+    bootstrap: str,
+    topic: str,
+    values: Sequence[bytes | None],
+    *,
+    partition_of: Callable[[int], int] | None = lambda i: 0,
+    rate: float = 0.0,
+    timestamps: Sequence[int] | None = None,
+) -> None:
     """Write ``values`` in order (to partition ``partition_of(i)``), paced at ``rate``/s."""
     failures: list[str] = []
 
@@ -57,8 +63,9 @@ def produce(bootstrap: str, topic: str, values: Sequence[bytes | None], *,
         if err is not None:
             failures.append(err.str())
 
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True,
-                         "linger.ms": 5})
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
+    )
     start = time.monotonic()
     for i, value in enumerate(values):
         extra: dict[str, Any] = {}
@@ -76,11 +83,18 @@ def produce(bootstrap: str, topic: str, values: Sequence[bytes | None], *,
     assert not failures, failures[:3]
 
 
-def read_topic(bootstrap: str, topic: str, partition: int = 0,
-               timeout: float = 30.0) -> list[Message]:
+def read_topic(
+    bootstrap: str, topic: str, partition: int = 0, timeout: float = 30.0
+) -> list[Message]:
     """Every message of one partition of ``topic``, up to its current end."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
-                         "enable.partition.eof": True, "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "unused",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
     consumer.assign([TopicPartition(topic, partition, 0)])
     messages: list[Message] = []
     deadline = time.monotonic() + timeout
@@ -139,9 +153,17 @@ def recompute(path: Path, tmp: Path, *, window_size: int, emit_every: int) -> di
     from flows.settings import Settings
 
     out = tmp / "reference.jsonl"
-    settings = Settings(source="file", input=path, sink="jsonl", output=out,
-                        dead_letter_path=tmp / "reference-dead.jsonl", window_size=window_size,
-                        emit_every=emit_every, progress="off", summary=False)
+    settings = Settings(
+        source="file",
+        input=path,
+        sink="jsonl",
+        output=out,
+        dead_letter_path=tmp / "reference-dead.jsonl",
+        window_size=window_size,
+        emit_every=emit_every,
+        progress="off",
+        summary=False,
+    )
     run_main(build_flow(settings))
     docs = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     return {doc_id(d): without_emitted_at(d) for d in docs}
@@ -207,8 +229,12 @@ def job_env(**settings: object) -> dict[str, str]:
 
 def init_recovery(directory: Path, partitions: int = 1) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run([PYTHON, "-m", "bytewax.recovery", str(directory), str(partitions)],
-                   check=True, cwd=REPO, capture_output=True)
+    subprocess.run(
+        [PYTHON, "-m", "bytewax.recovery", str(directory), str(partitions)],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+    )
 
 
 class Job:
@@ -218,8 +244,16 @@ class Job:
     each with ``workers`` workers. Output of every start is appended to ``log``.
     """
 
-    def __init__(self, env: Mapping[str, str], log: Path, *, recovery: Path | None = None,
-                 workers: int = 1, processes: int = 1, snapshot_s: int = 1) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log: Path,
+        *,
+        recovery: Path | None = None,
+        workers: int = 1,
+        processes: int = 1,
+        snapshot_s: int = 1,
+    ) -> None:
         self.env = dict(env)
         self.log = log
         self.recovery = recovery
@@ -243,9 +277,16 @@ class Job:
         self.starts += 1
         with self.log.open("ab") as log:
             log.write(f"\n=== start {self.starts} ===\n".encode())
-            self.procs = [subprocess.Popen(self._args(i, addresses), env=self.env, cwd=REPO,
-                                           stdout=log, stderr=subprocess.STDOUT)
-                          for i in range(self.processes)]
+            self.procs = [
+                subprocess.Popen(
+                    self._args(i, addresses),
+                    env=self.env,
+                    cwd=REPO,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+                for i in range(self.processes)
+            ]
 
     def running(self) -> bool:
         return any(p.poll() is None for p in self.procs)
@@ -299,8 +340,7 @@ def _read_request(conn: socket.socket) -> tuple[bytes, bytes] | None:
 
 
 def _closing(head: bytes) -> bytes:
-    lines = [line for line in head.split(b"\r\n")
-             if not line.lower().startswith(b"connection:")]
+    lines = [line for line in head.split(b"\r\n") if not line.lower().startswith(b"connection:")]
     return b"\r\n".join([*lines, b"Connection: close"])
 
 
@@ -381,13 +421,20 @@ class FaultProxy:
                         self._fail_left -= 1
                         self.failed_bulks += 1
                 if fail:
-                    payload = orjson.dumps({"error": {"type": "es_rejected_execution_exception",
-                                                      "reason": "injected by FaultProxy"},
-                                            "status": self._fail_status})
-                    conn.sendall(b"HTTP/1.1 %d Injected\r\ncontent-type: application/json\r\n"
-                                 b"x-elastic-product: Elasticsearch\r\ncontent-length: %d\r\n"
-                                 b"connection: close\r\n\r\n" % (self._fail_status,
-                                                                len(payload)) + payload)
+                    payload = orjson.dumps(
+                        {
+                            "error": {
+                                "type": "es_rejected_execution_exception",
+                                "reason": "injected by FaultProxy",
+                            },
+                            "status": self._fail_status,
+                        }
+                    )
+                    conn.sendall(
+                        b"HTTP/1.1 %d Injected\r\ncontent-type: application/json\r\n"
+                        b"x-elastic-product: Elasticsearch\r\ncontent-length: %d\r\n"
+                        b"connection: close\r\n\r\n" % (self._fail_status, len(payload)) + payload
+                    )
                     return
                 with self._lock:
                     self.bulk_bodies.append(body)

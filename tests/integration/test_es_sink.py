@@ -15,7 +15,9 @@ from bytewax.testing import run_main
 from elasticsearch import Elasticsearch
 from prometheus_client import REGISTRY
 
-from flows.connectors.elasticsearch import ElasticsearchSink, EsClientOptions, latest_index
+from flows.connectors.elasticsearch.bulk import EsClientOptions
+from flows.connectors.elasticsearch.mapping import latest_index
+from flows.connectors.elasticsearch.sink import ElasticsearchSink
 from flows.errors import SinkError
 from flows.settings import Settings
 from tests.integration.pipeline import (
@@ -87,8 +89,9 @@ def test_templates_mappings_and_document_shape(
     assert {hit["_version"] for hit in latest} == {600}  # seq is the external version
 
     # Metrics are queryable as numbers; the matrix is not indexed but kept in _source.
-    found = es_client.search(index=index, query={"range": {"metrics.accuracy": {"gte": 0.0}}},
-                             size=0)
+    found = es_client.search(
+        index=index, query={"range": {"metrics.accuracy": {"gte": 0.0}}}, size=0
+    )
     assert found["hits"]["total"]["value"] == len(sample_docs)
 
 
@@ -101,8 +104,9 @@ def test_replay_overwrites_history_and_never_regresses_latest(
     stale_before = metric("confusion_es_stale_latest_total")
 
     # A replay after recovery: older documents again, with a new emitted_at.
-    replayed = [{**d, "emitted_at": "2026-11-22T11:00:00.000Z"} for d in sample_docs
-                if d["seq"] <= 300]
+    replayed = [
+        {**d, "emitted_at": "2026-11-22T11:00:00.000Z"} for d in sample_docs if d["seq"] <= 300
+    ]
     write(sink, replayed)
 
     stored = all_docs(es_client, index)
@@ -113,20 +117,27 @@ def test_replay_overwrites_history_and_never_regresses_latest(
     assert metric("confusion_es_stale_latest_total") == stale_before + 3
 
     # The same seq again is a legitimate rewrite (external_gte): latest takes it.
-    again = [{**d, "emitted_at": "2026-11-22T12:00:00.000Z"} for d in sample_docs
-             if d["seq"] == 600]
+    again = [
+        {**d, "emitted_at": "2026-11-22T12:00:00.000Z"} for d in sample_docs if d["seq"] == 600
+    ]
     write(sink, again)
     latest = all_docs(es_client, latest_index(index))
     assert {d["emitted_at"] for d in latest.values()} == {"2026-11-22T12:00:00.000Z"}
 
 
 def test_invalid_document_is_logged_counted_and_not_retried(
-    es_url: str, es_client: Elasticsearch, es_index: IndexNameFactory, sample_docs: list[Doc],
+    es_url: str,
+    es_client: Elasticsearch,
+    es_index: IndexNameFactory,
+    sample_docs: list[Doc],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     index = es_index()
-    bad = {**sample_docs[0], "seq": 12345,
-           "window": {**sample_docs[0]["window"], "start": "yesterday-ish"}}
+    bad = {
+        **sample_docs[0],
+        "seq": 12345,
+        "window": {**sample_docs[0]["window"], "start": "yesterday-ish"},
+    }
     before = metric("confusion_es_documents_rejected_total", index=index)
     with FaultProxy(es_url) as proxy, caplog.at_level(logging.ERROR, "confusion"):
         write(sink_for(proxy.url, index), [*sample_docs, bad])
@@ -145,7 +156,7 @@ def test_bulk_requests_respect_count_and_byte_limits(
         write(sink_for(proxy.url, index, bulk_docs=5), sample_docs)
         by_count = list(proxy.bulk_bodies)
         write(sink_for(proxy.url, index, bulk_bytes=10_000), sample_docs)
-        by_bytes = proxy.bulk_bodies[len(by_count):]
+        by_bytes = proxy.bulk_bodies[len(by_count) :]
     actions = len(sample_docs) + 3  # history + one latest per model
     assert [body.count(b"\n") // 2 for body in by_count] == [5, 5, 5, 5, 1]
     assert sum(body.count(b"\n") // 2 for body in by_bytes) == actions
@@ -155,7 +166,10 @@ def test_bulk_requests_respect_count_and_byte_limits(
 
 @pytest.mark.parametrize("status", [429, 503])
 def test_rejected_bulks_are_retried_until_written(
-    es_url: str, es_client: Elasticsearch, es_index: IndexNameFactory, sample_docs: list[Doc],
+    es_url: str,
+    es_client: Elasticsearch,
+    es_index: IndexNameFactory,
+    sample_docs: list[Doc],
     status: int,
 ) -> None:
     index = es_index()
@@ -169,7 +183,8 @@ def test_rejected_bulks_are_retried_until_written(
     assert proxy.failed_bulks == 3
     assert metric("confusion_es_retries_total", reason=f"HTTP {status}") == retries + 3
     assert {k: without_emitted_at(d) for k, d in all_docs(es_client, index).items()} == {
-        doc_id(d): without_emitted_at(d) for d in sample_docs}
+        doc_id(d): without_emitted_at(d) for d in sample_docs
+    }
 
 
 def test_refused_credentials_stop_the_sink(
@@ -208,10 +223,21 @@ def test_flow_survives_elasticsearch_being_unreachable(
     with FaultProxy(es_url) as proxy:
         proxy.down_for(2.0)
         proxy.fail_bulk(2, 429)
-        settings = Settings(source="file", input=head, sink="elasticsearch", es_url=proxy.url,
-                            es_index=index, window_size=300, emit_every=100, batch_size=100,
-                            es_max_backoff=0.5, es_flush_interval=0, progress="off",
-                            summary=False, dead_letter_path=tmp_path / "dead.jsonl")
+        settings = Settings(
+            source="file",
+            input=head,
+            sink="elasticsearch",
+            es_url=proxy.url,
+            es_index=index,
+            window_size=300,
+            emit_every=100,
+            batch_size=100,
+            es_max_backoff=0.5,
+            es_flush_interval=0,
+            progress="off",
+            summary=False,
+            dead_letter_path=tmp_path / "dead.jsonl",
+        )
         run_main(build_flow(settings))
         assert proxy.failed_bulks == 2
     assert {k: without_emitted_at(d) for k, d in all_docs(es_client, index).items()} == expected

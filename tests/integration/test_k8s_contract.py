@@ -45,17 +45,26 @@ START_MS = 1_795_341_600_000
 CLASSES = ("cat", "dog", "fox")
 # The only variables whose value may differ from the manifests' (see the module docstring).
 LOOPBACK_DIFFERENCES = {
-    "CONFUSION_KAFKA_BOOTSTRAP", "CONFUSION_ES_URL", "CONFUSION_KAFKA_TOPIC",
-    "CONFUSION_ES_INDEX", "CONFUSION_KAFKA_GROUP", "CONFUSION_HEARTBEAT_FILE",
-    "BYTEWAX_PEER_ADDRESS", "BYTEWAX_HOSTFILE_PATH", "BYTEWAX_RECOVERY_DIRECTORY",
-    "BYTEWAX_DATAFLOW_API_CACHE_PATH", "BYTEWAX_DATAFLOW_API_PORT", "PATH", "PYTHONPATH",
+    "CONFUSION_KAFKA_BOOTSTRAP",
+    "CONFUSION_ES_URL",
+    "CONFUSION_KAFKA_TOPIC",
+    "CONFUSION_ES_INDEX",
+    "CONFUSION_KAFKA_GROUP",
+    "CONFUSION_HEARTBEAT_FILE",
+    "BYTEWAX_PEER_ADDRESS",
+    "BYTEWAX_HOSTFILE_PATH",
+    "BYTEWAX_RECOVERY_DIRECTORY",
+    "BYTEWAX_DATAFLOW_API_CACHE_PATH",
+    "BYTEWAX_DATAFLOW_API_PORT",
+    "PATH",
+    "PYTHONPATH",
     "TMPDIR",
 }
 
 
 def good_records(upto_chunk: int, from_chunk: int = 0) -> int:
     """Valid records per partition in chunks ``from_chunk .. upto_chunk``."""
-    lo, hi = sum(CHUNKS[:from_chunk]), sum(CHUNKS[:upto_chunk + 1])
+    lo, hi = sum(CHUNKS[:from_chunk]), sum(CHUNKS[: upto_chunk + 1])
     return sum(1 for i in range(lo, hi) if i % BAD_EVERY != BAD_EVERY - 1)
 
 
@@ -76,8 +85,14 @@ def record(partition: int, i: int, rng: random.Random) -> bytes:
     guess = truth if rng.random() < 0.8 else rng.choice(CLASSES)
     scores = {c: round(rng.random() * 0.4 + (0.6 if c == guess else 0.0), 4) for c in CLASSES}
     scored, labelled = models_of(partition)
-    return orjson.dumps({"id": f"{partition}-{i:06d}", "ts": START_MS + 40 * i, "label": truth,
-                         "predictions": {scored: scores, labelled: guess}})
+    return orjson.dumps(
+        {
+            "id": f"{partition}-{i:06d}",
+            "ts": START_MS + 40 * i,
+            "label": truth,
+            "predictions": {scored: scores, labelled: guess},
+        }
+    )
 
 
 def chunk(index: int) -> list[tuple[int, bytes]]:
@@ -92,8 +107,7 @@ def chunk(index: int) -> list[tuple[int, bytes]]:
 
 
 def send(bootstrap: str, topic: str, items: list[tuple[int, bytes]]) -> None:
-    produce(bootstrap, topic, [value for _, value in items],
-            partition_of=lambda i: items[i][0])
+    produce(bootstrap, topic, [value for _, value in items], partition_of=lambda i: items[i][0])
 
 
 def manifest_env() -> tuple[dict[str, str], Obj]:
@@ -104,9 +118,17 @@ def manifest_env() -> tuple[dict[str, str], Obj]:
     for name in ("init", "dataflow"):
         c = container(sts, name)
         secrets: dict[str, dict[str, str]] = {
-            s["secretRef"]["name"]: {} for s in c.get("envFrom", []) if "secretRef" in s}
-        env.update(pod_env(c, objects, pod_name=f"{sts['metadata']['name']}-0",
-                           namespace="confusion-stream", secrets=secrets))
+            s["secretRef"]["name"]: {} for s in c.get("envFrom", []) if "secretRef" in s
+        }
+        env.update(
+            pod_env(
+                c,
+                objects,
+                pod_name=f"{sts['metadata']['name']}-0",
+                namespace="confusion-stream",
+                secrets=secrets,
+            )
+        )
     return env, sts
 
 
@@ -115,9 +137,14 @@ def es_docs(es: Elasticsearch, index: str) -> dict[str, dict[str, Any]]:
 
 
 def test_pods_resume_from_their_checkpoint_after_sigkill(
-        kafka_bootstrap: str, es_url: str, kafka_admin: AdminClient,
-        topic: Callable[..., str], es_index: Callable[..., str], es_client: Elasticsearch,
-        tmp_path: Path) -> None:
+    kafka_bootstrap: str,
+    es_url: str,
+    kafka_admin: AdminClient,
+    topic: Callable[..., str],
+    es_index: Callable[..., str],
+    es_client: Elasticsearch,
+    tmp_path: Path,
+) -> None:
     env, sts_obj = manifest_env()
     main, init = container(sts_obj, "dataflow"), container(sts_obj, "init")
     replicas = sts_obj["spec"]["replicas"]
@@ -127,13 +154,23 @@ def test_pods_resume_from_their_checkpoint_after_sigkill(
     dead_topic = f"{name}.dead-letter"  # the default CONFUSION_DLQ_TOPIC
     kafka_admin.create_topics([NewTopic(dead_topic, 1, 1)])[dead_topic].result(timeout=30)
     index = es_index()
-    env.update({"CONFUSION_KAFKA_BOOTSTRAP": kafka_bootstrap, "CONFUSION_ES_URL": es_url,
-                "CONFUSION_KAFKA_TOPIC": name, "CONFUSION_ES_INDEX": index,
-                "CONFUSION_KAFKA_GROUP": f"{name}-group"})
+    env.update(
+        {
+            "CONFUSION_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "CONFUSION_ES_URL": es_url,
+            "CONFUSION_KAFKA_TOPIC": name,
+            "CONFUSION_ES_INDEX": index,
+            "CONFUSION_KAFKA_GROUP": f"{name}-group",
+        }
+    )
     window, emit = int(env["CONFUSION_WINDOW_SIZE"]), int(env["CONFUSION_EMIT_EVERY"])
-    sts = LoopbackStatefulSet(tmp_path, env, name=sts_obj["metadata"]["name"],
-                              job_command=[*main["command"][2:], *main["args"]],
-                              init_command=init["command"])
+    sts = LoopbackStatefulSet(
+        tmp_path,
+        env,
+        name=sts_obj["metadata"]["name"],
+        job_command=[*main["command"][2:], *main["args"]],
+        init_command=init["command"],
+    )
     assert main["command"][:2] == ["/usr/bin/tini", "--"]
 
     # The loopback pods differ from the manifests only where the module docstring says.
@@ -153,24 +190,30 @@ def test_pods_resume_from_their_checkpoint_after_sigkill(
         kafka_admin.delete_topics([dead_topic])
 
 
-def _check_outputs(bootstrap: str, dead_topic: str, es: Elasticsearch, index: str,
-                   window: int, emit: int) -> None:
+def _check_outputs(
+    bootstrap: str, dead_topic: str, es: Elasticsearch, index: str, window: int, emit: int
+) -> None:
     """Every document exactly once, equal to the oracle's; every dead letter delivered."""
     lines = [line for i in range(len(CHUNKS)) for _, line in chunk(i)]
     expected = expected_run(lines, window_size=window, emit_every=emit, bounded=False)
     found = es_docs(es, index)
-    assert all(doc_id == f"{d['model']}/{d['window']['kind']}/{d['seq']}"
-               for doc_id, d in found.items())
+    assert all(
+        doc_id == f"{d['model']}/{d['window']['kind']}/{d['seq']}" for doc_id, d in found.items()
+    )
     problems = compare(found.values(), expected.documents)
     assert not problems, "\n".join(problems)
     latest = es_docs(es, f"{index}-latest")
-    newest = {m: max(d["seq"] for d in expected.documents.values() if d["model"] == m)
-              for m in {d["model"] for d in expected.documents.values()}}
+    newest = {
+        m: max(d["seq"] for d in expected.documents.values() if d["model"] == m)
+        for m in {d["model"] for d in expected.documents.values()}
+    }
     assert {d["model"]: d["seq"] for d in latest.values()} == newest
     # Dead letters are at-least-once: each bad record is there, a replay may add a copy.
     letters = read_topic(bootstrap, dead_topic)
-    origins = {(dict(m.headers() or [])["source_partition"],
-                dict(m.headers() or [])["source_offset"]) for m in letters}
+    origins = {
+        (dict(m.headers() or [])["source_partition"], dict(m.headers() or [])["source_offset"])
+        for m in letters
+    }
     assert len(origins) == len(expected.rejections) <= len(letters)
 
 
@@ -181,10 +224,20 @@ def counted(pods: list[Pod]) -> float:
     return sum(s or 0.0 for s in samples)
 
 
-def _run(sts: LoopbackStatefulSet, replicas: int, bootstrap: str, name: str, main: Obj,
-         es: Elasticsearch, index: str, emit: int) -> None:
-    probes = {kind: main[kind]["exec"]["command"]
-              for kind in ("startupProbe", "livenessProbe", "readinessProbe")}
+def _run(
+    sts: LoopbackStatefulSet,
+    replicas: int,
+    bootstrap: str,
+    name: str,
+    main: Obj,
+    es: Elasticsearch,
+    index: str,
+    emit: int,
+) -> None:
+    probes = {
+        kind: main[kind]["exec"]["command"]
+        for kind in ("startupProbe", "livenessProbe", "readinessProbe")
+    }
 
     def resume_epoch() -> int:
         return recovery_log(sts.recovery_directory).resume_epoch
@@ -192,10 +245,14 @@ def _run(sts: LoopbackStatefulSet, replicas: int, bootstrap: str, name: str, mai
     # 1. The first records wait in the topic; both pods start, pass every probe, work through.
     send(bootstrap, name, chunk(0))
     pods = sts.start(replicas)
-    wait_for(lambda: all(sts.probe(p, probes["startupProbe"]).returncode == 0 for p in pods),
-             120, "both pods' startup probes", sts, every=1.0)
-    wait_for(lambda: count(es, index) >= documents_after(0, emit), 120, "the first documents",
-             sts)
+    wait_for(
+        lambda: all(sts.probe(p, probes["startupProbe"]).returncode == 0 for p in pods),
+        120,
+        "both pods' startup probes",
+        sts,
+        every=1.0,
+    )
+    wait_for(lambda: count(es, index) >= documents_after(0, emit), 120, "the first documents", sts)
     for pod in pods:
         for kind, command in probes.items():
             result = sts.probe(pod, command)
@@ -207,8 +264,13 @@ def _run(sts: LoopbackStatefulSet, replicas: int, bootstrap: str, name: str, mai
     wait_for(lambda: resume_epoch() > open_epoch, 60, "a snapshot of the first records", sts)
     checkpoint = resume_epoch()
     send(bootstrap, name, chunk(1))
-    wait_for(lambda: counted(pods) >= PARTITIONS * good_records(1), 60, "the second records",
-             sts, every=0.1)
+    wait_for(
+        lambda: counted(pods) >= PARTITIONS * good_records(1),
+        60,
+        "the second records",
+        sts,
+        every=0.1,
+    )
     assert resume_epoch() == checkpoint, "a snapshot slipped in: the crash would replay nothing"
     sts.kill([pods[1]])
     # The other pod cannot go on alone: it exits, and Kubernetes restarts both.
@@ -225,8 +287,13 @@ def _run(sts: LoopbackStatefulSet, replicas: int, bootstrap: str, name: str, mai
     assert early.returncode == 1 and "predates" in early.stderr + early.stdout, early
     send(bootstrap, name, chunk(2))
     wait_for(lambda: count(es, index) >= documents_after(2, emit), 120, "all documents", sts)
-    wait_for(lambda: all(sts.probe(p, probes["livenessProbe"]).returncode == 0 for p in pods),
-             60, "liveness after the restart", sts, every=1.0)
+    wait_for(
+        lambda: all(sts.probe(p, probes["livenessProbe"]).returncode == 0 for p in pods),
+        60,
+        "liveness after the restart",
+        sts,
+        every=1.0,
+    )
     assert [e[2] for e in recovery_log(sts.recovery_directory).executions][-1] == checkpoint
 
     # Exactly the records after the checkpoint were counted again (the second chunk replayed,
@@ -235,5 +302,6 @@ def _run(sts: LoopbackStatefulSet, replicas: int, bootstrap: str, name: str, mai
     assert counted(pods) == PARTITIONS * good_records(2, from_chunk=1)
     hits = es.search(index=index, size=10_000, version=True, sort=["_doc"])["hits"]["hits"]
     rewritten = [hit["_id"] for hit in hits if hit["_version"] > 1]
-    assert all(hit["_source"]["seq"] > good_records(0) for hit in hits if hit["_version"] > 1), \
+    assert all(hit["_source"]["seq"] > good_records(0) for hit in hits if hit["_version"] > 1), (
         rewritten
+    )

@@ -21,10 +21,20 @@ BAD_ENTRY = b'{"id": "bad-3", "label": "A", "predictions": {"model1": "A", "mode
 def run_job(bootstrap: str, topic: str, dlq: str, tmp: Path, **extra: Any) -> list[dict[str, Any]]:
     """Run the whole flow in-process until the end of the topic; its documents."""
     out = tmp / "docs.jsonl"
-    settings = Settings(source="kafka", kafka_bootstrap=bootstrap, kafka_topic=topic,
-                        kafka_stop_at_end=True, dlq_topic=dlq, sink="jsonl", output=out,
-                        window_size=100, emit_every=100, progress="off", summary=False,
-                        **extra)
+    settings = Settings(
+        source="kafka",
+        kafka_bootstrap=bootstrap,
+        kafka_topic=topic,
+        kafka_stop_at_end=True,
+        dlq_topic=dlq,
+        sink="jsonl",
+        output=out,
+        window_size=100,
+        emit_every=100,
+        progress="off",
+        summary=False,
+        **extra,
+    )
     run_main(build_flow(settings))
     return [orjson.loads(line) for line in out.read_bytes().splitlines()]
 
@@ -63,8 +73,9 @@ def test_a_dead_letter_kafka_refuses_is_counted_and_the_job_goes_on(
     source = topic()
     dlq = topic(config={"max.message.bytes": "2000"})
     poison = b'{"id": "huge", "label": "' + b"x" * 5000  # not JSON, and too big for the DLQ
-    produce(kafka_bootstrap, source, [*sample_lines()[:100], poison, NO_LABEL,
-                                      *sample_lines()[100:200]])
+    produce(
+        kafka_bootstrap, source, [*sample_lines()[:100], poison, NO_LABEL, *sample_lines()[100:200]]
+    )
     failed = REGISTRY.get_sample_value("confusion_dead_letters_failed_total") or 0.0
 
     docs = run_job(kafka_bootstrap, source, dlq, tmp_path)
@@ -72,4 +83,7 @@ def test_a_dead_letter_kafka_refuses_is_counted_and_the_job_goes_on(
     assert REGISTRY.get_sample_value("confusion_dead_letters_failed_total") == failed + 1
     assert [m.value() for m in read_topic(kafka_bootstrap, dlq)] == [NO_LABEL]
     assert {d["model"]: d["seq"] for d in docs if d["seq"] == 200}.keys() == {
-        "model1", "model2", "model3"}
+        "model1",
+        "model2",
+        "model3",
+    }

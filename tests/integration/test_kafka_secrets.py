@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.connectors.elasticsearch import ElasticsearchSink, EsClientOptions, safe_url
+from flows.connectors.elasticsearch.bulk import EsClientOptions, safe_url
+from flows.connectors.elasticsearch.sink import ElasticsearchSink
 from flows.settings import Settings
 from tests.integration.pipeline import (
     IndexNameFactory,
@@ -20,16 +21,26 @@ from tests.integration.pipeline import (
     sample_lines,
 )
 
-SECRETS = {"file": "FILE-SECRET-7f3a", "key": "KEY-SECRET-91bc", "env": "ENV-SECRET-c0de",
-           "es": "ES-SECRET-5e11", "api": "API-SECRET-d00d"}
+SECRETS = {
+    "file": "FILE-SECRET-7f3a",
+    "key": "KEY-SECRET-91bc",
+    "env": "ENV-SECRET-c0de",
+    "es": "ES-SECRET-5e11",
+    "api": "API-SECRET-d00d",
+}
 
 
 def secret_env(tmp: Path, **settings: object) -> dict[str, str]:
     props = tmp / "client.properties"
-    props.write_text(f"sasl.username=alice\nsasl.password={SECRETS['file']}\n"
-                     f"ssl.key.password={SECRETS['key']}\n")
-    return job_env(kafka_config_file=props, CONFUSION_KAFKA_OPT_SASL_PASSWORD=SECRETS["env"],
-                   CONFUSION_KAFKA_OPT_DEBUG="conf", **settings)
+    props.write_text(
+        f"sasl.username=alice\nsasl.password={SECRETS['file']}\nssl.key.password={SECRETS['key']}\n"
+    )
+    return job_env(
+        kafka_config_file=props,
+        CONFUSION_KAFKA_OPT_SASL_PASSWORD=SECRETS["env"],
+        CONFUSION_KAFKA_OPT_DEBUG="conf",
+        **settings,
+    )
 
 
 def assert_no_secret(output: str) -> None:
@@ -38,15 +49,27 @@ def assert_no_secret(output: str) -> None:
 
 
 def test_secrets_stay_out_of_a_successful_run(
-    kafka_bootstrap: str, es_url: str, topic: TopicFactory, es_index: IndexNameFactory,
+    kafka_bootstrap: str,
+    es_url: str,
+    topic: TopicFactory,
+    es_index: IndexNameFactory,
     tmp_path: Path,
 ) -> None:
     name = topic()
     produce(kafka_bootstrap, name, [*sample_lines()[:300], b"{not json"])
-    env = secret_env(tmp_path, source="kafka", kafka_bootstrap=kafka_bootstrap,
-                     kafka_topic=name, kafka_stop_at_end="true", dlq_topic=topic(),
-                     sink="elasticsearch", es_url=es_url, es_index=es_index(),
-                     es_username="elastic", es_password=SECRETS["es"])
+    env = secret_env(
+        tmp_path,
+        source="kafka",
+        kafka_bootstrap=kafka_bootstrap,
+        kafka_topic=name,
+        kafka_stop_at_end="true",
+        dlq_topic=topic(),
+        sink="elasticsearch",
+        es_url=es_url,
+        es_index=es_index(),
+        es_username="elastic",
+        es_password=SECRETS["es"],
+    )
     job = Job(env, tmp_path / "job.log")
     job.start()
     assert job.wait(120) == [0], job.output()[-3000:]
@@ -61,10 +84,15 @@ def test_secrets_stay_out_of_a_failing_run(
     kafka_bootstrap: str, topic: TopicFactory, tmp_path: Path
 ) -> None:
     """A misconfigured client fails at start; its error names the problem, not the secrets."""
-    env = secret_env(tmp_path, source="kafka", kafka_bootstrap=kafka_bootstrap,
-                     kafka_topic=topic(), kafka_stop_at_end="true",
-                     CONFUSION_KAFKA_OPT_SECURITY_PROTOCOL="SASL_PLAINTEXT",
-                     CONFUSION_KAFKA_OPT_SASL_MECHANISM="NO-SUCH-MECHANISM")
+    env = secret_env(
+        tmp_path,
+        source="kafka",
+        kafka_bootstrap=kafka_bootstrap,
+        kafka_topic=topic(),
+        kafka_stop_at_end="true",
+        CONFUSION_KAFKA_OPT_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+        CONFUSION_KAFKA_OPT_SASL_MECHANISM="NO-SUCH-MECHANISM",
+    )
     job = Job(env, tmp_path / "job.log")
     job.start()
     assert job.wait(120) != [0]
@@ -73,8 +101,9 @@ def test_secrets_stay_out_of_a_failing_run(
     assert_no_secret(output)  # ...without the secrets
 
 
-def test_elasticsearch_credentials_never_print(es_url: str,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_elasticsearch_credentials_never_print(
+    es_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = Settings(sink="elasticsearch", es_url=es_url, es_api_key=SECRETS["api"])
     with caplog.at_level(logging.INFO, "confusion"):
         sink = ElasticsearchSink.from_settings(settings)

@@ -13,9 +13,9 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from prometheus_client import REGISTRY
 
-from flows.connectors.kafka import KafkaBatchSource, kafka_source
+from flows.connectors.kafka.source import KafkaBatchSource, kafka_source
 from flows.errors import ConfigError
-from flows.records import RawBatch
+from flows.parsing.batches import RawBatch
 from flows.settings import Settings
 from flows.telemetry import Heartbeat
 from tests.integration.pipeline import TopicFactory, free_port, produce, wait_for
@@ -50,8 +50,7 @@ def test_one_raw_batch_per_poll_then_resume_from_the_snapshot(
     produce(kafka_bootstrap, name, values, timestamps=[T0 + i for i in range(50)])
 
     beat = tmp_path / "alive"
-    source = source_for(kafka_bootstrap, name, batch_size=20,
-                        heartbeat=Heartbeat(beat, every=0.0))
+    source = source_for(kafka_bootstrap, name, batch_size=20, heartbeat=Heartbeat(beat, every=0.0))
     assert source.list_parts() == [f"0-{name}"]
     part = source.build_part("read", f"0-{name}", None)
     polls = poll(part, 50)
@@ -79,8 +78,9 @@ def test_one_raw_batch_per_poll_then_resume_from_the_snapshot(
     resumed.close()
 
 
-def test_start_latest_skips_what_is_already_there(kafka_bootstrap: str,
-                                                   topic: TopicFactory) -> None:
+def test_start_latest_skips_what_is_already_there(
+    kafka_bootstrap: str, topic: TopicFactory
+) -> None:
     name = topic()
     produce(kafka_bootstrap, name, [b"old"] * 10)
     part = source_for(kafka_bootstrap, name, start="latest").build_part("read", f"0-{name}", None)
@@ -100,7 +100,8 @@ def test_stop_at_end_ends_the_partition(kafka_bootstrap: str, topic: TopicFactor
     name = topic()
     produce(kafka_bootstrap, name, [b"x"] * 30)
     part = source_for(kafka_bootstrap, name, stop_at_end=True, batch_size=7).build_part(
-        "read", f"0-{name}", None)
+        "read", f"0-{name}", None
+    )
     seen = 0
     deadline = time.monotonic() + 30
     with pytest.raises(StopIteration):
@@ -111,8 +112,9 @@ def test_stop_at_end_ends_the_partition(kafka_bootstrap: str, topic: TopicFactor
 
 def test_several_topics_and_a_missing_one(kafka_bootstrap: str, topic: TopicFactory) -> None:
     first, second = topic(partitions=2), topic()
-    settings = Settings(source="kafka", kafka_bootstrap=kafka_bootstrap,
-                        kafka_topic=f"{first}, {second}")
+    settings = Settings(
+        source="kafka", kafka_bootstrap=kafka_bootstrap, kafka_topic=f"{first}, {second}"
+    )
     parts = kafka_source(settings, Heartbeat(None)).list_parts()
     assert parts == [f"0-{first}", f"1-{first}", f"0-{second}"]
 
@@ -130,9 +132,13 @@ def test_unreachable_broker_is_logged_and_counted_not_raised(
     part = source_for(dead, "nowhere").build_part("read", "0-nowhere", None)
 
     def errors() -> float:
-        return sum(REGISTRY.get_sample_value("confusion_kafka_errors_total",
-                                             {"client": "consumer", "code": code}) or 0.0
-                   for code in ("_TRANSPORT", "_ALL_BROKERS_DOWN"))
+        return sum(
+            REGISTRY.get_sample_value(
+                "confusion_kafka_errors_total", {"client": "consumer", "code": code}
+            )
+            or 0.0
+            for code in ("_TRANSPORT", "_ALL_BROKERS_DOWN")
+        )
 
     before = errors()
     with caplog.at_level(logging.WARNING, "confusion"):
@@ -145,8 +151,7 @@ def test_unreachable_broker_is_logged_and_counted_not_raised(
     part.close()
 
 
-def test_consumer_lag_gauge_and_monitoring_group(kafka_bootstrap: str,
-                                                topic: TopicFactory) -> None:
+def test_consumer_lag_gauge_and_monitoring_group(kafka_bootstrap: str, topic: TopicFactory) -> None:
     name = topic()
     produce(kafka_bootstrap, name, [b"x"] * 40)
     group = f"{name}-monitor"
@@ -164,6 +169,7 @@ def test_consumer_lag_gauge_and_monitoring_group(kafka_bootstrap: str,
 
     consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group})
     try:
+
         def committed() -> int:
             part.next_batch()  # serves the asynchronous commit
             return int(consumer.committed([TopicPartition(name, 0)], 10)[0].offset)

@@ -19,8 +19,15 @@ from tests.integration.pipeline import PYTHON, REPO, TopicFactory, read_topic, s
 def run_produce(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONFUSION_")}
     env.update(PYTHONPATH=str(REPO), CONFUSION_KAFKA_BOOTSTRAP=bootstrap)
-    return subprocess.run([PYTHON, "-m", "flows.produce", *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [PYTHON, "-m", "flows.tools.produce", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -78,9 +85,9 @@ def test_failed_deliveries_make_it_exit_non_zero(
     assert "too large" in done.stderr
 
 
-def test_a_partition_the_topic_lacks_is_refused(kafka_bootstrap: str,
-                                               topic: TopicFactory) -> None:
-    done = run_produce(kafka_bootstrap, "--demo", "10", "--topic", topic(partitions=2),
-                       "--partition", "5")
+def test_a_partition_the_topic_lacks_is_refused(kafka_bootstrap: str, topic: TopicFactory) -> None:
+    done = run_produce(
+        kafka_bootstrap, "--demo", "10", "--topic", topic(partitions=2), "--partition", "5"
+    )
     assert done.returncode == 2
     assert "--partition 5 does not exist" in done.stderr

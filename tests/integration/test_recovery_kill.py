@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from elasticsearch import Elasticsearch
 
-from flows.connectors.elasticsearch import latest_index
+from flows.connectors.elasticsearch.mapping import latest_index
 from tests.integration.pipeline import (
     BackgroundProducer,
     IndexNameFactory,
@@ -51,13 +51,18 @@ Doc = dict[str, Any]
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Doc]:
     """The documents of an uninterrupted run, from the file source, end-of-input ones aside."""
     scratch = tmp_path_factory.mktemp("reference")
-    docs = recompute(write_lines(scratch / "sample.jsonl", sample_lines()), scratch,
-                     window_size=WINDOW, emit_every=EMIT)
+    docs = recompute(
+        write_lines(scratch / "sample.jsonl", sample_lines()),
+        scratch,
+        window_size=WINDOW,
+        emit_every=EMIT,
+    )
     return periodic(docs, EMIT)
 
 
-def first_new_document(es: Elasticsearch, index: str, since: datetime,
-                       timeout: float = 10.0) -> float | None:
+def first_new_document(
+    es: Elasticsearch, index: str, since: datetime, timeout: float = 10.0
+) -> float | None:
     """Seconds until a document emitted after ``since`` is in ``index`` (None if none came)."""
     query = {"range": {"emitted_at": {"gte": since.isoformat(timespec="milliseconds")}}}
 
@@ -98,15 +103,21 @@ class Checkpoints:
 KILLS = [(10, False, 0.0), (60, True, 0.8), (120, True, 0.6)]
 
 
-def run_with_kills(job: Job, es: Elasticsearch, index: str, checkpoints: Checkpoints,
-                   producer: BackgroundProducer,
-                   kills: list[tuple[int, bool, float]]) -> list[float | None]:
+def run_with_kills(
+    job: Job,
+    es: Elasticsearch,
+    index: str,
+    checkpoints: Checkpoints,
+    producer: BackgroundProducer,
+    kills: list[tuple[int, bool, float]],
+) -> list[float | None]:
     """Start; SIGKILL at each kill point and restart; then wait for the complete history.
 
     A kill point that needs a snapshot waits until the running job has taken one, unless the
     producer is done and the job has read everything (then no snapshot may come). Returns the
     seconds from each restart to its first new document.
     """
+
     def progress() -> int:
         job.assert_alive()
         return count(es, index)
@@ -120,8 +131,7 @@ def run_with_kills(job: Job, es: Elasticsearch, index: str, checkpoints: Checkpo
     job.start()
     for docs, after_snapshot, delay in kills:
         base = checkpoints.offset()
-        wait_for(f"{docs} documents", lambda d=docs, s=after_snapshot, b=base: ready(d, s, b),
-                 120)
+        wait_for(f"{docs} documents", lambda d=docs, s=after_snapshot, b=base: ready(d, s, b), 120)
         time.sleep(delay)
         job.kill9()
         restarted = datetime.now(UTC)
@@ -133,23 +143,42 @@ def run_with_kills(job: Job, es: Elasticsearch, index: str, checkpoints: Checkpo
     return restarts
 
 
-def streaming_job(kafka_bootstrap: str, es_url: str, topic: str, index: str, tmp: Path,
-                  **topology: int) -> Job:
+def streaming_job(
+    kafka_bootstrap: str, es_url: str, topic: str, index: str, tmp: Path, **topology: int
+) -> Job:
     recovery = tmp / "recovery"
     init_recovery(recovery, partitions=2)
-    env = job_env(source="kafka", kafka_bootstrap=kafka_bootstrap, kafka_topic=topic,
-                  kafka_group=f"{topic}-job", sink="elasticsearch", es_url=es_url,
-                  es_index=index, window_size=WINDOW, emit_every=EMIT, batch_size=200,
-                  es_flush_interval=0.2, summary="false")
+    env = job_env(
+        source="kafka",
+        kafka_bootstrap=kafka_bootstrap,
+        kafka_topic=topic,
+        kafka_group=f"{topic}-job",
+        sink="elasticsearch",
+        es_url=es_url,
+        es_index=index,
+        window_size=WINDOW,
+        emit_every=EMIT,
+        batch_size=200,
+        es_flush_interval=0.2,
+        summary="false",
+    )
     return Job(env, tmp / "job.log", recovery=recovery, snapshot_s=1, **topology)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("topology", [{"workers": 1}, {"workers": 2}, {"processes": 2}],
-                         ids=["1-worker", "2-workers", "2-processes"])
+@pytest.mark.parametrize(
+    "topology",
+    [{"workers": 1}, {"workers": 2}, {"processes": 2}],
+    ids=["1-worker", "2-workers", "2-processes"],
+)
 def test_sigkill_and_restart_gives_the_uninterrupted_history(
-    kafka_bootstrap: str, es_url: str, es_client: Elasticsearch, topic: TopicFactory,
-    es_index: IndexNameFactory, tmp_path: Path, reference: dict[str, Doc],
+    kafka_bootstrap: str,
+    es_url: str,
+    es_client: Elasticsearch,
+    topic: TopicFactory,
+    es_index: IndexNameFactory,
+    tmp_path: Path,
+    reference: dict[str, Doc],
     topology: dict[str, int],
 ) -> None:
     name, index = topic(partitions=1), es_index()
@@ -163,8 +192,10 @@ def test_sigkill_and_restart_gives_the_uninterrupted_history(
         job.kill9()
         checkpoints.close()
     producer.finish()
-    print(f"{topology}: seconds from restart to first new document: {restarts}, "
-          f"rewrites: {rewrites(es_client, index)}")
+    print(
+        f"{topology}: seconds from restart to first new document: {restarts}, "
+        f"rewrites: {rewrites(es_client, index)}"
+    )
 
     # Restarts resumed from checkpoints, not from the start of the topic: together with the
     # exact comparison below, Kafka offsets and window state came back from the same one.
@@ -183,14 +214,19 @@ def test_sigkill_and_restart_gives_the_uninterrupted_history(
 
 @pytest.mark.slow
 def test_several_partitions_give_a_complete_consistent_history(
-    kafka_bootstrap: str, es_url: str, es_client: Elasticsearch, topic: TopicFactory,
-    es_index: IndexNameFactory, tmp_path: Path,
+    kafka_bootstrap: str,
+    es_url: str,
+    es_client: Elasticsearch,
+    topic: TopicFactory,
+    es_index: IndexNameFactory,
+    tmp_path: Path,
 ) -> None:
     """Round-robin over 3 partitions, 2 workers, 2 kills: every emission exactly once."""
     name, index = topic(partitions=3), es_index()
     job = streaming_job(kafka_bootstrap, es_url, name, index, tmp_path, workers=2)
-    producer = BackgroundProducer(kafka_bootstrap, name, sample_lines(), rate=RATE,
-                                  partition_of=lambda i: i % 3)
+    producer = BackgroundProducer(
+        kafka_bootstrap, name, sample_lines(), rate=RATE, partition_of=lambda i: i % 3
+    )
     checkpoints = Checkpoints(kafka_bootstrap, f"{name}-job", name, 3)
     producer.start()
     try:
@@ -201,8 +237,7 @@ def test_several_partitions_give_a_complete_consistent_history(
     producer.finish()
 
     got = history(es_client, index)
-    assert sorted(got) == sorted(f"{m}/count/{s}" for m in MODELS
-                                 for s in range(EMIT, 6001, EMIT))
+    assert sorted(got) == sorted(f"{m}/count/{s}" for m in MODELS for s in range(EMIT, 6001, EMIT))
     for doc in got.values():
         window = doc["window"]
         assert window["count"] == min(doc["seq"], WINDOW)
@@ -217,16 +252,22 @@ def test_several_partitions_give_a_complete_consistent_history(
 
 @pytest.mark.slow
 def test_a_kill_after_a_snapshot_replays_exactly_the_tail(
-    kafka_bootstrap: str, es_url: str, es_client: Elasticsearch, topic: TopicFactory,
-    es_index: IndexNameFactory, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+    kafka_bootstrap: str,
+    es_url: str,
+    es_client: Elasticsearch,
+    topic: TopicFactory,
+    es_index: IndexNameFactory,
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
     """What was emitted after the last snapshot is emitted again (same ids, same values); what
     the snapshot covers is not touched."""
     lines = sample_lines()[:3000]
     head = tmp_path / "head.jsonl"
     head.write_bytes(b"\n".join(lines) + b"\n")
-    expected = periodic(recompute(head, tmp_path_factory.mktemp("ref"), window_size=WINDOW,
-                                  emit_every=EMIT), EMIT)
+    expected = periodic(
+        recompute(head, tmp_path_factory.mktemp("ref"), window_size=WINDOW, emit_every=EMIT), EMIT
+    )
     name, index = topic(partitions=1), es_index()
     job = streaming_job(kafka_bootstrap, es_url, name, index, tmp_path, workers=1)
     # The first 600 records wait in the topic; the paced rest (8 s of records) starts only once
@@ -249,8 +290,10 @@ def test_a_kill_after_a_snapshot_replays_exactly_the_tail(
         def beyond_last_snapshot() -> bool:
             """Elasticsearch holds a document of records after the last snapshot seen."""
             es_client.indices.refresh(index=index)
-            newest = max(int(hit["_id"].rsplit("/", 1)[1]) for hit in es_client.search(
-                index=index, size=1000)["hits"]["hits"])
+            newest = max(
+                int(hit["_id"].rsplit("/", 1)[1])
+                for hit in es_client.search(index=index, size=1000)["hits"]["hits"]
+            )
             return newest > checkpoints.offset()
 
         # Mid-epoch: kill once a document past the last snapshot is in Elasticsearch.

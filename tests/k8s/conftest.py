@@ -12,6 +12,8 @@ def deployment(request: pytest.FixtureRequest) -> Objects:
     """The objects of one variant; overlays need a kustomize binary to be rendered."""
     variant: str = request.param
     if variant != "base" and kustomize_command() is None:
-        pytest.skip(f"rendering {variant} needs `kustomize` or `kubectl kustomize`; its patch "
-                    "files are still checked against the base")
+        pytest.skip(
+            f"rendering {variant} needs `kustomize` or `kubectl kustomize`; its patch "
+            "files are still checked against the base"
+        )
     return objects_of(variant)

@@ -1,6 +1,6 @@
 """A StatefulSet's pods, played by real processes on loopback.
 
-Each "pod" is what the manifests describe: the init step (``python -m flows.recovery_init``)
+Each "pod" is what the manifests describe: the init step (``python -m flows.tools.recovery_init``)
 writes its hostfile and creates the recovery partitions if missing, then
 ``python -m bytewax.run flows.confusion`` starts with ``BYTEWAX_POD_NAME``/
 ``BYTEWAX_STATEFULSET_NAME`` for its ordinal. What a pod has of its own (hostfile, heartbeat,
@@ -30,7 +30,7 @@ from tests.k8s.manifests import REPO
 
 PEER_HOST = "127.0.1.{i}"
 JOB = ("python", "-m", "bytewax.run", "flows.confusion")
-INIT = ("python", "-m", "flows.recovery_init")
+INIT = ("python", "-m", "flows.tools.recovery_init")
 
 
 def _bindable(host: str, port: int) -> bool:
@@ -115,18 +115,21 @@ class LoopbackStatefulSet:
         own = self.workdir / f"pod-{ordinal}"
         (own / "tmp").mkdir(parents=True, exist_ok=True)
         (own / "run").mkdir(parents=True, exist_ok=True)
-        env = {**self.env,
-               "PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(REPO),
-               "BYTEWAX_POD_NAME": f"{self.name}-{ordinal}",
-               "BYTEWAX_STATEFULSET_NAME": self.name,
-               "BYTEWAX_REPLICAS": str(replicas),
-               "BYTEWAX_PEER_ADDRESS": f"{PEER_HOST}:{self.port}",
-               "BYTEWAX_HOSTFILE_PATH": str(own / "etc" / "hostfile"),
-               "BYTEWAX_RECOVERY_DIRECTORY": str(self.recovery_directory),
-               "BYTEWAX_DATAFLOW_API_CACHE_PATH": str(own / "tmp"),
-               "BYTEWAX_DATAFLOW_API_PORT": str(free_port()),
-               "CONFUSION_HEARTBEAT_FILE": str(own / "run" / "heartbeat"),
-               "TMPDIR": str(own / "tmp")}
+        env = {
+            **self.env,
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": str(REPO),
+            "BYTEWAX_POD_NAME": f"{self.name}-{ordinal}",
+            "BYTEWAX_STATEFULSET_NAME": self.name,
+            "BYTEWAX_REPLICAS": str(replicas),
+            "BYTEWAX_PEER_ADDRESS": f"{PEER_HOST}:{self.port}",
+            "BYTEWAX_HOSTFILE_PATH": str(own / "etc" / "hostfile"),
+            "BYTEWAX_RECOVERY_DIRECTORY": str(self.recovery_directory),
+            "BYTEWAX_DATAFLOW_API_CACHE_PATH": str(own / "tmp"),
+            "BYTEWAX_DATAFLOW_API_PORT": str(free_port()),
+            "CONFUSION_HEARTBEAT_FILE": str(own / "run" / "heartbeat"),
+            "TMPDIR": str(own / "tmp"),
+        }
         env.pop("BYTEWAX_PROCESS_ID", None)
         env.pop("BYTEWAX_ADDRESSES", None)
         return env
@@ -134,9 +137,16 @@ class LoopbackStatefulSet:
     def start(self, replicas: int, overrides: Mapping[str, str] | None = None) -> list[Pod]:
         """Init every pod (all at once, as Parallel does), then start every job process."""
         envs = [{**self.pod_env(i, replicas), **(overrides or {})} for i in range(replicas)]
-        inits = [subprocess.Popen(_local(self.init_command), env=env, cwd=self.workdir,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                 for env in envs]
+        inits = [
+            subprocess.Popen(
+                _local(self.init_command),
+                env=env,
+                cwd=self.workdir,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            for env in envs
+        ]
         for i, init in enumerate(inits):
             out, _ = init.communicate(timeout=120)
             if init.returncode != 0:
@@ -145,9 +155,13 @@ class LoopbackStatefulSet:
         for i, env in enumerate(envs):
             log = self.workdir / f"pod-{i}" / f"log-{time.monotonic_ns()}.txt"
             with log.open("wb") as out_file:
-                process = subprocess.Popen(_local(self.job_command), env=env,
-                                           cwd=self.workdir / f"pod-{i}" / "tmp",
-                                           stdout=out_file, stderr=subprocess.STDOUT)
+                process = subprocess.Popen(
+                    _local(self.job_command),
+                    env=env,
+                    cwd=self.workdir / f"pod-{i}" / "tmp",
+                    stdout=out_file,
+                    stderr=subprocess.STDOUT,
+                )
             self.pods.append(Pod(i, process, env, log))
         return self.pods
 
@@ -162,19 +176,22 @@ class LoopbackStatefulSet:
     def probe(self, pod: Pod, command: Sequence[str]) -> subprocess.CompletedProcess[str]:
         """Run an exec probe in ``pod``'s environment, as the kubelet would.
 
-        In the pod, PID 1 is the job (under tini) and `flows.health` checks the heartbeat is
+        In the pod, PID 1 is the job (under tini) and `flows.tools.health` checks the heartbeat is
         not older than PID 1; here the job's own pid plays PID 1.
         """
         args = _local(command)
-        if "flows.health" in args and "--since-pid" not in args:
+        if "flows.tools.health" in args and "--since-pid" not in args:
             args += ["--since-pid", str(pod.process.pid)]
-        return subprocess.run(args, env=pod.env, capture_output=True, text=True, timeout=30,
-                              check=False)
+        return subprocess.run(
+            args, env=pod.env, capture_output=True, text=True, timeout=30, check=False
+        )
 
     def describe(self) -> str:
         """The pods' exit codes and the tail of their logs, for a failure message."""
-        return "\n".join(f"--- pod {p.ordinal} (exit {p.process.poll()}):\n{p.log_text()[-3000:]}"
-                         for p in self.pods)
+        return "\n".join(
+            f"--- pod {p.ordinal} (exit {p.process.poll()}):\n{p.log_text()[-3000:]}"
+            for p in self.pods
+        )
 
 
 @dataclass(frozen=True)
@@ -196,10 +213,12 @@ def recovery_log(directory: Path) -> RecoveryLog:
     fronts: dict[tuple[int, int], int] = {}
     for part in sorted(directory.glob("part-*.sqlite3")):
         with sqlite3.connect(f"file:{part}?mode=ro", uri=True, timeout=10) as db:
-            executions.update(db.execute(
-                "SELECT ex_num, worker_count, resume_epoch FROM exs").fetchall())
+            executions.update(
+                db.execute("SELECT ex_num, worker_count, resume_epoch FROM exs").fetchall()
+            )
             for ex, worker, frontier in db.execute(
-                    "SELECT ex_num, worker_index, worker_frontier FROM fronts"):
+                "SELECT ex_num, worker_index, worker_frontier FROM fronts"
+            ):
                 fronts[ex, worker] = max(frontier, fronts.get((ex, worker), 0))
     if not executions:
         return RecoveryLog([], 0)
@@ -208,8 +227,13 @@ def recovery_log(directory: Path) -> RecoveryLog:
     return RecoveryLog(sorted(executions), resume)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float, what: str,
-             cluster: LoopbackStatefulSet | None = None, every: float = 0.2) -> None:
+def wait_for(
+    condition: Callable[[], bool],
+    timeout: float,
+    what: str,
+    cluster: LoopbackStatefulSet | None = None,
+    every: float = 0.2,
+) -> None:
     """Poll ``condition`` until it holds; fail with the pods' logs if it does not in time."""
     deadline = time.monotonic() + timeout
     while not condition():

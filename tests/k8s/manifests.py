@@ -24,8 +24,11 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 K8S = REPO / "k8s"
 BASE = K8S / "base"
-OVERLAYS = sorted(p for p in (K8S / "overlays").iterdir() if p.is_dir()) \
-    if (K8S / "overlays").is_dir() else []
+OVERLAYS = (
+    sorted(p for p in (K8S / "overlays").iterdir() if p.is_dir())
+    if (K8S / "overlays").is_dir()
+    else []
+)
 KUSTOMIZATION = "kustomization.yaml"
 
 Obj = dict[str, Any]
@@ -56,8 +59,9 @@ def patch_files() -> set[Path]:
 def manifest_files() -> list[Path]:
     """Every YAML file under k8s/ that is a complete Kubernetes object."""
     patches = patch_files()
-    return sorted(p for p in K8S.rglob("*.yaml")
-                  if p.name != KUSTOMIZATION and p.resolve() not in patches)
+    return sorted(
+        p for p in K8S.rglob("*.yaml") if p.name != KUSTOMIZATION and p.resolve() not in patches
+    )
 
 
 @dataclass(frozen=True)
@@ -68,8 +72,11 @@ class Objects:
     items: list[Obj]
 
     def get(self, kind: str, name: str | None = None) -> Obj:
-        found = [o for o in self.items if o["kind"] == kind
-                 and (name is None or o["metadata"]["name"] == name)]
+        found = [
+            o
+            for o in self.items
+            if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+        ]
         assert len(found) == 1, f"{self.name}: expected one {kind} {name or ''}, found {len(found)}"
         return found[0]
 
@@ -108,10 +115,10 @@ def kustomize_command() -> list[str] | None:
 def render(directory: Path) -> Objects:
     command = kustomize_command()
     assert command is not None
-    out = subprocess.run([*command, str(directory)], capture_output=True, text=True,
-                         check=True, timeout=60).stdout
-    return Objects(str(directory.relative_to(K8S)),
-                   [doc for doc in yaml.safe_load_all(out) if doc])
+    out = subprocess.run(
+        [*command, str(directory)], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    return Objects(str(directory.relative_to(K8S)), [doc for doc in yaml.safe_load_all(out) if doc])
 
 
 def containers(sts: Obj) -> list[Obj]:
@@ -143,8 +150,14 @@ def secret_data(objects: Objects, name: str) -> dict[str, str]:
     return {}
 
 
-def pod_env(c: Obj, objects: Objects, *, pod_name: str, namespace: str,
-            secrets: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, str]:
+def pod_env(
+    c: Obj,
+    objects: Objects,
+    *,
+    pod_name: str,
+    namespace: str,
+    secrets: Mapping[str, Mapping[str, str]] | None = None,
+) -> dict[str, str]:
     """The environment the kubelet gives container ``c`` of pod ``pod_name``.
 
     Secrets come from ``secrets`` (name -> data) when given, else from the objects' Secrets
@@ -157,10 +170,9 @@ def pod_env(c: Obj, objects: Objects, *, pod_name: str, namespace: str,
             data = objects.get("ConfigMap", source["configMapRef"]["name"]).get("data", {})
         else:
             name = source["secretRef"]["name"]
-            if secrets is not None:
-                data = dict(secrets.get(name, {}))
-            else:
-                data = secret_data(objects, name)
+            data = (
+                dict(secrets.get(name, {})) if secrets is not None else secret_data(objects, name)
+            )
         env.update({source.get("prefix", "") + k: str(v) for k, v in data.items()})
     for var in c.get("env", []):
         if "value" in var:
@@ -174,8 +186,16 @@ def pod_env(c: Obj, objects: Objects, *, pod_name: str, namespace: str,
 
 def quantity(text: str | int) -> float:
     """A Kubernetes quantity (``512Mi``, ``1Gi``, ``500m``, ``2``) as a plain number."""
-    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 1e3, "M": 1e6, "G": 1e9,
-             "m": 1e-3}
+    units = {
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+        "k": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "m": 1e-3,
+    }
     s = str(text)
     for unit, factor in sorted(units.items(), key=lambda kv: -len(kv[0])):
         if s.endswith(unit):
@@ -194,7 +214,8 @@ def volume_for(path: str, c: Obj, sts: Obj) -> tuple[str, Obj] | None:
     best: tuple[str, Obj] | None = None
     for mount_path, mount in mounts_of(c).items():
         if (path == mount_path or path.startswith(mount_path.rstrip("/") + "/")) and (
-                best is None or len(mount_path) > len(best[0])):
+            best is None or len(mount_path) > len(best[0])
+        ):
             best = (mount_path, volumes[mount["name"]])
     return best
 

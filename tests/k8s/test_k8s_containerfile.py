@@ -111,18 +111,24 @@ def test_entrypoint_and_cmd_are_what_the_statefulset_runs() -> None:
 def test_the_package_is_installed_with_pip_from_this_checkout() -> None:
     runs = [shlex.split(i.value) for i in instructions() if i.keyword == "RUN"]
     assert any("pip" in " ".join(r) and "install" in r and "." in r for r in runs)
-    copies = [i.value.split() for i in instructions() if i.keyword == "COPY"
-              and not i.value.startswith("--from")]
+    copies = [
+        i.value.split()
+        for i in instructions()
+        if i.keyword == "COPY" and not i.value.startswith("--from")
+    ]
     for sources in (c[:-1] for c in copies):
         for source in sources:
             assert (REPO / source).exists(), f"COPY {source}: not in the repository"
 
 
 def test_exposed_ports_match_the_pod() -> None:
-    exposed = {int(p.split("/")[0]) for i in instructions() if i.keyword == "EXPOSE"
-               for p in i.value.split()}
-    ports = {p["containerPort"] for p in
-             container(base_objects().statefulset, "dataflow")["ports"]}
+    exposed = {
+        int(p.split("/")[0])
+        for i in instructions()
+        if i.keyword == "EXPOSE"
+        for p in i.value.split()
+    }
+    ports = {p["containerPort"] for p in container(base_objects().statefulset, "dataflow")["ports"]}
     assert exposed == ports
 
 
@@ -134,11 +140,16 @@ def test_python_writes_nothing_to_the_read_only_root() -> None:
 
 @pytest.mark.parametrize("path", IGNORE_FILES, ids=lambda p: p.name)
 def test_build_context_leaves_local_state_out(path: Path) -> None:
-    lines = [ln.strip() for ln in path.read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")
+    ]
     assert lines[0] == "*", "allow-list: everything is excluded first"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
     assert allowed == {"pyproject.toml", "README.md", "flows"}
-    copied = {s.rstrip("/") for i in instructions() if i.keyword == "COPY"
-              and not i.value.startswith("--from") for s in i.value.split()[:-1]}
+    copied = {
+        s.rstrip("/")
+        for i in instructions()
+        if i.keyword == "COPY" and not i.value.startswith("--from")
+        for s in i.value.split()[:-1]
+    }
     assert copied <= allowed, f"COPY of an ignored path: {copied - allowed}"

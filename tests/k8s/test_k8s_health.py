@@ -1,4 +1,4 @@
-"""The exec probe `python -m flows.health`: fresh, stale, missing and inherited heartbeats."""
+"""The exec probe `python -m flows.tools.health`: fresh, stale, missing and inherited heartbeats."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from flows.health import MISCONFIGURED, OK, UNHEALTHY, check, judge, main, process_start_time
 from flows.telemetry import Heartbeat
+from flows.tools.health import MISCONFIGURED, OK, UNHEALTHY, check, judge, main, process_start_time
 from tests.k8s.manifests import REPO
 
 NOW = 1_800_000_000.0
@@ -71,8 +71,9 @@ def test_check_reads_the_file_the_job_touches(tmp_path: Path) -> None:
         child.wait()
 
 
-def test_main_reads_the_variable_and_explains(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_reads_the_variable_and_explains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("CONFUSION_HEARTBEAT_FILE", raising=False)
     assert main([]) == MISCONFIGURED
     monkeypatch.setenv("CONFUSION_HEARTBEAT_FILE", str(tmp_path / "hb"))
@@ -86,22 +87,42 @@ def test_main_reads_the_variable_and_explains(tmp_path: Path, monkeypatch: pytes
 def test_probe_command_runs_fast_and_prints_one_line(tmp_path: Path) -> None:
     """As the kubelet runs it: a fresh interpreter, stdlib only, well under its timeout."""
     path = tmp_path / "hb"
-    env = {"PATH": os.environ["PATH"], "CONFUSION_HEARTBEAT_FILE": str(path),
-           "PYTHONPATH": str(REPO)}
+    env = {
+        "PATH": os.environ["PATH"],
+        "CONFUSION_HEARTBEAT_FILE": str(path),
+        "PYTHONPATH": str(REPO),
+    }
     started = time.monotonic()
-    missing = subprocess.run([sys.executable, "-m", "flows.health", "--max-age", "60"],
-                             env=env, capture_output=True, text=True, timeout=30)
+    missing = subprocess.run(
+        [sys.executable, "-m", "flows.tools.health", "--max-age", "60"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     elapsed = time.monotonic() - started
     assert missing.returncode == UNHEALTHY
     assert len(missing.stderr.strip().splitlines()) == 1
     assert elapsed < 2.0, f"probe took {elapsed:.2f}s"
     path.touch()
-    ok = subprocess.run([sys.executable, "-m", "flows.health", "--max-age", "60",
-                         "--since-pid", "0"], env=env, capture_output=True, text=True,
-                        timeout=30)
+    ok = subprocess.run(
+        [sys.executable, "-m", "flows.tools.health", "--max-age", "60", "--since-pid", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert ok.returncode == OK, ok.stderr
     imported = subprocess.run(
-        [sys.executable, "-c", "import sys, flows.health; "
-         "print(sorted(m for m in ('numpy', 'bytewax', 'pydantic') if m in sys.modules))"],
-        env=env, capture_output=True, text=True, timeout=30)
+        [
+            sys.executable,
+            "-c",
+            "import sys, flows.tools.health; "
+            "print(sorted(m for m in ('numpy', 'bytewax', 'pydantic') if m in sys.modules))",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert imported.stdout.strip() == "[]", "the probe must stay light"

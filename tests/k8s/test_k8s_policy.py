@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from flows import health, recovery_init
 from flows.settings import KAFKA_OPT_PREFIX, Settings, kafka_options, load_settings, warn_unknown
+from flows.tools import health, recovery_init
 from tests.k8s.manifests import (
     REPO,
     Obj,
@@ -39,8 +39,12 @@ def _pod_spec(d: Objects) -> Obj:
 
 def _env(d: Objects, name: str = MAIN, ordinal: int = 0) -> dict[str, str]:
     sts = d.statefulset
-    return pod_env(container(sts, name), d, pod_name=f"{sts['metadata']['name']}-{ordinal}",
-                   namespace=NAMESPACE)
+    return pod_env(
+        container(sts, name),
+        d,
+        pod_name=f"{sts['metadata']['name']}-{ordinal}",
+        namespace=NAMESPACE,
+    )
 
 
 def _secret_placeholders(d: Objects) -> dict[str, dict[str, str]]:
@@ -133,14 +137,14 @@ PLAIN_RECORD_BYTES = 128  # an uncompressed log entry: id (<= ~30 chars), int ti
 
 
 def window_state_bytes(window: int, classes: int, log_bytes: float) -> int:
-    """One model's window (flows/windows.py `CountWindow.nbytes`), at its largest.
+    """One model's window (flows/windows/count.py `CountWindow.nbytes`), at its largest.
 
     The ring holds one pair code per record: 1 byte while the label capacity, which doubles as
     labels appear, stays <= 16, 2 up to 256, else 4; the int64 matrix is capacity^2. From
     COMPRESS_FROM records the record log holds ``log_bytes`` per record compressed plus one
     plain open chunk; below, every record is plain.
     """
-    from flows.windows import COMPRESS_FROM
+    from flows.windows.count import COMPRESS_FROM
 
     capacity = 2 * classes
     code = 1 if capacity <= 16 else 2 if capacity <= 256 else 4
@@ -182,7 +186,8 @@ def test_memory_covers_the_sizing_formula(deployment: Objects) -> None:
 
 def test_sizing_formula_matches_the_window_implementation() -> None:
     """The formula bounds what `CountWindow.nbytes()` reports for a full window."""
-    from flows.windows import CountWindow
+    from flows.windows.count import CountWindow
+    from tests.batches import model_batch
 
     for window in (5000, 20_000):  # a plain and a compressed record log
         classes = 20
@@ -192,7 +197,7 @@ def test_sizing_formula_matches_the_window_implementation() -> None:
         truth = [labels[(i * 7) % classes] for i in range(n)]
         pred = [labels[(i * 3) % classes] for i in range(n)]
         ids: list[str | int] = [f"r-{i:09d}" for i in range(n)]
-        w.add(truth, pred, ids, [1_795_341_600_000 + 50 * i for i in range(n)])
+        w.add(model_batch(truth, pred, ids, [1_795_341_600_000 + 50 * i for i in range(n)]))
         assert 0 < w.nbytes() <= window_state_bytes(window, classes, log_bytes=24)
 
 
@@ -201,7 +206,7 @@ def test_sizing_formula_matches_the_window_implementation() -> None:
 
 def _health_args(probe: Obj) -> Any:
     command = probe["exec"]["command"]
-    assert command[:3] == ["python", "-m", "flows.health"], command
+    assert command[:3] == ["python", "-m", "flows.tools.health"], command
     return health._parser().parse_args(command[3:])
 
 
@@ -209,8 +214,9 @@ def test_probes_check_the_heartbeat_with_meaningful_limits(deployment: Objects) 
     main = container(deployment.statefulset, MAIN)
     env = _env(deployment)
     settings = load_settings({**env, **_placeholder_secret_env(deployment)})
-    startup, liveness, readiness = (main[k] for k in ("startupProbe", "livenessProbe",
-                                                     "readinessProbe"))
+    startup, liveness, readiness = (
+        main[k] for k in ("startupProbe", "livenessProbe", "readinessProbe")
+    )
     for probe in (startup, liveness, readiness):
         args = _health_args(probe)
         assert args.file is None, "the probe must read CONFUSION_HEARTBEAT_FILE like the job"
@@ -240,14 +246,14 @@ def test_process_id_and_peers_come_from_the_pod_ordinal(deployment: Objects) -> 
     replicas = spec["replicas"]
     name = sts["metadata"]["name"]
     service = deployment.get("Service", spec["serviceName"])
-    peers_port = next(p["containerPort"] for p in container(sts, MAIN)["ports"]
-                      if p["name"] == "peers")
+    peers_port = next(
+        p["containerPort"] for p in container(sts, MAIN)["ports"] if p["name"] == "peers"
+    )
     init_env = _env(deployment, INIT)
     assert int(init_env["BYTEWAX_REPLICAS"]) == replicas, "hostfile length != replicas"
     for c in (MAIN, INIT):
         fields = {v["name"]: v for v in container(sts, c)["env"]}
-        assert fields["BYTEWAX_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == \
-            "metadata.name"
+        assert fields["BYTEWAX_POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     addresses = recovery_init.peer_addresses(init_env["BYTEWAX_PEER_ADDRESS"], replicas)
     for ordinal in range(replicas):
         env = _env(deployment, ordinal=ordinal)
@@ -257,8 +263,10 @@ def test_process_id_and_peers_come_from_the_pod_ordinal(deployment: Objects) -> 
         # What bytewax.run does with these two variables:
         pod = env["BYTEWAX_POD_NAME"]
         assert int(pod.replace(env["BYTEWAX_STATEFULSET_NAME"] + "-", "")) == ordinal
-        assert addresses[ordinal] == (f"{name}-{ordinal}.{service['metadata']['name']}."
-                                      f"{NAMESPACE}.svc.cluster.local:{peers_port}")
+        assert addresses[ordinal] == (
+            f"{name}-{ordinal}.{service['metadata']['name']}."
+            f"{NAMESPACE}.svc.cluster.local:{peers_port}"
+        )
     # The init container writes the hostfile where the main container reads it.
     hostfile = init_env["BYTEWAX_HOSTFILE_PATH"]
     init_vol = volume_for(hostfile, container(sts, INIT), sts)

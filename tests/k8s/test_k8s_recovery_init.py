@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.recovery_init import (
+from flows.tools.recovery_init import (
     InitError,
     check_ordinal,
     ensure_partitions,
@@ -28,8 +28,10 @@ def _parts(directory: Path) -> list[str]:
 
 def test_peer_addresses_follow_the_ordinal() -> None:
     assert peer_addresses("sts-{i}.peers.ns.svc.cluster.local:9999", 3) == [
-        "sts-0.peers.ns.svc.cluster.local:9999", "sts-1.peers.ns.svc.cluster.local:9999",
-        "sts-2.peers.ns.svc.cluster.local:9999"]
+        "sts-0.peers.ns.svc.cluster.local:9999",
+        "sts-1.peers.ns.svc.cluster.local:9999",
+        "sts-2.peers.ns.svc.cluster.local:9999",
+    ]
     with pytest.raises(InitError, match="must contain"):
         peer_addresses("sts-0.peers:9999", 2)
     with pytest.raises(InitError, match=">= 1"):
@@ -82,7 +84,7 @@ def test_a_directory_of_other_files_is_refused(tmp_path: Path) -> None:
 RACER = """
 import sys, time
 from pathlib import Path
-from flows.recovery_init import ensure_partitions
+from flows.tools.recovery_init import ensure_partitions
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.001)
@@ -96,9 +98,16 @@ def test_pods_racing_on_a_shared_volume_make_exactly_one_set(tmp_path: Path) -> 
     volume.mkdir()
     directory = volume / "recovery"
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(directory), str(go)], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(directory), str(go)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     time.sleep(1.0)  # all four imported and spinning
     go.touch()
     results = [(p.wait(timeout=60), *p.communicate()) for p in procs]
@@ -113,8 +122,9 @@ def test_pods_racing_on_a_shared_volume_make_exactly_one_set(tmp_path: Path) -> 
             assert db.execute("SELECT part_index, part_count FROM parts").fetchall() == [(i, 6)]
 
 
-def test_the_loser_of_a_race_keeps_the_winners_set(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_loser_of_a_race_keeps_the_winners_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Deterministically: another pod renames its set into place while this one builds."""
     directory = tmp_path / "recovery"
     winner = tmp_path / "winner"
@@ -132,33 +142,50 @@ def test_the_loser_of_a_race_keeps_the_winners_set(tmp_path: Path,
 
 
 def test_main_writes_the_hostfile_bytewax_reads(tmp_path: Path) -> None:
-    env = {"BYTEWAX_HOSTFILE_PATH": str(tmp_path / "etc" / "hostfile"),
-           "BYTEWAX_REPLICAS": "3", "BYTEWAX_PEER_ADDRESS": "job-{i}.peers.ns.svc:9999",
-           "BYTEWAX_POD_NAME": "job-2", "BYTEWAX_STATEFULSET_NAME": "job"}
+    env = {
+        "BYTEWAX_HOSTFILE_PATH": str(tmp_path / "etc" / "hostfile"),
+        "BYTEWAX_REPLICAS": "3",
+        "BYTEWAX_PEER_ADDRESS": "job-{i}.peers.ns.svc:9999",
+        "BYTEWAX_POD_NAME": "job-2",
+        "BYTEWAX_STATEFULSET_NAME": "job",
+    }
     assert main([], env) == 0
     lines = (tmp_path / "etc" / "hostfile").read_text().splitlines()
-    assert lines == ["job-0.peers.ns.svc:9999", "job-1.peers.ns.svc:9999",
-                     "job-2.peers.ns.svc:9999"]
+    assert lines == [
+        "job-0.peers.ns.svc:9999",
+        "job-1.peers.ns.svc:9999",
+        "job-2.peers.ns.svc:9999",
+    ]
     # bytewax.run joins the non-blank lines with ";" into its addresses.
     assert ";".join(a.strip() for a in lines if a.strip()).count(";") == 2
 
 
-def test_a_pod_beyond_the_hostfile_is_refused(capsys: pytest.CaptureFixture[str],
-                                             tmp_path: Path) -> None:
+def test_a_pod_beyond_the_hostfile_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     """`kubectl scale` without changing BYTEWAX_REPLICAS: fail loudly, not hang."""
     with pytest.raises(InitError, match="ordinal 2 but BYTEWAX_REPLICAS=2"):
         check_ordinal({"BYTEWAX_POD_NAME": "job-2", "BYTEWAX_STATEFULSET_NAME": "job"}, 2)
-    env = {"BYTEWAX_HOSTFILE_PATH": str(tmp_path / "hostfile"), "BYTEWAX_REPLICAS": "2",
-           "BYTEWAX_PEER_ADDRESS": "job-{i}:1", "BYTEWAX_POD_NAME": "job-2",
-           "BYTEWAX_STATEFULSET_NAME": "job"}
+    env = {
+        "BYTEWAX_HOSTFILE_PATH": str(tmp_path / "hostfile"),
+        "BYTEWAX_REPLICAS": "2",
+        "BYTEWAX_PEER_ADDRESS": "job-{i}:1",
+        "BYTEWAX_POD_NAME": "job-2",
+        "BYTEWAX_STATEFULSET_NAME": "job",
+    }
     assert main([], env) == 1
     assert "must change together" in capsys.readouterr().err
     assert not (tmp_path / "hostfile").exists()
 
 
-def test_missing_partition_count_is_an_error(tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_partition_count_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main([], {"BYTEWAX_RECOVERY_DIRECTORY": str(tmp_path / "r")}) == 1
     assert "BYTEWAX_RECOVERY_PARTS" in capsys.readouterr().err
-    assert main([], {"BYTEWAX_RECOVERY_DIRECTORY": str(tmp_path / "r"),
-                     "BYTEWAX_RECOVERY_PARTS": "two"}) == 1
+    assert (
+        main(
+            [], {"BYTEWAX_RECOVERY_DIRECTORY": str(tmp_path / "r"), "BYTEWAX_RECOVERY_PARTS": "two"}
+        )
+        == 1
+    )

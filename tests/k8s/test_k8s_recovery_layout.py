@@ -47,20 +47,29 @@ def _model1_seq(path: Path) -> int:
 
 
 def test_shared_partitions_resume_across_kills_and_process_counts(
-        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     lines = demo_lines(2026, RECORDS)
     source = tmp_path / "predictions.jsonl"
     source.write_bytes(b"".join(line + b"\n" for line in lines))
     output = tmp_path / "documents.jsonl"
-    env = {"CONFUSION_SOURCE": "file", "CONFUSION_INPUT": str(source),
-           "CONFUSION_SINK": "jsonl", "CONFUSION_OUTPUT": str(output),
-           "CONFUSION_DEAD_LETTER_PATH": str(tmp_path / "dead-letters.jsonl"),
-           "CONFUSION_WINDOW_SIZE": str(WINDOW), "CONFUSION_EMIT_EVERY": str(EMIT),
-           "CONFUSION_BATCH_SIZE": str(BATCH), "CONFUSION_PROGRESS": "off",
-           "CONFUSION_SUMMARY": "false", "BYTEWAX_DATAFLOW_API_ENABLED": "1",
-           "BYTEWAX_SNAPSHOT_INTERVAL": "1", "BYTEWAX_RECOVERY_BACKUP_INTERVAL": "1",
-           "BYTEWAX_RECOVERY_PARTS": str(PARTITIONS),
-           "TEST_GATE_FILE": str(tmp_path / "gate")}
+    env = {
+        "CONFUSION_SOURCE": "file",
+        "CONFUSION_INPUT": str(source),
+        "CONFUSION_SINK": "jsonl",
+        "CONFUSION_OUTPUT": str(output),
+        "CONFUSION_DEAD_LETTER_PATH": str(tmp_path / "dead-letters.jsonl"),
+        "CONFUSION_WINDOW_SIZE": str(WINDOW),
+        "CONFUSION_EMIT_EVERY": str(EMIT),
+        "CONFUSION_BATCH_SIZE": str(BATCH),
+        "CONFUSION_PROGRESS": "off",
+        "CONFUSION_SUMMARY": "false",
+        "BYTEWAX_DATAFLOW_API_ENABLED": "1",
+        "BYTEWAX_SNAPSHOT_INTERVAL": "1",
+        "BYTEWAX_RECOVERY_BACKUP_INTERVAL": "1",
+        "BYTEWAX_RECOVERY_PARTS": str(PARTITIONS),
+        "TEST_GATE_FILE": str(tmp_path / "gate"),
+    }
     sts = LoopbackStatefulSet(tmp_path / "cluster", env, job_command=GATED_JOB)
     request.addfinalizer(sts.kill)  # a failed wait leaves no pod running
 
@@ -82,7 +91,8 @@ def test_shared_partitions_resume_across_kills_and_process_counts(
     wait_for(lambda: first[0].process.poll() is not None, 60, "pod 0 to fail without pod 1", sts)
     assert first[0].process.returncode != 0
     assert sorted(p.name for p in sts.recovery_directory.glob("part-*.sqlite3")) == sorted(
-        f"part-{i}.sqlite3" for i in range(PARTITIONS)), "the init step must not add any"
+        f"part-{i}.sqlite3" for i in range(PARTITIONS)
+    ), "the init step must not add any"
 
     # 2. Three pods of one worker each, on the same partitions; SIGKILL all of them mid-way.
     before = recovery_log(sts.recovery_directory).resume_epoch

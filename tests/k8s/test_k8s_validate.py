@@ -32,8 +32,11 @@ def _validate(obj: dict[str, Any], version: str) -> None:
         kubernetes_validate.validate(obj, version, strict=True)
     except kubernetes_validate.ValidationError as exc:
         where = "/".join(str(p) for p in exc.path)
-        pytest.fail(f"{obj['kind']} {obj['metadata'].get('name')} (Kubernetes {version}): "
-                    f"{where}: {exc.message}", pytrace=False)
+        pytest.fail(
+            f"{obj['kind']} {obj['metadata'].get('name')} (Kubernetes {version}): "
+            f"{where}: {exc.message}",
+            pytrace=False,
+        )
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -62,9 +65,11 @@ def test_base_kustomization_lists_every_manifest_but_the_secret_template() -> No
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
 def test_overlay_patches_target_objects_and_containers_of_the_base(overlay: Path) -> None:
     """Without kustomize, at least make sure each patch would land on something."""
-    base = {(o["kind"], o["metadata"]["name"]): o
-            for path in (BASE / r for r in kustomization(BASE)["resources"])
-            for o in load_yaml(path)}
+    base = {
+        (o["kind"], o["metadata"]["name"]): o
+        for path in (BASE / r for r in kustomization(BASE)["resources"])
+        for o in load_yaml(path)
+    }
     patches = [p for p in patch_files() if p.parent == overlay.resolve()]
     assert patches, f"{overlay} has no patches"
     for path in patches:
@@ -73,7 +78,8 @@ def test_overlay_patches_target_objects_and_containers_of_the_base(overlay: Path
             assert key in base, f"{path.name}: patches {key}, which the base does not have"
             if patch["kind"] == "StatefulSet":
                 names = {c["name"] for c in base[key]["spec"]["template"]["spec"]["containers"]}
-                for c in patch.get("spec", {}).get("template", {}).get("spec", {}).get(
-                        "containers", []):
+                for c in (
+                    patch.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+                ):
                     # A strategic-merge patch with an unknown name would ADD a container.
                     assert c["name"] in names, f"{path.name}: no container {c['name']!r}"

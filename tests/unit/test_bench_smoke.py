@@ -16,21 +16,37 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ("core_update", "flow", "state", "profile_flow", "end_to_end")
-HEADINGS = {"core_update": "Core update", "flow": "Flow:", "state": "State:",
-            "profile_flow": "Profile", "end_to_end": "End to end"}
+SCRIPTS = ("core_update", "flow", "state", "profile_flow", "end_to_end", "drift")
+HEADINGS = {
+    "core_update": "Core update",
+    "flow": "Flow:",
+    "state": "State:",
+    "profile_flow": "Profile",
+    "end_to_end": "End to end",
+    "drift": "Drift detection",
+}
 
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("bench")
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("CONFUSION_KAFKA_BOOTSTRAP", "CONFUSION_ES_URL")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("CONFUSION_KAFKA_BOOTSTRAP", "CONFUSION_ES_URL")
+    }
     env["BENCH_NO_SERVICES"] = "1"
-    procs = {name: subprocess.Popen(
-        [sys.executable, f"bench/{name}.py", "--quick", "--json", str(tmp / f"{name}.json")],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for name in SCRIPTS}
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, f"bench/{name}.py", "--quick", "--json", str(tmp / f"{name}.json")],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in SCRIPTS
+    }
     out: dict[str, dict[str, Any]] = {}
     for name, proc in procs.items():
         stdout, stderr = proc.communicate(timeout=120)
@@ -55,11 +71,15 @@ def test_benchmark_runs_and_reports(reports: dict[str, dict[str, Any]], name: st
         assert section["table"].startswith("| ")
 
 
-def test_core_and_flow_report_their_targets(reports: dict[str, dict[str, Any]]) -> None:
-    goals = [t["goal"] for name in ("core_update", "flow") for t in reports[name]["targets"]]
-    assert any("River" in goal for goal in goals)
-    assert any("naive" in goal for goal in goals)
-    assert any("300,000" in goal for goal in goals)
+def test_core_and_flow_targets_follow_from_their_measurements(
+    reports: dict[str, dict[str, Any]],
+) -> None:
+    core, flow = reports["core_update"]["data"], reports["flow"]["data"]
+    job, river = core["ours_job_path_3x2"], core["river_3x2"]
+    ours, naive = flow["ours_w1_emit100"], flow["naive_emit100"]
+    assert min(job, river, ours, naive) > 0
+    assert [t["met"] for t in reports["core_update"]["targets"]] == [job >= 10 * river]
+    assert [t["met"] for t in reports["flow"]["targets"]] == [ours >= 3 * naive, ours >= 300_000]
 
 
 def test_render_writes_targets_and_sections(reports: dict[str, dict[str, Any]]) -> None:

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows.ensemble import Ensemble
-from flows.records import ParsedBatch, RawBatch, parse_batch
+from flows.parsing.batches import ParsedBatch, RawBatch, parse_batch
+from flows.parsing.ensemble import Ensemble
 from tests.reference import ensemble_vote, parse_line
 from tests.streams import ENSEMBLE_WEIGHTS, dumps, good_records
 
@@ -43,12 +43,12 @@ def test_ties_go_to_the_label_that_sorts_first() -> None:
     assert tie.predict([("x", "B", {"B": 0.5, "a": 0.5})]) == "B"
 
 
-def parsed_with_ensemble(*records: dict[str, Any],
-                         weights: dict[str, float] | None = None) -> ParsedBatch:
+def parsed_with_ensemble(
+    *records: dict[str, Any], weights: dict[str, float] | None = None
+) -> ParsedBatch:
     values = [dumps(r) for r in records]
     ensemble = Ensemble(weights or WEIGHTS, "ens")
-    return parse_batch(RawBatch(values, [0] * len(values), "o", list(range(len(values)))),
-                       ensemble)
+    return parse_batch(RawBatch(values, [0] * len(values), "o", list(range(len(values)))), ensemble)
 
 
 def ensemble_predictions(parsed: ParsedBatch) -> list[str]:
@@ -90,11 +90,38 @@ def test_ensemble_agrees_with_the_reference_on_varied_records(seed: int) -> None
     assert ensemble_predictions(parsed) == expected
 
 
-@pytest.mark.parametrize("entries", [
-    [("m1", "A", {"A": 0.25, "B": 0.75}), ("m2", "A", None), ("m3", "B", {"B": 1.0})],
-    [("m2", "x", None), ("m3", "y", None)],
-    [("m1", "q", {"q": 0.1, "r": 0.1, "s": 0.1})],
-])
-def test_reference_vote_and_job_vote_agree(entries: list[tuple[str, str, dict[str, float] | None]]
-                                           ) -> None:
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [("m1", "A", {"A": 0.25, "B": 0.75}), ("m2", "A", None), ("m3", "B", {"B": 1.0})],
+        [("m2", "x", None), ("m3", "y", None)],
+        [("m1", "q", {"q": 0.1, "r": 0.1, "s": 0.1})],
+    ],
+)
+def test_reference_vote_and_job_vote_agree(
+    entries: list[tuple[str, str, dict[str, float] | None]],
+) -> None:
     assert Ensemble(WEIGHTS).predict(entries) == ensemble_vote(WEIGHTS, entries)
+
+
+def test_break5_a_weighted_sum_that_is_nan_refuses_the_ensemble_entry_only() -> None:
+    """inf + (-inf) made every comparison false and `min()` ran on an empty list."""
+    weights = {"m1": 2.0, "m2": 2.0}
+    parsed = parsed_with_ensemble(
+        {
+            "id": "x",
+            "label": "A",
+            "predictions": {"m1": {"A": 1e308, "B": 0}, "m2": {"A": -1e308, "B": 0}},
+        },
+        {"id": "y", "label": "A", "predictions": {"m1": {"A": 1.0, "B": 0}}},
+        weights=weights,
+    )
+    assert ensemble_predictions(parsed) == ["A"]
+    assert [(d.model, d.position) for d in parsed.dead] == [("ens", 0)]
+    assert "not a number" in parsed.dead[0].reason
+    assert (len(parsed.by_model["m1"]), len(parsed.by_model["m2"])) == (2, 1)
+    assert parsed.records == 2
+    overflow_one_way = Ensemble(weights).predict(
+        [("m1", "A", {"A": 1e308, "B": 0}), ("m2", "B", {"A": 1e308, "B": 0})]
+    )
+    assert overflow_one_way == "A"  # +inf is still an arg-max

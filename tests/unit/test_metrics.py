@@ -1,5 +1,5 @@
-"""`flows.metrics.compute` equals scikit-learn on every window, with null (never NaN) where the
-contract says so."""
+"""`flows.output.metrics.compute` equals scikit-learn on every window, with null (never NaN)
+where the contract says so."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from flows import metrics
+from flows.output import metrics
 from tests.reference import (
     diff_values,
     exact_metrics,
@@ -24,12 +24,14 @@ from tests.reference import (
 LABELS = ["a", "b", "c", "d", "Ω", "10", "7"]
 
 
-def flow_metrics(truth: Sequence[str], pred: Sequence[str],
-                 earlier: Sequence[str] = ()) -> dict[str, Any]:
+def flow_metrics(
+    truth: Sequence[str], pred: Sequence[str], earlier: Sequence[str] = ()
+) -> dict[str, Any]:
     """What the job computes for this window, its matrix also holding labels seen earlier."""
     labels = sorted(set(truth) | set(pred) | set(earlier))
     matrix = np.array(matrix_of(labels, truth, pred), dtype=np.int64).reshape(
-        len(labels), len(labels))
+        len(labels), len(labels)
+    )
     return metrics.compute(labels, matrix)
 
 
@@ -40,14 +42,18 @@ def assert_same_metrics(actual: dict[str, Any], expected: dict[str, Any]) -> Non
     assert none_not_nan(actual) == []
 
 
-windows = st.lists(st.tuples(st.sampled_from(LABELS), st.sampled_from(LABELS)), min_size=1,
-                   max_size=80)
-skewed_windows = st.lists(st.tuples(st.sampled_from(LABELS[:2]), st.sampled_from(LABELS)),
-                          min_size=1, max_size=30)
+windows = st.lists(
+    st.tuples(st.sampled_from(LABELS), st.sampled_from(LABELS)), min_size=1, max_size=80
+)
+skewed_windows = st.lists(
+    st.tuples(st.sampled_from(LABELS[:2]), st.sampled_from(LABELS)), min_size=1, max_size=30
+)
 
 
-@given(pairs=st.one_of(windows, skewed_windows),
-       earlier=st.lists(st.sampled_from([*LABELS, "zzz", "ancient"]), max_size=4))
+@given(
+    pairs=st.one_of(windows, skewed_windows),
+    earlier=st.lists(st.sampled_from([*LABELS, "zzz", "ancient"]), max_size=4),
+)
 def test_metrics_equal_scikit_learn(pairs: list[tuple[str, str]], earlier: list[str]) -> None:
     truth = [t for t, _ in pairs]
     pred = [p for _, p in pairs]
@@ -68,16 +74,34 @@ def test_one_class_window_has_null_mcc_and_kappa() -> None:
     assert result["mcc"] is None
     assert result["kappa"] is None
     assert result["accuracy"] == result["balanced_accuracy"] == result["macro_f1"] == 1.0
-    assert result["per_class"] == {"a": {"tp": 5, "fp": 0, "fn": 0, "tn": 0, "precision": 1.0,
-                                         "recall": 1.0, "f1": 1.0, "support": 5}}
+    assert result["per_class"] == {
+        "a": {
+            "tp": 5,
+            "fp": 0,
+            "fn": 0,
+            "tn": 0,
+            "precision": 1.0,
+            "recall": 1.0,
+            "f1": 1.0,
+            "support": 5,
+        }
+    }
     assert_same_metrics(result, window_metrics(["a"] * 5, ["a"] * 5))
 
 
 def test_class_only_predicted_has_null_recall_and_zero_precision() -> None:
     truth, pred = ["a", "a", "a", "a"], ["a", "b", "a", "b"]
     result = flow_metrics(truth, pred)
-    assert result["per_class"]["b"] == {"tp": 0, "fp": 2, "fn": 0, "tn": 2, "precision": 0.0,
-                                        "recall": None, "f1": 0.0, "support": 0}
+    assert result["per_class"]["b"] == {
+        "tp": 0,
+        "fp": 2,
+        "fn": 0,
+        "tn": 2,
+        "precision": 0.0,
+        "recall": None,
+        "f1": 0.0,
+        "support": 0,
+    }
     assert result["mcc"] is None  # one class in truth: MCC's denominator is zero
     assert result["kappa"] == pytest.approx(0.0)
     assert result["balanced_accuracy"] == 0.5  # classes absent from truth are left out

@@ -27,14 +27,16 @@ from tests.streams import BAD_LINES, BadLine, dumps
 T0 = 1_795_341_600_000  # 2026-11-22T10:00:00.000Z
 
 
-@given(pairs=st.lists(st.tuples(st.sampled_from("abcdeΩ"), st.sampled_from("abcdeΩ")),
-                      min_size=1, max_size=60))
+@given(
+    pairs=st.lists(
+        st.tuples(st.sampled_from("abcdeΩ"), st.sampled_from("abcdeΩ")), min_size=1, max_size=60
+    )
+)
 def test_exact_engine_equals_scikit_learn(pairs: list[tuple[str, str]]) -> None:
     truth = [t for t, _ in pairs]
     pred = [p for _, p in pairs]
     diffs: list[str] = []
-    diff_values("metrics", window_metrics(truth, pred, "exact"), window_metrics(truth, pred),
-                diffs)
+    diff_values("metrics", window_metrics(truth, pred, "exact"), window_metrics(truth, pred), diffs)
     assert not diffs, "\n".join(diffs)
 
 
@@ -49,23 +51,35 @@ def test_oracle_refuses_each_bad_line_with_the_right_scope(bad: BadLine) -> None
         assert sorted(record.predictions) == sorted(bad.counted)
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2026-11-22T10:00:00.250Z", T0 + 250),
-    ("2026-11-22T15:30:00.250+05:30", T0 + 250),
-    ("2026-11-22T02:00:00.250-08:00", T0 + 250),
-    ("2026-11-22T10:00:00Z", T0),
-    ("2026-11-22T10:00:00.999999999Z", T0 + 999),
-    ("2026-11-22t10:00:00.5z", T0 + 500),
-    ("2026-11-22 10:00:00+00:00", T0),
-    ("1969-12-31T23:59:59.999Z", -1),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-22T10:00:00.250Z", T0 + 250),
+        ("2026-11-22T15:30:00.250+05:30", T0 + 250),
+        ("2026-11-22T02:00:00.250-08:00", T0 + 250),
+        ("2026-11-22T10:00:00Z", T0),
+        ("2026-11-22T10:00:00.999999999Z", T0 + 999),
+        ("2026-11-22t10:00:00.5z", T0 + 500),
+        ("2026-11-22 10:00:00+00:00", T0),
+        ("1969-12-31T23:59:59.999Z", -1),
+    ],
+)
 def test_rfc3339_parsing(text: str, expected: int) -> None:
     assert epoch_ms_of_rfc3339(text) == expected
 
 
-@pytest.mark.parametrize("text", ["2026-11-22T10:00:00", "2026-11-22", "2026-11-22T10:00Z",
-                                  "2026-13-01T00:00:00Z", "0001-01-01T00:00:00+01:00",
-                                  "9999-12-31T23:59:59-01:00", "2026-11-22T10:00:00+24:00"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-11-22T10:00:00",
+        "2026-11-22",
+        "2026-11-22T10:00Z",
+        "2026-13-01T00:00:00Z",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "2026-11-22T10:00:00+24:00",
+    ],
+)
 def test_rfc3339_refusals(text: str) -> None:
     with pytest.raises(Refused):
         epoch_ms_of_rfc3339(text)
@@ -80,18 +94,27 @@ def test_time_text() -> None:
 
 def test_expected_run_by_hand() -> None:
     """Three records, window 2, a document every 2 records and a final one at the end."""
-    lines = [dumps({"id": "r1", "ts": T0, "label": "b", "predictions": {"m": "b"}}),
-             dumps({"id": 2, "label": "a", "predictions": {"m": {"a": 0.5, "b": 0.5}}}),
-             b"   ",
-             dumps({"id": "r3", "ts": "2026-11-22T10:00:01.000Z", "label": 7,
-                    "predictions": {"m": "b"}})]
+    lines = [
+        dumps({"id": "r1", "ts": T0, "label": "b", "predictions": {"m": "b"}}),
+        dumps({"id": 2, "label": "a", "predictions": {"m": {"a": 0.5, "b": 0.5}}}),
+        b"   ",
+        dumps(
+            {"id": "r3", "ts": "2026-11-22T10:00:01.000Z", "label": 7, "predictions": {"m": "b"}}
+        ),
+    ]
     run = expected_run(lines, window_size=2, emit_every=2, fallback_ts=[0, T0 + 500, 0, 0])
     assert sorted(run.documents) == [("m", 2), ("m", 3)]
     second, final = run.documents[("m", 2)], run.documents[("m", 3)]
-    assert second["window"] == {"kind": "count", "size": 2, "count": 2, "full": True,
-                                "first_id": "r1", "last_id": 2,
-                                "start": "2026-11-22T10:00:00.000Z",
-                                "end": "2026-11-22T10:00:00.500Z"}
+    assert second["window"] == {
+        "kind": "count",
+        "size": 2,
+        "count": 2,
+        "full": True,
+        "first_id": "r1",
+        "last_id": 2,
+        "start": "2026-11-22T10:00:00.000Z",
+        "end": "2026-11-22T10:00:00.500Z",
+    }
     assert second["labels"] == ["a", "b"]
     assert second["matrix"] == [[1, 0], [0, 1]]  # the a/b tie goes to "a"
     assert final["labels"] == ["7", "a", "b"]
@@ -103,9 +126,11 @@ def test_expected_run_by_hand() -> None:
 
 
 def _doc() -> Doc:
-    run = expected_run([dumps({"id": 1, "ts": T0, "label": "a",
-                               "predictions": {"m": "a", "n": "b"}})],
-                       window_size=3, emit_every=1)
+    run = expected_run(
+        [dumps({"id": 1, "ts": T0, "label": "a", "predictions": {"m": "a", "n": "b"}})],
+        window_size=3,
+        emit_every=1,
+    )
     return run.documents[("m", 1)]
 
 
@@ -124,17 +149,20 @@ def test_compare_accepts_an_equal_document_and_ignores_emitted_at() -> None:
     assert compare([actual], {("m", 1): doc}) == []
 
 
-@pytest.mark.parametrize(("path", "value", "message"), [
-    (["metrics", "accuracy"], 1.0 - 1e-6, "metrics.accuracy"),
-    (["metrics", "per_class", "a", "precision"], math.nan, "precision"),
-    (["metrics", "mcc"], 0.0, "mcc"),
-    (["matrix"], [[2]], "matrix"),
-    (["labels"], ["A"], "labels"),
-    (["window", "full"], 0, "window.full"),
-    (["window", "first_id"], "1", "window.first_id"),
-    (["window", "start"], "2026-11-22T10:00:00Z", "window.start"),
-    (["metrics", "per_class", "a", "tp"], 1.0, "per_class.a.tp"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (["metrics", "accuracy"], 1.0 - 1e-6, "metrics.accuracy"),
+        (["metrics", "per_class", "a", "precision"], math.nan, "precision"),
+        (["metrics", "mcc"], 0.0, "mcc"),
+        (["matrix"], [[2]], "matrix"),
+        (["labels"], ["A"], "labels"),
+        (["window", "full"], 0, "window.full"),
+        (["window", "first_id"], "1", "window.first_id"),
+        (["window", "start"], "2026-11-22T10:00:00Z", "window.start"),
+        (["metrics", "per_class", "a", "tp"], 1.0, "per_class.a.tp"),
+    ],
+)
 def test_compare_reports_each_difference(path: list[Any], value: Any, message: str) -> None:
     doc = _doc()
     actual = {**_with(doc, path, value), "emitted_at": "2030-01-01T00:00:00.000Z"}

@@ -14,8 +14,10 @@ def _predicted(value: object) -> object:
 
 
 def _accuracy(records: list[dict[str, object]], model: str) -> float:
-    right = sum(_predicted(r["predictions"][model]) == r["label"]  # type: ignore[index]
-                for r in records)
+    right = sum(
+        _predicted(r["predictions"][model]) == r["label"]  # type: ignore[index]
+        for r in records
+    )
     return right / len(records)
 
 
@@ -26,9 +28,12 @@ def test_sample_has_the_documented_shape_and_drift() -> None:
     assert len({r["id"] for r in records}) == 6000
     assert {r["label"] for r in records} == {"A", "B"}
     assert all(set(r["predictions"]) == {"model1", "model2", "model3"} for r in records)
-    assert all(isinstance(r["predictions"]["model1"], dict)
-               and isinstance(r["predictions"]["model2"], dict)
-               and isinstance(r["predictions"]["model3"], str) for r in records)
+    assert all(
+        isinstance(r["predictions"]["model1"], dict)
+        and isinstance(r["predictions"]["model2"], dict)
+        and isinstance(r["predictions"]["model3"], str)
+        for r in records
+    )
     assert records[0]["ts"] == "2026-11-22T10:00:00.250Z"
     assert records[-1]["ts"] == "2026-11-22T10:25:00.000Z"
     early, late = records[:3000], records[3000:]

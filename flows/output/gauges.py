@@ -1,0 +1,168 @@
+"""Prometheus gauges of each model's latest window, and counters of alerts.
+
+Label cardinality is bounded by configuration, never by the data: at most
+``CONFUSION_METRICS_MAX_MODELS`` models get series (later models are skipped, with one warning
+each), and per model at most ``CONFUSION_METRICS_MAX_CLASSES`` classes get their own ``class``
+label, the first ones seen by this process; the rest are summed under ``class="other"``
+(recall = their true positives over their support, precision = over their predictions). So a
+process exports at most ``models x (6 + 2 x (classes + 1))`` window series, plus alert counters
+per ``(model, source, status)``. An undefined value (e.g. MCC of a one-class window, the recall
+of a class absent from the window) is NaN, which no alerting comparison matches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.registry import REGISTRY
+
+from flows.output.alerts import window_fill
+
+HEADLINE_GAUGES = ("accuracy", "balanced_accuracy", "macro_f1", "mcc")
+OTHER = "other"
+
+log = logging.getLogger("confusion.gauges")
+
+
+class WindowGauges:
+    """Sets the gauges from window documents and counts alert documents."""
+
+    def __init__(
+        self, max_models: int = 100, max_classes: int = 10, registry: CollectorRegistry = REGISTRY
+    ) -> None:
+        self.max_models = max_models
+        self.max_classes = max_classes
+        self.headline = {
+            name: Gauge(
+                f"confusion_window_{name}",
+                f"{name} of the model's latest window",
+                ["model"],
+                registry=registry,
+            )
+            for name in HEADLINE_GAUGES
+        }
+        self.fill = Gauge(
+            "confusion_window_fill",
+            "How full the model's latest window is (0..1)",
+            ["model"],
+            registry=registry,
+        )
+        self.seq = Gauge(
+            "confusion_window_seq",
+            "Records of the model counted so far",
+            ["model"],
+            registry=registry,
+        )
+        self.recall = Gauge(
+            "confusion_class_recall",
+            "Recall of a class in the latest window",
+            ["model", "class"],
+            registry=registry,
+        )
+        self.precision = Gauge(
+            "confusion_class_precision",
+            "Precision of a class in the latest window",
+            ["model", "class"],
+            registry=registry,
+        )
+        self.alerts = Counter(
+            "confusion_alerts",
+            "Alert transitions (fired, resolved)",
+            ["model", "source", "status"],
+            registry=registry,
+        )
+        self._classes: dict[str, list[str]] = {}  # model -> classes with their own label
+        self._skipped: set[str] = set()
+        self._with_other: set[str] = set()  # models whose "other" series exists
+        # Label children looked up once: ``labels()`` costs more than ``set()``.
+        self._model_children: dict[str, list[Any]] = {}
+        self._class_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def _admitted(self, model: str) -> bool:
+        if model in self._classes:
+            return True
+        if len(self._classes) >= self.max_models:
+            if model not in self._skipped:
+                self._skipped.add(model)
+                log.warning(
+                    "model %r gets no Prometheus series: CONFUSION_METRICS_MAX_MODELS="
+                    "%d models have them already",
+                    model,
+                    self.max_models,
+                )
+            return False
+        self._classes[model] = []
+        for source in ("rule", "detector"):  # at 0 from the start: the first alert is an increase
+            for status in ("fired", "resolved"):
+                self.alerts.labels(model, source, status)
+        return True
+
+    def observe(self, doc: Mapping[str, Any]) -> None:
+        """Set the gauges of ``doc``'s model from its window."""
+        model = doc["model"]
+        if not self._admitted(model):
+            return
+        metrics = doc["metrics"]
+        children = self._model_children.get(model)
+        if children is None:
+            children = self._model_children[model] = [
+                *(gauge.labels(model) for gauge in self.headline.values()),
+                self.fill.labels(model),
+                self.seq.labels(model),
+            ]
+        for name, child in zip(HEADLINE_GAUGES, children, strict=False):
+            child.set(_number(metrics.get(name)))
+        children[-2].set(window_fill(doc["window"]))
+        children[-1].set(doc["seq"])
+        self._per_class(model, metrics.get("per_class") or {})
+
+    def _per_class(self, model: str, per_class: Mapping[str, Mapping[str, Any]]) -> None:
+        named = self._classes[model]
+        for cls in per_class:
+            if cls not in named and cls != OTHER and len(named) < self.max_classes:
+                named.append(cls)
+        rest_tp = rest_support = rest_predicted = 0
+        for cls, counts in per_class.items():
+            if cls not in named:
+                rest_tp += counts["tp"]
+                rest_support += counts["tp"] + counts["fn"]
+                rest_predicted += counts["tp"] + counts["fp"]
+        for cls in named:
+            found = per_class.get(cls) or {}
+            recall, precision = self._class_child(model, cls)
+            recall.set(_number(found.get("recall")))
+            precision.set(_number(found.get("precision")))
+        if rest_support or rest_predicted or model in self._with_other:
+            self._with_other.add(model)
+            recall, precision = self._class_child(model, OTHER)
+            recall.set(_ratio(rest_tp, rest_support))
+            precision.set(_ratio(rest_tp, rest_predicted))
+
+    def _class_child(self, model: str, cls: str) -> tuple[Any, Any]:
+        key = (model, cls)
+        found = self._class_children.get(key)
+        if found is None:
+            found = self._class_children[key] = (
+                self.recall.labels(model, cls),
+                self.precision.labels(model, cls),
+            )
+        return found
+
+    def alerted(self, alert: Mapping[str, Any]) -> None:
+        """Count one alert document."""
+        model = alert["model"]
+        if not self._admitted(model):
+            return
+        self.alerts.labels(model, alert["source"], alert["status"]).inc()
+
+
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def _ratio(num: int, den: int) -> float:
+    return num / den if den else math.nan

@@ -1,0 +1,202 @@
+"""Columnar parsing of a batch: the fast path that keeps Python out of the per-record loop.
+
+msgspec decodes a whole batch in one C call and checks the wire types; the rest works column by
+column: one list comprehension per field, one per model, and for models that send score maps with
+the same labels in every record, a numpy arg-max over the batch. Whatever this path does not
+accept outright (a refused or unusual record) it hands back by row, and `flows.parsing.checks`
+judges those one by one, so both paths always agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from flows.parsing.labels import Codes, LabelTable, best_label
+
+
+class Wire(msgspec.Struct):
+    """The record's wire types, checked in C; the semantics are checked afterwards."""
+
+    id: str | int
+    label: str | int
+    predictions: dict[str, str | int | dict[str, float]]
+    ts: str | int | None = None
+
+
+class WireStrict(Wire, forbid_unknown_fields=True):
+    """`Wire` without extra fields: what the one-call batch decode accepts."""
+
+
+# The batch decoder refuses unknown fields, so what it accepts is at most three levels deep
+# (record, predictions, score map) and needs no nesting check; a record with extra fields takes
+# the per-value decode below, which screens nesting first.
+_STRICT = msgspec.json.Decoder(WireStrict)
+
+
+_DECODER = msgspec.json.Decoder(Wire)
+
+
+MAX_DEPTH = 64  # deepest nesting of arrays and objects a record may have (README: Bad input)
+
+
+_OPENERS = re.compile(rb"[{\[]")
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def nesting_depth(value: bytes) -> int:
+    """How deeply arrays and objects nest in ``value`` (brackets inside strings do not count).
+
+    Computed on the bytes, without recursion, so a hostile record cannot exhaust the stack.
+    """
+    structure = _STRING.sub(b"", value)
+    steps = np.frombuffer(structure, dtype=np.uint8)
+    opens = (steps == ord("{")) | (steps == ord("["))
+    closes = (steps == ord("}")) | (steps == ord("]"))
+    if not opens.any():
+        return 0
+    return int(np.cumsum(opens.astype(np.int64) - closes).max())
+
+
+def too_deep(value: bytes) -> bool:
+    """Whether ``value`` nests deeper than `MAX_DEPTH` (cheap unless it has many brackets)."""
+    if value.count(b"{") + value.count(b"[") <= MAX_DEPTH:
+        return False
+    return nesting_depth(value) > MAX_DEPTH
+
+
+def _decode_one(value: bytes, max_bytes: int) -> Wire | None:
+    if len(value) > max_bytes or too_deep(value):
+        return None
+    try:
+        return _DECODER.decode(value)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def _aligned(joined: bytes, n: int) -> bool:
+    """Whether the documents of the newline-joined batch can only be one per value.
+
+    Every newline is a join and sits between a ``}`` and a ``{``: a JSON string cannot hold a
+    raw newline, so no document spans two values, and with ``n`` documents decoded no value
+    holds two. (A document count alone can be fooled: a record split over two values next to
+    a value holding two documents adds up to the same count.)
+    """
+    if joined[:1] != b"{" or joined[-1:] != b"}":
+        return False
+    text = np.frombuffer(joined, dtype=np.uint8)
+    newlines = np.flatnonzero(text == ord("\n"))
+    return (
+        len(newlines) == n - 1
+        and bool((text[newlines - 1] == ord("}")).all())
+        and bool((text[newlines + 1] == ord("{")).all())
+    )
+
+
+def decode_batch(values: Sequence[bytes], max_bytes: int = 1 << 62) -> list[Wire | None]:
+    """Decode every value; ``None`` where the wire types are wrong or the JSON is broken.
+
+    The common batch (plain records, one per value) is one C call. Anything else is decoded
+    value by value, once: a batch of bad records costs one pass, whatever their number or
+    place, and which document came from which value is never guessed. ``None`` also marks a
+    value longer than ``max_bytes`` or nested deeper than `MAX_DEPTH`; the detailed path
+    says why.
+    """
+    if not values:
+        return []
+    joined = b"\n".join(values)
+    fits = len(joined) <= max_bytes or max(map(len, values)) <= max_bytes
+    if fits and _aligned(joined, len(values)):
+        try:
+            decoded: list[Wire | None] = list(_STRICT.decode_lines(joined))
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+            pass
+        else:
+            if len(decoded) == len(values):
+                return decoded
+    return [_decode_one(v, max_bytes) for v in values]
+
+
+@dataclass(slots=True)
+class PredictedCodes:
+    """Per-model results of the fast path, aligned with the rows it accepted."""
+
+    pred: dict[str, Codes]  # per model; -1 where the record has no entry for it
+    bad: NDArray[np.bool_]  # rows the fast path refuses to judge
+
+
+def _argmax_codes(
+    table: LabelTable, keys: tuple[str, ...], entries: list[Any], present: list[dict[str, float]]
+) -> Codes:
+    """Arg-max over score maps that share ``keys``; ties go to the label that sorts first."""
+    k = len(keys)
+    order = sorted(range(k), key=keys.__getitem__)
+    scores = np.fromiter(
+        chain.from_iterable(map(dict.values, present)), dtype=np.float64, count=len(present) * k
+    ).reshape(len(present), k)[:, order]
+    key_codes = np.asarray([table.code(keys[j]) for j in order], dtype=np.int32)
+    best: Codes = key_codes[scores.argmax(axis=1)]
+    if len(present) == len(entries):
+        return best
+    out = np.full(len(entries), -1, dtype=np.int32)
+    out[[i for i, e in enumerate(entries) if e is not None]] = best
+    return out
+
+
+def _one_by_one(table: LabelTable, entries: list[Any], bad: NDArray[np.bool_]) -> Codes:
+    """The general case: mixed kinds or differing score labels, judged entry by entry."""
+    names: list[str | None] = []
+    for i, entry in enumerate(entries):
+        kind = type(entry)
+        if entry is None:
+            names.append(None)
+        elif kind is str and entry:
+            names.append(entry)
+        elif kind is int:
+            names.append(str(entry))
+        elif kind is dict and entry and "" not in entry:
+            names.append(best_label(entry))
+        else:
+            bad[i] = True
+            names.append(None)
+    return table.encode(names)
+
+
+def predicted_codes(
+    table: LabelTable, preds: list[dict[str, Any]], reserved: str | None
+) -> PredictedCodes:
+    """Predicted label codes per model for rows whose records passed the record-level checks."""
+    n = len(preds)
+    bad = np.zeros(n, dtype=bool)
+    out: dict[str, Codes] = {}
+    for model in dict.fromkeys(chain.from_iterable(preds)):
+        entries = [p.get(model) for p in preds]
+        if not model or model == reserved:
+            bad |= np.asarray([e is not None for e in entries])
+            continue
+        kinds = set(map(type, entries))
+        present: list[Any] = entries
+        if type(None) in kinds:
+            kinds.discard(type(None))
+            present = [e for e in entries if e is not None]
+        if kinds == {str} and "" not in present:
+            out[model] = table.encode(entries)
+        elif kinds == {dict}:
+            keysets = set(map(tuple, present))
+            keys = next(iter(keysets))
+            if len(keysets) == 1 and keys and "" not in keys:
+                out[model] = _argmax_codes(table, keys, entries, present)
+            else:
+                out[model] = _one_by_one(table, entries, bad)
+        else:
+            out[model] = _one_by_one(table, entries, bad)
+    return PredictedCodes(out, bad)
