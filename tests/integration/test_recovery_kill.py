@@ -32,6 +32,7 @@ from tests.integration.pipeline import (
     init_recovery,
     job_env,
     periodic,
+    produce,
     recompute,
     sample_lines,
     wait_for,
@@ -269,28 +270,38 @@ def test_a_kill_after_a_snapshot_replays_exactly_the_tail(
     )
     name, index = topic(partitions=1), es_index()
     job = streaming_job(kafka_bootstrap, es_url, name, index, tmp_path, workers=1)
-    producer = BackgroundProducer(kafka_bootstrap, name, lines, rate=RATE)
+    # The first 600 records wait in the topic; the paced rest (8 s of records) starts only once
+    # the job has written 15 documents, so records are still flowing at the kill however long
+    # the job took to start (on a busy machine the whole stream used to end before it).
+    backlog = 600
+    produce(kafka_bootstrap, name, lines[:backlog])
+    producer = BackgroundProducer(kafka_bootstrap, name, lines[backlog:], rate=RATE)
     checkpoints = Checkpoints(kafka_bootstrap, f"{name}-job", name, 1)
-    producer.start()
     try:
         job.start()
         wait_for("15 documents", lambda: count(es_client, index) >= 15, 90)
+        producer.start()
+        # A snapshot past the backlog and a new one after it: the job is in the paced stream.
+        wait_for("a snapshot past the backlog", lambda: checkpoints.offset() > backlog, 30)
         base = checkpoints.offset()
         wait_for("a snapshot", lambda: checkpoints.offset() > base, 30, every=0.02)
-        snapshot_at, snapshot_offset = datetime.now(UTC), checkpoints.offset()
-        time.sleep(0.8)  # mid-epoch: documents after the snapshot reach Elasticsearch
+        snapshot_offset = checkpoints.offset()
+
+        def beyond_last_snapshot() -> bool:
+            """Elasticsearch holds a document of records after the last snapshot seen."""
+            es_client.indices.refresh(index=index)
+            newest = max(
+                int(hit["_id"].rsplit("/", 1)[1])
+                for hit in es_client.search(index=index, size=1000)["hits"]["hits"]
+            )
+            return newest > checkpoints.offset()
+
+        # Mid-epoch: kill once a document past the last snapshot is in Elasticsearch.
+        wait_for("a document after the snapshot", beyond_last_snapshot, 30, every=0.05)
         assert producer.is_alive(), "the stream ended before the kill; nothing to replay"
         job.kill9()
         es_client.indices.refresh(index=index)
-        tail = {
-            hit["_id"]
-            for hit in es_client.search(
-                index=index,
-                size=1000,
-                query={"range": {"emitted_at": {"gte": snapshot_at.isoformat()}}},
-            )["hits"]["hits"]
-        }
-        assert tail, "no document was written between the snapshot and the kill"
+        at_kill = {hit["_id"] for hit in es_client.search(index=index, size=1000)["hits"]["hits"]}
         job.start()
         wait_for("all documents", lambda: count(es_client, index) >= len(expected), 90)
         time.sleep(1.0)
@@ -301,6 +312,10 @@ def test_a_kill_after_a_snapshot_replays_exactly_the_tail(
 
     resumed = [int(o) for o in re.findall(r"resuming at offset (\d+)", job.output())]
     assert len(resumed) == 1 and snapshot_offset <= resumed[0] < len(lines)
+    # Written before the kill from records after the resume point: what must be replayed. (Every
+    # sample record holds all 3 models, so a model's seq is the offset of its record + 1.)
+    tail = {i for i in at_kill if int(i.rsplit("/", 1)[1]) > resumed[0]}
+    assert tail, "no document was written between the snapshot and the kill"
     es_client.indices.refresh(index=index)
     hits = es_client.search(index=index, size=1000, version=True)["hits"]["hits"]
     versions = {hit["_id"]: hit["_version"] for hit in hits}
