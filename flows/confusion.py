@@ -27,12 +27,15 @@ from flows.connectors import (
 )
 from flows.connectors.console import SummaryTableSink
 from flows.errors import ConfigError
+from flows.join.logic import JoinLogic, JoinOut
+from flows.join.store import JoinCounts
 from flows.limits import Limits
 from flows.output.documents import Document
 from flows.output.gauges import WindowGauges
 from flows.output.summary import Tally
 from flows.parsing.batches import DeadLetter, ModelColumns, ParsedBatch, RawBatch, parse_batch
 from flows.parsing.ensemble import Ensemble
+from flows.parsing.halves import Halves
 from flows.settings import Settings, load_settings
 from flows.telemetry import Progress, heartbeat_from_env, job_logger, serve_metrics
 from flows.windows import window_policy
@@ -93,14 +96,29 @@ def build_flow(
     sinks = sinks or Sinks.from_settings(settings)
     alerting = Alerting(settings.drift_config(), settings.alert_policy())
     gauges = window_gauges(settings)
+    join, shards, ttl_ms = settings.join, settings.join_shards, settings.label_ttl_ms
 
     def parse(batch: RawBatch) -> ParsedBatch:
-        parsed = parse_batch(batch, ensemble, limits)
+        parsed = parse_batch(batch, ensemble, limits, join)
         progress.parsed(parsed)
         return parsed
 
     def per_model(parsed: ParsedBatch) -> list[tuple[str, ModelColumns]]:
         return list(parsed.by_model.items())
+
+    def by_shard(parsed: ParsedBatch) -> list[tuple[str, Halves]]:
+        if parsed.halves is None:
+            return []
+        return [(f"shard-{k}", part) for k, part in parsed.halves.shards(shards)]
+
+    def joined_by_model(item: tuple[str, JoinOut]) -> tuple[str, ModelColumns | JoinCounts]:
+        assert not isinstance(item[1], DeadLetter)
+        return item[1].model, item[1]
+
+    def join_letter(item: tuple[str, JoinOut]) -> tuple[str, DeadLetter]:
+        assert isinstance(item[1], DeadLetter)
+        progress.refused_entries(1)
+        return item[1].origin, item[1]
 
     def dead_letters(parsed: ParsedBatch) -> list[tuple[str, DeadLetter]]:
         return [(letter.origin, letter) for letter in parsed.dead]
@@ -134,13 +152,25 @@ def build_flow(
     flow = Dataflow("confusion")
     raw = op.input("read", flow, source)
     parsed = op.map("parse", raw, parse)
-    rejected = op.flat_map("rejected", parsed, dead_letters)
-    keyed = op.flat_map("by_model", parsed, per_model)
+    rejected: Any = op.flat_map("rejected", parsed, dead_letters)
+    keyed: Any = op.flat_map("by_model", parsed, per_model)
+    if join:
+        # Delayed labels: halves wait in the join (keyed by shard of the id); joined records
+        # and join counts go on to their models' windows, the join's refusals to dead letters.
+        halves = op.flat_map("by_shard", parsed, by_shard)
+        joined = op.stateful_batch("join", halves, lambda resume: JoinLogic(ttl_ms, resume))
+        met = op.branch("join_split", joined, lambda item: not isinstance(item[1], DeadLetter))
+        keyed = op.merge(
+            "with_joined", keyed, op.map("joined_by_model", met.trues, joined_by_model)
+        )
+        rejected = op.merge(
+            "with_join_letters", rejected, op.map("join_letters", met.falses, join_letter)
+        )
     out = op.stateful_batch(
         "window",
         keyed,
         lambda resume: ModelWindowLogic(
-            policy, emit_every, resume, max_classes=max_classes, alerting=alerting
+            policy, emit_every, resume, max_classes=max_classes, alerting=alerting, join=join
         ),
     )
     # The window step also refuses records over CONFUSION_MAX_CLASSES: those join the others;

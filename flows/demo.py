@@ -157,3 +157,68 @@ def sample_lines(seed: int = SAMPLE_SEED, total: int = SAMPLE_RECORDS) -> list[b
         ).encode()
         for i in range(total)
     ]
+
+
+# ------------------------------------------------------------------- the delayed-labels variant
+
+UNLABELED = 0.15  # share of predictions whose label never comes
+DELAY_MEDIAN_MS = 60_000  # label delays: log-normal around one minute ...
+DELAY_SIGMA = 1.2
+DELAY_MAX_MS = 20 * 60_000  # ... cut at twenty minutes
+
+
+def _delays(seed: int, block: int, n: int) -> NDArray[np.int64]:
+    """Label delay in ms of each record of ``block``; -1 for a record never labeled."""
+    rng = np.random.default_rng([seed, block, 12])
+    delay = np.minimum(
+        np.exp(rng.normal(np.log(DELAY_MEDIAN_MS), DELAY_SIGMA, n)), DELAY_MAX_MS
+    ).astype(np.int64)
+    return np.where(rng.random(n) < UNLABELED, -1, delay)
+
+
+def delayed_slices(total: int, slice_ms: int) -> int:
+    """How many slices of ``slice_ms`` the delayed stream spans (the last label included)."""
+    return -(-(total * STEP_MS + DELAY_MAX_MS + 1) // slice_ms)
+
+
+def delayed_slice(seed: int, total: int, s: int, slice_ms: int) -> tuple[list[bytes], list[int]]:
+    """Slice ``s`` of the delayed-labels demo: its records and their positions, in time order.
+
+    The demo's records split in two: a prediction half at the record's time and, for most, a
+    label half ``delay`` later (log-normal, median a minute, at most twenty; 15% never come).
+    A slice covers event times ``[s * slice_ms, (s + 1) * slice_ms)`` after the start and
+    depends only on ``(seed, total, s)``, so a resumed run regenerates exactly what it had not
+    read. Positions: ``i`` for record i's prediction, ``total + i`` for its label.
+    """
+    lo_ms, hi_ms = s * slice_ms, (s + 1) * slice_ms
+    first = max(0, (lo_ms - DELAY_MAX_MS) // STEP_MS)
+    last = min(total, -(-hi_ms // STEP_MS))
+    events: list[tuple[int, int, int, bytes]] = []  # (time, kind, position, bytes)
+    if first < last:
+        lines = demo_lines(seed, total, first, last)
+        delays = np.concatenate(
+            [
+                _delays(seed, b, min(total, (b + 1) * BLOCK) - b * BLOCK)
+                for b in range(first // BLOCK, (last - 1) // BLOCK + 1)
+            ]
+        )[first - first // BLOCK * BLOCK :]
+        for k, line in enumerate(lines):
+            i = first + k
+            at = i * STEP_MS
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                record = None
+            if type(record) is not dict or "label" not in record or "predictions" not in record:
+                if lo_ms <= at < hi_ms:  # a malformed record stays as it is
+                    events.append((at, 0, i, line))
+                continue
+            if lo_ms <= at < hi_ms:
+                half = {k2: v for k2, v in record.items() if k2 != "label"}
+                events.append((at, 0, i, orjson.dumps(half)))
+            delay = int(delays[k])
+            if delay >= 0 and lo_ms <= at + delay < hi_ms:
+                label = {"id": record["id"], "ts": START_MS + at + delay, "label": record["label"]}
+                events.append((at + delay, 1, total + i, orjson.dumps(label)))
+    events.sort()
+    return [e[3] for e in events], [e[2] for e in events]

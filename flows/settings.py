@@ -83,6 +83,14 @@ class Settings(AlertSettings, BaseModel):
     max_models: int = Field(MAX_MODELS, ge=1, le=100_000)
     max_classes: int = Field(MAX_CLASSES, ge=2, le=100_000)
 
+    # Delayed labels (README: Ground truth that arrives later): the join is on when a labels
+    # source is named or the TTL is set.
+    label_ttl: str | None = None
+    labels_input: Path | None = None
+    labels_topic: str | None = None
+    join_shards: int = Field(1, ge=1, le=4096)
+    demo_labels: Literal["combined", "delayed"] = "combined"
+
     progress: Literal["auto", "on", "off"] = "auto"
     summary: bool = True
     heartbeat_file: Path | None = None
@@ -118,6 +126,13 @@ class Settings(AlertSettings, BaseModel):
     @field_validator("window_duration")
     @classmethod
     def _duration_parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration_ms(value)
+        return value
+
+    @field_validator("label_ttl")
+    @classmethod
+    def _ttl_parses(cls, value: str | None) -> str | None:
         if value is not None:
             parse_duration_ms(value)
         return value
@@ -187,6 +202,21 @@ class Settings(AlertSettings, BaseModel):
                 )
             if (self.es_username is None) != (self.es_password is None):
                 raise ValueError("CONFUSION_ES_USERNAME and CONFUSION_ES_PASSWORD go together")
+        if self.labels_input is not None:
+            if self.source != "file":
+                raise ValueError(
+                    "CONFUSION_LABELS_INPUT is read with CONFUSION_SOURCE=file; "
+                    "with Kafka name CONFUSION_LABELS_TOPIC"
+                )
+            if not self.labels_input.is_file():
+                raise ValueError(
+                    f"CONFUSION_LABELS_INPUT={self.labels_input} is not a readable file"
+                )
+        if self.labels_topic is not None and self.source != "kafka":
+            raise ValueError(
+                "CONFUSION_LABELS_TOPIC is read with CONFUSION_SOURCE=kafka; "
+                "with files name CONFUSION_LABELS_INPUT"
+            )
         if self.window_kind == "time" and self.window_duration is None:
             raise ValueError(
                 "CONFUSION_WINDOW_KIND=time needs CONFUSION_WINDOW_DURATION "
@@ -204,13 +234,35 @@ class Settings(AlertSettings, BaseModel):
         return parse_duration_ms(self.window_duration) if self.window_duration else 0
 
     @property
+    def join(self) -> bool:
+        """Whether prediction and label halves are joined by id (README: delayed labels)."""
+        return (
+            self.labels_input is not None
+            or bool(self.labels_topic)
+            or self.label_ttl is not None
+            or (self.source == "demo" and self.demo_labels == "delayed")
+        )
+
+    @property
+    def label_ttl_ms(self) -> int:
+        """How long a half waits for the other, in event-time milliseconds: 7 days by default,
+        30 minutes on the delayed-labels demo (so that its never-labeled share expires)."""
+        if self.label_ttl:
+            return parse_duration_ms(self.label_ttl)
+        if self.source == "demo" and self.demo_labels == "delayed":
+            return 30 * 60_000
+        return 7 * 86_400_000
+
+    @property
     def weights(self) -> dict[str, float]:
         """Ensemble weights by model; empty when no ensemble is configured."""
         return parse_weights(self.ensemble_weights)
 
     @property
     def kafka_topics(self) -> list[str]:
-        return [t.strip() for t in (self.kafka_topic or "").split(",") if t.strip()]
+        """The topics read: ``CONFUSION_KAFKA_TOPIC`` then ``CONFUSION_LABELS_TOPIC``."""
+        names = f"{self.kafka_topic or ''},{self.labels_topic or ''}"
+        return list(dict.fromkeys(t.strip() for t in names.split(",") if t.strip()))
 
     @property
     def dead_letter_topic(self) -> str:
@@ -232,7 +284,7 @@ _UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 def parse_duration_ms(text: str) -> int:
-    """``500ms``, ``90s``, ``15m``, ``1h``, ``1d`` or plain seconds, in milliseconds."""
+    """``500ms``, ``90s``, ``15m``, ``12h``, ``7d`` or plain seconds, in milliseconds."""
     raw = text.strip().lower()
     unit = next((u for u in ("ms", "s", "m", "h", "d") if raw.endswith(u)), "")
     number = raw[: len(raw) - len(unit)] if unit else raw

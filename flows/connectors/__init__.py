@@ -27,8 +27,9 @@ def make_source(settings: Settings, heartbeat: Heartbeat) -> Source[RawBatch]:
         from flows.connectors.files import JsonLinesSource
 
         assert settings.input is not None
+        more = () if settings.labels_input is None else (settings.labels_input,)
         return JsonLinesSource(
-            settings.input, settings.batch_size, heartbeat, settings.max_record_bytes
+            settings.input, settings.batch_size, heartbeat, settings.max_record_bytes, more
         )
     if settings.source == "kafka":
         from flows.connectors.kafka.source import kafka_source
@@ -40,7 +41,13 @@ def make_source(settings: Settings, heartbeat: Heartbeat) -> Source[RawBatch]:
         return elasticsearch_source(settings, heartbeat)
     from flows.connectors.demo import DemoSource
 
-    return DemoSource(settings.demo_seed, settings.demo_records, settings.batch_size, heartbeat)
+    return DemoSource(
+        settings.demo_seed,
+        settings.demo_records,
+        settings.batch_size,
+        heartbeat,
+        delayed=settings.demo_labels == "delayed",
+    )
 
 
 def make_document_sink(settings: Settings) -> Sink[tuple[str, Document]]:

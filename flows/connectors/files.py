@@ -96,7 +96,11 @@ class _LinesPartition(StatefulSourcePartition[RawBatch, tuple[int, int]]):
 
 
 class JsonLinesSource(FixedPartitionedSource[RawBatch, tuple[int, int]]):
-    """Reads a JSON-lines file in batches; resumes at the byte offset of its last snapshot."""
+    """Reads a JSON-lines file in batches; resumes at the byte offset of its last snapshot.
+
+    ``more`` are further files read beside it, one partition each (the labels file of
+    ``CONFUSION_LABELS_INPUT``); the partition is named by the path.
+    """
 
     def __init__(
         self,
@@ -104,20 +108,22 @@ class JsonLinesSource(FixedPartitionedSource[RawBatch, tuple[int, int]]):
         batch_size: int,
         heartbeat: Heartbeat | None = None,
         max_bytes: int = MAX_RECORD_BYTES,
+        more: tuple[Path, ...] = (),
     ) -> None:
         self.path = path
+        self.more = more
         self.batch_size = batch_size
         self.heartbeat = heartbeat or Heartbeat(None)
         self.max_bytes = max_bytes
 
     def list_parts(self) -> list[str]:
-        return [str(self.path)]
+        return list(dict.fromkeys(str(p) for p in (self.path, *self.more)))
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: tuple[int, int] | None
     ) -> _LinesPartition:
         return _LinesPartition(
-            self.path, self.batch_size, resume_state, self.heartbeat, self.max_bytes
+            Path(for_part), self.batch_size, resume_state, self.heartbeat, self.max_bytes
         )
 
 

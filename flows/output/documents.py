@@ -39,6 +39,7 @@ class Document(TypedDict):
     seq: int
     emitted_at: str
     scores: NotRequired[dict[str, Any]]  # only for windows holding records with score maps
+    join: NotRequired[dict[str, Any]]  # with delayed labels: join counts and label latency
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -23,15 +23,25 @@ from flows.parsing.checks import (
     ID_MIN,
     MAX_MS,
     MIN_MS,
+    PENDING,
     RFC3339_LINES,
+    LabelRecord,
     Record,
     RecordError,
     decode,
+    parse_label_record,
     parse_record,
     timestamp_ms,
 )
 from flows.parsing.ensemble import Ensemble
-from flows.parsing.fast_path import Wire, decode_batch, predicted_codes
+from flows.parsing.fast_path import JoinWire, Wire, decode_batch, predicted_codes
+from flows.parsing.halves import (
+    Halves,
+    LabelHalves,
+    ModelPredictions,
+    PredictionHalves,
+    no_predictions,
+)
 from flows.parsing.labels import LabelTable
 
 
@@ -76,6 +86,8 @@ class ModelColumns:
     # scores with NaN where a record's map lacks the label (a row of NaN: a bare label).
     score_keys: list[str] = field(default_factory=list)
     scores: NDArray[np.float64] | None = None
+    # Label time minus prediction time, for records joined from two halves (delayed labels).
+    latency: NDArray[np.int64] | None = None
 
     def __len__(self) -> int:
         return len(self.truth)
@@ -94,6 +106,7 @@ class ModelColumns:
             self.headers,
             self.score_keys,
             None if self.scores is None else self.scores[rows],
+            None if self.latency is None else self.latency[rows],
         )
 
 
@@ -136,6 +149,7 @@ class ParsedBatch:
     records: int = 0
     rejected_records: int = 0
     rejected_entries: int = 0
+    halves: Halves | None = None  # with the join on: prediction and label halves
 
 
 def _timestamps(
@@ -234,39 +248,52 @@ def _merge(
     )
 
 
-def _judge(raw: bytes, ensemble: Ensemble | None, limits: Limits) -> Record:
+def _judge(
+    raw: bytes, ensemble: Ensemble | None, limits: Limits, join: bool = False
+) -> Record | LabelRecord:
     obj, check_text = decode(raw, limits.record_bytes)
-    return parse_record(obj, ensemble, check_text, limits.models)
+    if join and type(obj) is dict and "predictions" not in obj and "label" in obj:
+        return parse_label_record(obj, check_text)
+    return parse_record(obj, ensemble, check_text, limits.models, join)
 
 
 DEFAULT_LIMITS = Limits()
 
 
 def parse_batch(
-    batch: RawBatch, ensemble: Ensemble | None = None, limits: Limits = DEFAULT_LIMITS
+    batch: RawBatch,
+    ensemble: Ensemble | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    join: bool = False,
 ) -> ParsedBatch:
     """Parse a batch into per-model columns, keeping read order within each model.
 
     Well-formed records take the columnar fast path (`flows.parsing.fast_path`); the rest, and every
     record when an ensemble is configured, are judged by `parse_record`, which gives the reason
-    for each refusal. Both paths reach the same verdict on every record.
+    for each refusal. Both paths reach the same verdict on every record. With ``join``
+    (delayed labels), prediction and label halves come out apart, in ``halves``.
     """
     values = batch.values
-    wires = decode_batch(values, limits.record_bytes)
+    wires = decode_batch(values, limits.record_bytes, join)
     table = LabelTable()
     fast: list[int] = []
-    ws: list[Wire] = []
+    ws: list[Wire | JoinWire] = []
+    label_rows: list[int] = []
     if ensemble is None:
         for i, w in enumerate(wires):
             if w is not None and w.predictions and w.id != "" and w.label != "":
                 fast.append(i)
                 ws.append(w)
+            elif join and w is not None and w.predictions is None and w.label not in (None, ""):
+                label_rows.append(i)
     ts, bad = _timestamps([w.ts for w in ws], [batch.fallback_ts[i] for i in fast])
     labels = [w.label for w in ws]
+    if join and None in labels:
+        labels = [PENDING if label is None else label for label in labels]
     if int in set(map(type, labels)):
         labels = [label if type(label) is str else str(label) for label in labels]
     truth = table.encode(labels)  # type: ignore[arg-type]
-    preds = [w.predictions for w in ws]
+    preds: list[dict[str, Any]] = [w.predictions or {} for w in ws]
     cols = predicted_codes(table, preds, None)
     bad |= cols.bad
     if len(cols.pred) > limits.models:  # some record may have too many entries
@@ -290,13 +317,21 @@ def parse_batch(
             sel = np.flatnonzero(take)
             by_fast[model] = (whole.take(sel), rows[sel])
 
-    slow = sorted(set(range(len(values))) - set(rows[keep].tolist()))
+    label_fast = _fast_labels(batch, wires, label_rows) if label_rows else None
+    taken = set(rows[keep].tolist())
+    if label_fast is not None:
+        taken.update(label_fast[0])
+    slow = sorted(set(range(len(values))) - taken)
     judged: dict[str, _Judged] = {}
     dead: list[DeadLetter] = []
+    slow_labels: list[tuple[int, LabelRecord]] = []
     rejected_records = rejected_entries = 0
     for i in slow:
         try:
-            rec = _judge(values[i], ensemble, limits)
+            rec = _judge(values[i], ensemble, limits, join)
+            if isinstance(rec, LabelRecord):
+                slow_labels.append((i, rec))
+                continue
         except RecordError as exc:
             rejected_records += 1
             dead.append(
@@ -340,6 +375,103 @@ def parse_batch(
         for model, cols_ in by_model.items():
             cols_.origin, cols_.headers = batch.origin, batch.headers
             cols_.positions = where[model_rows[model]]
+    halves = None
+    if join:
+        predictions = _prediction_halves(table, by_model, model_rows)
+        labels_ = _label_halves(batch, label_fast, slow_labels)
+        halves = Halves(batch.origin, batch.headers, predictions, labels_).clocked()
     return ParsedBatch(
-        by_model, dead, len(values) - rejected_records, rejected_records, rejected_entries
+        by_model,
+        dead,
+        len(values) - rejected_records,
+        rejected_records,
+        rejected_entries,
+        halves,
+    )
+
+
+_FastLabels = tuple[list[int], list[str | int], list[str], NDArray[np.int64]]
+
+
+def _fast_labels(batch: RawBatch, wires: list[Any], rows: list[int]) -> _FastLabels | None:
+    """Label halves the fast path accepts: rows, ids, labels and times (the rest go slow)."""
+    ws = [wires[i] for i in rows]
+    ts, bad = _timestamps([w.ts for w in ws], [batch.fallback_ts[i] for i in rows])
+    ids = [w.id for w in ws]
+    if int in set(map(type, ids)):
+        bad |= np.asarray([type(i) is int and not ID_MIN <= i <= ID_MAX for i in ids])
+    keep = np.flatnonzero(~bad).tolist()
+    if not keep:
+        return None
+    return (
+        [rows[k] for k in keep],
+        [ids[k] for k in keep],
+        [str(ws[k].label) for k in keep],
+        ts[keep],
+    )
+
+
+def _label_halves(
+    batch: RawBatch, fast: _FastLabels | None, slow: list[tuple[int, LabelRecord]]
+) -> LabelHalves:
+    rows, ids, labels, ts = ([], [], [], np.zeros(0, np.int64)) if fast is None else fast
+    when = [batch.fallback_ts[i] if rec.ts is None else rec.ts for i, rec in slow]
+    all_rows = np.asarray(rows + [i for i, _ in slow], dtype=np.int64)
+    order = np.argsort(all_rows, kind="stable")
+    all_ids = ids + [rec.id for _, rec in slow]
+    all_labels = labels + [rec.label for _, rec in slow]
+    pick = order.tolist()
+    where = np.asarray(batch.positions, dtype=np.int64)
+    return LabelHalves(
+        all_rows[order],
+        [all_ids[i] for i in pick],
+        [all_labels[i] for i in pick],
+        np.concatenate([ts, np.asarray(when, dtype=np.int64)])[order],
+        where[all_rows[order]] if len(all_rows) else all_rows,
+        np.zeros(len(all_rows), dtype=np.int64),
+    )
+
+
+def _prediction_halves(
+    table: LabelTable, by_model: dict[str, ModelColumns], model_rows: dict[str, NDArray[np.int64]]
+) -> PredictionHalves:
+    """Take the prediction halves (truth `PENDING`) out of ``by_model``, one row per record."""
+    pending = table.index.get(PENDING)
+    if pending is None:
+        return no_predictions()
+    parts: dict[str, tuple[ModelColumns, NDArray[np.int64]]] = {}
+    for model in list(by_model):
+        cols = by_model[model]
+        mask = cols.truth == pending
+        if not mask.any():
+            continue
+        parts[model] = (cols.take(np.flatnonzero(mask)), model_rows[model][mask])
+        if mask.all():
+            del by_model[model]
+        else:
+            by_model[model] = cols.take(np.flatnonzero(~mask))
+    if not parts:
+        return no_predictions()
+    rows = np.unique(np.concatenate([r for _, r in parts.values()]))
+    n = len(rows)
+    ids: list[Any] = [None] * n
+    ts = np.zeros(n, dtype=np.int64)
+    positions = np.zeros(n, dtype=np.int64)
+    models: dict[str, ModelPredictions] = {}
+    for model, (cols, at) in parts.items():
+        idx = np.searchsorted(rows, at)
+        for j, rid in zip(idx.tolist(), cols.ids, strict=True):
+            ids[j] = rid
+        ts[idx] = cols.ts
+        if cols.positions is not None:
+            positions[idx] = cols.positions
+        pred = np.full(n, -1, dtype=np.int32)
+        pred[idx] = cols.pred
+        scores = None
+        if cols.scores is not None:
+            scores = np.full((n, len(cols.score_keys)), np.nan)
+            scores[idx] = cols.scores
+        models[model] = ModelPredictions(pred, cols.score_keys, scores)
+    return PredictionHalves(
+        rows, ids, ts, positions, table.labels, models, np.zeros(n, dtype=np.int64)
     )

@@ -52,6 +52,11 @@ RFC3339_LINES = re.compile(f"{_RFC3339_FORM}(?:\n{_RFC3339_FORM})*")
 _ONE_MS = timedelta(milliseconds=1)
 
 
+# The truth of a prediction half (a record without ``label``) until its label arrives: a lone
+# UTF-16 surrogate, which no accepted label can hold (such text is refused, see _check_text).
+PENDING = "\ud800"
+
+
 class RecordError(ValueError):
     """Why a record (or one model entry) is refused; the message is the dead-letter reason."""
 
@@ -230,11 +235,13 @@ def parse_record(
     ensemble: Ensemble | None = None,
     check_text: bool = False,
     max_models: int | None = None,
+    join: bool = False,
 ) -> Record:
     """Validate one decoded record; raise RecordError if the record as a whole is refused.
 
     ``check_text`` asks for the surrogate checks `decode` says the document needs;
-    ``max_models`` is CONFUSION_MAX_MODELS.
+    ``max_models`` is CONFUSION_MAX_MODELS. With ``join`` (delayed labels), a record without
+    ``label`` is a prediction half: its label is `PENDING`.
     """
     if type(obj) is not dict:
         raise RecordError(f"record must be a JSON object, got {_json_type(obj)}")
@@ -247,10 +254,13 @@ def parse_record(
         raise RecordError("'id' is an integer that does not fit in 64 bits")
     if check_text and type(rid) is str:
         _check_text(rid, "'id'")
-    if "label" not in obj:
+    if "label" not in obj and join:
+        label = PENDING
+    elif "label" not in obj:
         raise RecordError("missing 'label'")
-    label = label_of(obj["label"], "'label'")
-    if check_text:
+    else:
+        label = label_of(obj["label"], "'label'")
+    if check_text and label is not PENDING:
         _check_text(label, "'label'")
     raw_ts = obj.get("ts")
     ts = None if raw_ts is None else timestamp_ms(raw_ts)
@@ -306,3 +316,30 @@ def parse_record(
             if combined[1] is not None:
                 maps[ensemble.name] = combined[1]
     return Record(rid, ts, label, preds, errors, maps)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelRecord:
+    """A label half: the true class of the prediction with the same ``id``, arriving later."""
+
+    id: str | int
+    ts: int | None
+    label: str
+
+
+def parse_label_record(obj: dict[str, Any], check_text: bool = False) -> LabelRecord:
+    """Validate a label half ``{"id", "label", "ts"?}`` (a record without ``predictions``)."""
+    rid = obj.get("id")
+    if "id" not in obj:
+        raise RecordError("missing 'id'")
+    if not ((type(rid) is str and rid) or type(rid) is int):
+        raise RecordError(f"'id' must be a non-empty string or an integer, got {_json_type(rid)}")
+    if type(rid) is int and not ID_MIN <= rid <= ID_MAX:
+        raise RecordError("'id' is an integer that does not fit in 64 bits")
+    label = label_of(obj["label"], "'label'")
+    if check_text:
+        if type(rid) is str:
+            _check_text(rid, "'id'")
+        _check_text(label, "'label'")
+    raw_ts = obj.get("ts")
+    return LabelRecord(rid, None if raw_ts is None else timestamp_ms(raw_ts), label)

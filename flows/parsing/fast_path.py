@@ -44,6 +44,23 @@ _STRICT = msgspec.json.Decoder(WireStrict)
 _DECODER = msgspec.json.Decoder(Wire)
 
 
+class JoinWire(msgspec.Struct):
+    """`Wire` when delayed labels are joined: a record may lack ``label`` or ``predictions``."""
+
+    id: str | int
+    label: str | int | None = None
+    predictions: dict[str, str | int | dict[str, float]] | None = None
+    ts: str | int | None = None
+
+
+class JoinWireStrict(JoinWire, forbid_unknown_fields=True):
+    """`JoinWire` without extra fields."""
+
+
+_JOIN_STRICT = msgspec.json.Decoder(JoinWireStrict)
+_JOIN_DECODER = msgspec.json.Decoder(JoinWire)
+
+
 MAX_DEPTH = 64  # deepest nesting of arrays and objects a record may have (README: Bad input)
 
 
@@ -74,11 +91,11 @@ def too_deep(value: bytes) -> bool:
     return nesting_depth(value) > MAX_DEPTH
 
 
-def _decode_one(value: bytes, max_bytes: int) -> Wire | None:
+def _decode_one(value: bytes, max_bytes: int, join: bool = False) -> Wire | JoinWire | None:
     if len(value) > max_bytes or too_deep(value):
         return None
     try:
-        return _DECODER.decode(value)
+        return (_JOIN_DECODER if join else _DECODER).decode(value)
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return None
 
@@ -102,14 +119,17 @@ def _aligned(joined: bytes, n: int) -> bool:
     )
 
 
-def decode_batch(values: Sequence[bytes], max_bytes: int = 1 << 62) -> list[Wire | None]:
+def decode_batch(
+    values: Sequence[bytes], max_bytes: int = 1 << 62, join: bool = False
+) -> list[Any]:
     """Decode every value; ``None`` where the wire types are wrong or the JSON is broken.
 
     The common batch (plain records, one per value) is one C call. Anything else is decoded
     value by value, once: a batch of bad records costs one pass, whatever their number or
     place, and which document came from which value is never guessed. ``None`` also marks a
     value longer than ``max_bytes`` or nested deeper than `MAX_DEPTH`; the detailed path
-    says why.
+    says why. With ``join`` the items are `JoinWire` (``label`` or ``predictions`` may be
+    missing), else `Wire`.
     """
     if not values:
         return []
@@ -117,13 +137,14 @@ def decode_batch(values: Sequence[bytes], max_bytes: int = 1 << 62) -> list[Wire
     fits = len(joined) <= max_bytes or max(map(len, values)) <= max_bytes
     if fits and _aligned(joined, len(values)):
         try:
-            decoded: list[Wire | None] = list(_STRICT.decode_lines(joined))
+            decoder = _JOIN_STRICT if join else _STRICT
+            decoded: list[Any] = list(decoder.decode_lines(joined))
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
             pass
         else:
             if len(decoded) == len(values):
                 return decoded
-    return [_decode_one(v, max_bytes) for v in values]
+    return [_decode_one(v, max_bytes, join) for v in values]
 
 
 Scores = tuple[list[str], NDArray[np.float64]]  # score-map labels, (rows, labels) scores

@@ -18,13 +18,15 @@ import orjson
 from bytewax.operators import StatefulBatchLogic
 
 from flows.errors import SnapshotError
+from flows.join.store import JoinCounts
 from flows.limits import MAX_CLASSES, reached
 from flows.output.alerts import AlertBook, AlertPolicy
 from flows.output.documents import Document, document, iso_ms, now_ms, window_info
 from flows.parsing.batches import DeadLetter, ModelColumns
 from flows.parsing.labels import LabelTable
-from flows.windows.base import SlidingWindow, WindowPolicy, WindowSnapshot
+from flows.windows.base import SlidingWindow, WindowPolicy, WindowSnapshot, WindowView
 from flows.windows.drift import Change, DriftConfig, DriftWatch, true_class_scores
+from flows.windows.latency import JoinLedger, LatencySnapshot
 
 STATE_VERSION: Literal[1] = 1
 Doc = dict[str, Any]
@@ -57,6 +59,7 @@ class ModelState(TypedDict):
     emitted_seq: int
     drift: NotRequired[dict[str, Any]]  # DriftWatch.snapshot(); absent in older checkpoints
     alerts: NotRequired[dict[str, Any]]  # AlertBook.snapshot()
+    join: NotRequired[LatencySnapshot]  # with delayed labels: join counts and latencies
 
 
 def over_class_limit(known: LabelTable, cols: ModelColumns, limit: int) -> list[int]:
@@ -160,12 +163,13 @@ def _without(cols: ModelColumns, rows: list[int]) -> ModelColumns:
     return cols.take(np.flatnonzero(keep))
 
 
-class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, ModelState]):
+class ModelWindowLogic(StatefulBatchLogic[ModelColumns | JoinCounts, Emitted, ModelState]):
     """One model's window inside the dataflow (one instance per model key).
 
     With `Alerting`, the model's detectors see every record and its rules every document; the
     alerts come out in order with the documents, as `Alert` items, and the detector and alert
-    state is part of the snapshot.
+    state is part of the snapshot. With ``join`` (delayed labels) its documents also carry the
+    model's join counts and the window's label latency (`JoinLedger`).
     """
 
     def __init__(
@@ -176,6 +180,7 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, ModelState]):
         clock: Callable[[], int] = now_ms,
         max_classes: int = MAX_CLASSES,
         alerting: Alerting | None = None,
+        join: bool = False,
     ) -> None:
         # Bytewax does not pass the key to the builder: the name arrives with the first batch.
         self.model = "" if resume is None else resume["model"]
@@ -187,6 +192,7 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, ModelState]):
         self.book = AlertBook(
             self.alerting.policy, self.model, resume.get("alerts") if resume else None
         )
+        self.ledger = JoinLedger(resume.get("join") if resume else None) if join else None
         self.window: SlidingWindow
         if resume is None:
             self.window = policy.new()
@@ -200,12 +206,19 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, ModelState]):
             self.window = policy.restore(resume["window"])
             self.emitted_seq = resume["emitted_seq"]
 
-    def on_batch(self, values: list[ModelColumns]) -> tuple[list[Emitted], bool]:
+    def on_batch(self, values: list[ModelColumns | JoinCounts]) -> tuple[list[Emitted], bool]:
         """Documents at each emission point, alerts where they happen, and dead letters of
         records over the class limit."""
         out: list[Emitted] = []
         for batch in values:
             self.model = self.book.model = batch.model
+            if isinstance(batch, JoinCounts):
+                if self.ledger is not None:
+                    self.ledger.seen += batch.seen
+                    self.ledger.expired += batch.expired
+                continue
+            if self.ledger is not None:
+                self.ledger.arrived(len(batch), batch.latency is None)
             refused = over_class_limit(self.window.codes, batch, self.max_classes)
             if refused:
                 out += _class_letters(batch, refused, self.max_classes)
@@ -235,8 +248,18 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, ModelState]):
         return out, StatefulBatchLogic.RETAIN
 
     def _add(self, batch: ModelColumns, out: list[Emitted]) -> None:
+        if self.ledger is not None:
+            self.ledger.log(len(batch), batch.latency)
         for view in self.window.add(batch, self.emit_every):
-            self._emit(document(self.model, view, self.clock()), out)
+            self._emit(self._document(view), out)
+        if self.ledger is not None:
+            self.ledger.keep(self.window.seq, self.window.held)
+
+    def _document(self, view: WindowView) -> Document:
+        doc = document(self.model, view, self.clock())
+        if self.ledger is not None:
+            doc["join"] = self.ledger.info(view.seq, view.count)
+        return doc
 
     def _emit(self, doc: Document, out: list[Emitted]) -> None:
         self.emitted_seq = doc["seq"]
@@ -275,11 +298,11 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, ModelState]):
     def on_eof(self) -> tuple[list[Emitted], bool]:
         out: list[Emitted] = []
         if self.window.seq > self.emitted_seq:
-            self._emit(document(self.model, self.window.view(), self.clock()), out)
+            self._emit(self._document(self.window.view()), out)
         return out, StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> ModelState:
-        return {
+        state: ModelState = {
             "v": STATE_VERSION,
             "model": self.model,
             "window": self.window.snapshot(),
@@ -287,3 +310,6 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns, Emitted, ModelState]):
             "drift": self.drift.snapshot(),
             "alerts": self.book.snapshot(),
         }
+        if self.ledger is not None:
+            state["join"] = self.ledger.snapshot()
+        return state

@@ -1,0 +1,471 @@
+"""The join of prediction and label halves by id, with expiry on an event-time clock.
+
+Pure: halves in, joined records (per model, as `ModelColumns`), counts and dead letters out.
+Waiting predictions are held column by column (a row per record: its time and state, and per
+model a predicted-label code and, for score maps, a row of float64 scores), plus one dict from
+id to row; there is no Python object per waiting record beyond its id, which it arrived with.
+
+The clock is event time: per origin (file, Kafka partition) the newest record time read from
+it, and the clock is the oldest of those. It is part of the state, so the same input read in
+the same order expires the same halves, with or without a crash in between. A half waiting
+since time t expires once the clock passes ``t + ttl`` (at exactly ``t + ttl`` it still joins).
+An origin that goes quiet holds the clock back: nothing expires until every origin has moved on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
+
+from flows.errors import SnapshotError
+from flows.parsing.batches import DeadLetter, ModelColumns
+from flows.parsing.halves import Halves, PredictionHalves
+from flows.parsing.labels import LabelTable
+
+FREE, WAITING, JOINED = 0, 1, 2
+JOIN_STATE_VERSION: Literal[1] = 1
+
+
+@dataclass(frozen=True, slots=True)
+class JoinCounts:
+    """Predictions a model had accepted into the join, and those that expired unlabeled."""
+
+    model: str
+    seen: int = 0
+    expired: int = 0
+
+
+@dataclass(slots=True)
+class JoinResult:
+    """What one step of the join hands on."""
+
+    joined: dict[str, ModelColumns] = field(default_factory=dict)
+    counts: dict[str, JoinCounts] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+def ttl_text(ttl_ms: int) -> str:
+    """``7d``, ``12h``, ``30m``, ``45s`` or ``500ms``: the TTL as a user would write it."""
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ttl_ms % size == 0:
+            return f"{ttl_ms // size}{unit}"
+    return f"{ttl_ms}ms"
+
+
+class _ModelSlots:
+    """One model's columns of the waiting rows."""
+
+    __slots__ = ("keys", "pred", "scores")
+
+    def __init__(self, cap: int) -> None:
+        self.pred = np.full(cap, -1, dtype=np.int32)
+        self.keys: list[str] = []
+        self.scores: NDArray[np.float64] | None = None
+
+    def grow(self, cap: int) -> None:
+        pred = np.full(cap, -1, dtype=np.int32)
+        pred[: len(self.pred)] = self.pred
+        self.pred = pred
+        if self.scores is not None:
+            scores = np.full((cap, self.scores.shape[1]), np.nan)
+            scores[: len(self.scores)] = self.scores
+            self.scores = scores
+
+    def key_columns(self, keys: list[str], cap: int) -> list[int]:
+        """Columns of ``keys`` in the score matrix, adding the missing ones."""
+        for key in keys:
+            if key not in self.keys:
+                self.keys.append(key)
+        if self.scores is None:
+            self.scores = np.full((cap, len(self.keys)), np.nan)
+        elif self.scores.shape[1] < len(self.keys):
+            wider = np.full((len(self.scores), len(self.keys)), np.nan)
+            wider[:, : self.scores.shape[1]] = self.scores
+            self.scores = wider
+        return [self.keys.index(k) for k in keys]
+
+
+class JoinSnapshot(TypedDict):
+    """The checkpoint of one join shard (live rows only)."""
+
+    v: Literal[1]
+    labels: list[str]
+    ids: list[str | int]
+    ts: NDArray[np.int64]
+    state: NDArray[np.int8]
+    models: dict[str, tuple[NDArray[np.int32], list[str], NDArray[np.float64] | None]]
+    waiting_labels: list[tuple[str | int, str, int, int, str]]
+    clock: dict[str, int]
+
+
+class JoinStore:
+    """The waiting halves of one shard and the clock that expires them."""
+
+    def __init__(self, ttl_ms: int) -> None:
+        self.ttl = ttl_ms
+        self.table = LabelTable()
+        self.index: dict[str | int, int] = {}
+        self.ids: list[str | int | None] = []
+        self.ts = np.zeros(1024, dtype=np.int64)
+        self.state = np.zeros(1024, dtype=np.int8)
+        self.models: dict[str, _ModelSlots] = {}
+        self.labels: dict[str | int, tuple[str, int, int, str]] = {}
+        self.clock: dict[str, int] = {}  # origin -> newest event time read from it
+        self.live = 0  # rows WAITING or JOINED
+        self.waiting = 0  # rows WAITING
+
+    @property
+    def now(self) -> int | None:
+        """The clock: the oldest of the origins' newest times (None before any half)."""
+        return min(self.clock.values()) if self.clock else None
+
+    def _cap(self) -> int:
+        return len(self.ts)
+
+    def _reserve(self, n: int) -> int:
+        """Room for ``n`` more rows; returns the first new row."""
+        base = len(self.ids)
+        if base + n > self._cap() and self.live * 2 < base:
+            self._compact()
+            base = len(self.ids)
+        if base + n > self._cap():
+            cap = max(2 * self._cap(), base + n)
+            for name in ("ts", "state"):
+                old = getattr(self, name)
+                new = np.zeros(cap, dtype=old.dtype)
+                new[: len(old)] = old
+                setattr(self, name, new)
+            for slots in self.models.values():
+                slots.grow(cap)
+        return base
+
+    def _compact(self) -> None:
+        keep = np.flatnonzero(self.state[: len(self.ids)] != FREE)
+        cap = self._cap()
+        n = len(keep)
+        self.ids = [self.ids[i] for i in keep.tolist()]
+        for name in ("ts", "state"):
+            old = getattr(self, name)
+            new = np.zeros(cap, dtype=old.dtype)
+            new[:n] = old[keep]
+            setattr(self, name, new)
+        for slots in self.models.values():
+            pred = np.full(cap, -1, dtype=np.int32)
+            pred[:n] = slots.pred[keep]
+            slots.pred = pred
+            if slots.scores is not None:
+                scores = np.full((cap, slots.scores.shape[1]), np.nan)
+                scores[:n] = slots.scores[keep]
+                slots.scores = scores
+        self.index = {rid: r for r, rid in enumerate(self.ids) if rid is not None}
+
+    def _append(self, halves: PredictionHalves) -> int:
+        """Write prediction halves as new rows (state FREE until the join admits them)."""
+        n = len(halves)
+        base = self._reserve(n)
+        self.ids.extend(halves.ids)
+        self.ts[base : base + n] = halves.ts
+        remap = self.table.encode(halves.labels)
+        for model, entry in halves.models.items():
+            slots = self.models.get(model)
+            if slots is None:
+                slots = self.models[model] = _ModelSlots(self._cap())
+            pred = entry.pred
+            slots.pred[base : base + n] = np.where(pred >= 0, remap[np.maximum(pred, 0)], -1)
+            if entry.scores is not None:
+                cols = slots.key_columns(entry.score_keys, self._cap())
+                assert slots.scores is not None
+                block = np.full((n, slots.scores.shape[1]), np.nan)
+                block[:, cols] = entry.scores
+                slots.scores[base : base + n] = block
+        return base
+
+    def _free(self, row: int) -> None:
+        if self.state[row] == WAITING:
+            self.waiting -= 1
+        self.state[row] = FREE
+        self.live -= 1
+        rid = self.ids[row]
+        if rid is not None and self.index.get(rid) == row:
+            del self.index[rid]
+        self.ids[row] = None
+
+    def _expire(self, rows: list[int], out: JoinResult) -> None:
+        """Free ``rows``; those still waiting count as expired for their models."""
+        waiting = np.asarray([r for r in rows if self.state[r] == WAITING], dtype=np.int64)
+        if len(waiting):
+            for model, slots in self.models.items():
+                n = int((slots.pred[waiting] >= 0).sum())
+                if n:
+                    _count(out, model, expired=n)
+        for r in rows:
+            self._free(r)
+
+    def step(self, halves: Halves) -> JoinResult:
+        """Join one batch's halves (read order kept), then expire what the clock passed."""
+        out = JoinResult()
+        origin = halves.origin
+        prev = self.clock.get(origin)
+        others = [t for o, t in self.clock.items() if o != origin]
+        floor = min(others) if others else None
+
+        def clock_at(run: NDArray[np.int64]) -> list[int]:
+            c = run if prev is None else np.maximum(run, prev)
+            clocks: list[int] = (c if floor is None else np.minimum(c, floor)).tolist()
+            return clocks
+
+        preds, labels = halves.predictions, halves.labels
+        p_clock, l_clock = clock_at(preds.run_max), clock_at(labels.run_max)
+        base = self._append(preds) if len(preds) else len(self.ids)
+        rows = np.concatenate([preds.rows, labels.rows])
+        order = np.argsort(rows, kind="stable").tolist()
+        n_pred = len(preds)
+        admitted: list[int] = []
+        matched: list[tuple[int, str, int]] = []  # (row, label, label ts) in join order
+        ttl, index, state, ts, waiting = self.ttl, self.index, self.state, self.ts, self.labels
+        for k in order:
+            if k < n_pred:
+                rid, now, row = preds.ids[k], p_clock[k], base + k
+                old = index.get(rid)
+                if old is not None and ts[old] + ttl < now:
+                    self._expire([old], out)
+                    old = None
+                if old is not None:
+                    self.ids[row] = None
+                    out.dead.append(self._second_prediction(preds, k, halves, state[old]))
+                    continue
+                label = waiting.get(rid)
+                if label is not None and label[1] + ttl < now:
+                    out.dead.append(self._orphan(rid, label, halves.headers))
+                    del waiting[rid]
+                    label = None
+                index[rid] = row
+                self.live += 1
+                admitted.append(row)
+                if label is None:
+                    state[row] = WAITING
+                    self.waiting += 1
+                else:
+                    del waiting[rid]
+                    state[row] = JOINED
+                    matched.append((row, label[0], label[1]))
+            else:
+                j = k - n_pred
+                rid, now = labels.ids[j], l_clock[j]
+                text, when = labels.labels[j], int(labels.ts[j])
+                old = index.get(rid)
+                if old is not None and ts[old] + ttl < now:
+                    self._expire([old], out)
+                    old = None
+                if old is not None:
+                    if state[old] == WAITING:
+                        state[old] = JOINED
+                        self.waiting -= 1
+                        matched.append((old, text, when))
+                    else:
+                        out.dead.append(
+                            self._label_letter(
+                                rid,
+                                text,
+                                when,
+                                f"second label for id {rid!r}: its prediction is already "
+                                "joined with a label",
+                                int(labels.positions[j]),
+                                halves,
+                            )
+                        )
+                    continue
+                first = waiting.get(rid)
+                if first is not None and first[1] + ttl < now:
+                    out.dead.append(self._orphan(rid, first, halves.headers))
+                    first = None
+                if first is not None:
+                    reason = (
+                        f"second label for id {rid!r}: a first label for it is waiting "
+                        "for its prediction"
+                    )
+                    out.dead.append(
+                        self._label_letter(
+                            rid, text, when, reason, int(labels.positions[j]), halves
+                        )
+                    )
+                    continue
+                waiting[rid] = (text, when, int(labels.positions[j]), origin)
+        if admitted:
+            arr = np.asarray(admitted, dtype=np.int64)
+            for model, slots in self.models.items():
+                n = int((slots.pred[arr] >= 0).sum())
+                if n:
+                    _count(out, model, seen=n)
+        if matched:
+            self._joined(matched, halves, out)
+        if halves.batch_max is not None:
+            self.clock[origin] = max(
+                halves.batch_max, prev if prev is not None else halves.batch_max
+            )
+        self.sweep(out, halves.headers)
+        return out
+
+    def sweep(self, out: JoinResult, headers: Mapping[str, str]) -> None:
+        """Expire every half whose time plus the TTL the clock has passed."""
+        now = self.now
+        if now is None:
+            return
+        n = len(self.ids)
+        if self.live:
+            old = np.flatnonzero((self.state[:n] != FREE) & (self.ts[:n] + self.ttl < now))
+            if len(old):
+                self._expire(old.tolist(), out)
+        if self.labels:
+            gone = [rid for rid, lab in self.labels.items() if lab[1] + self.ttl < now]
+            for rid in gone:
+                out.dead.append(self._orphan(rid, self.labels.pop(rid), headers))
+
+    def _joined(self, matched: list[tuple[int, str, int]], halves: Halves, out: JoinResult) -> None:
+        rows = np.asarray([m[0] for m in matched], dtype=np.int64)
+        truth_all = self.table.encode([m[1] for m in matched])
+        label_ts = np.asarray([m[2] for m in matched], dtype=np.int64)
+        ts = self.ts[rows]
+        ids: list[str | int] = [self.ids[r] for r in rows.tolist()]
+        labels = list(self.table.labels)
+        for model, slots in self.models.items():
+            pred = slots.pred[rows]
+            sel = np.flatnonzero(pred >= 0)
+            if not len(sel):
+                continue
+            scores = None
+            keys: list[str] = []
+            if slots.scores is not None:
+                block = slots.scores[rows[sel]]
+                present = np.asarray(~np.isnan(block).all(axis=0), dtype=np.bool_)
+                if present.any():
+                    keys = [k for k, p in zip(slots.keys, present.tolist(), strict=True) if p]
+                    scores = block[:, present]
+            out.joined[model] = ModelColumns(
+                model,
+                labels,
+                truth_all[sel],
+                pred[sel],
+                [ids[i] for i in sel.tolist()],
+                ts[sel],
+                halves.origin,
+                None,
+                halves.headers,
+                keys,
+                scores,
+                label_ts[sel] - ts[sel],
+            )
+
+    def _second_prediction(
+        self, preds: PredictionHalves, k: int, halves: Halves, old_state: int
+    ) -> DeadLetter:
+        rid = preds.ids[k]
+        entries: dict[str, Any] = {}
+        for model, entry in preds.models.items():
+            code = int(entry.pred[k])
+            if code < 0:
+                continue
+            if entry.scores is not None and not np.isnan(entry.scores[k]).all():
+                entries[model] = {
+                    key: s
+                    for key, s in zip(entry.score_keys, entry.scores[k].tolist(), strict=True)
+                    if s == s
+                }
+            else:
+                entries[model] = preds.labels[code]
+        raw = orjson.dumps({"id": rid, "ts": int(preds.ts[k]), "predictions": entries})
+        if old_state == WAITING:
+            reason = f"second prediction for id {rid!r}: the first is waiting for its label"
+        else:
+            reason = (
+                f"second prediction for id {rid!r}: a prediction with this id is already joined"
+            )
+        return DeadLetter(raw, reason, halves.origin, int(preds.positions[k]), None, halves.headers)
+
+    def _label_letter(
+        self,
+        rid: str | int,
+        label: str,
+        when: int,
+        reason: str,
+        position: int,
+        halves: Halves | None,
+        origin: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> DeadLetter:
+        raw = orjson.dumps({"id": rid, "ts": when, "label": label})
+        if halves is not None:
+            origin, headers = halves.origin, halves.headers
+        return DeadLetter(raw, reason, origin, position, None, headers or {})
+
+    def _orphan(
+        self, rid: str | int, label: tuple[str, int, int, str], headers: Mapping[str, str]
+    ) -> DeadLetter:
+        reason = (
+            f"label for id {rid!r} has no prediction: none arrived within "
+            f"CONFUSION_LABEL_TTL={ttl_text(self.ttl)}"
+        )
+        return self._label_letter(rid, label[0], label[1], reason, label[2], None, label[3])
+
+    def waiting_by_model(self) -> dict[str, int]:
+        """Predictions waiting for their label, per model."""
+        n = len(self.ids)
+        rows = self.state[:n] == WAITING
+        return {m: int((rows & (s.pred[:n] >= 0)).sum()) for m, s in self.models.items()}
+
+    def snapshot(self) -> JoinSnapshot:
+        """A copy of the live rows, the waiting labels and the clock."""
+        n = len(self.ids)
+        keep = np.flatnonzero(self.state[:n] != FREE)
+        return {
+            "v": JOIN_STATE_VERSION,
+            "labels": list(self.table.labels),
+            "ids": [self.ids[i] for i in keep.tolist()],  # type: ignore[misc]
+            "ts": self.ts[keep],
+            "state": self.state[keep],
+            "models": {
+                m: (s.pred[keep], list(s.keys), None if s.scores is None else s.scores[keep])
+                for m, s in self.models.items()
+            },
+            "waiting_labels": [(rid, *lab) for rid, lab in self.labels.items()],
+            "clock": dict(self.clock),
+        }
+
+    @classmethod
+    def restore(cls, ttl_ms: int, snap: JoinSnapshot) -> JoinStore:
+        if snap.get("v") != JOIN_STATE_VERSION:
+            raise SnapshotError(
+                f"join state has version {snap.get('v')!r}, this build reads {JOIN_STATE_VERSION}"
+            )
+        store = cls(ttl_ms)
+        store.table = LabelTable(snap["labels"])
+        n = len(snap["ids"])
+        store._reserve(n)
+        store.ids = list(snap["ids"])
+        store.ts[:n] = snap["ts"]
+        store.state[:n] = snap["state"]
+        for model, (pred, keys, scores) in snap["models"].items():
+            slots = store.models[model] = _ModelSlots(store._cap())
+            slots.pred[:n] = pred
+            slots.keys = list(keys)
+            if scores is not None:
+                slots.scores = np.full((store._cap(), scores.shape[1]), np.nan)
+                slots.scores[:n] = scores
+        store.index = {rid: r for r, rid in enumerate(store.ids) if rid is not None}
+        store.live = n
+        store.waiting = int((store.state[:n] == WAITING).sum())
+        store.labels = {
+            item[0]: (item[1], item[2], item[3], item[4]) for item in snap["waiting_labels"]
+        }
+        store.clock = dict(snap["clock"])
+        return store
+
+
+def _count(out: JoinResult, model: str, seen: int = 0, expired: int = 0) -> None:
+    old = out.counts.get(model) or JoinCounts(model)
+    out.counts[model] = JoinCounts(model, old.seen + seen, old.expired + expired)

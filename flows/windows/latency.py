@@ -1,0 +1,95 @@
+"""Label latency of the records a window holds, and the join counts a document reports.
+
+With delayed labels a window is built from records whose labels arrived later; a user needs to
+know how late (label time minus prediction time) and how many predictions still wait. The log
+keeps one int64 per record the window may hold, numbered like the window's ``seq``; a record
+that came combined (prediction and label together) has no latency.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, TypedDict
+
+import numpy as np
+from numpy.typing import NDArray
+
+NONE = np.iinfo(np.int64).min  # a combined record: no latency
+
+
+class LatencySnapshot(TypedDict):
+    start: int  # seq of the first logged record minus one
+    values: NDArray[np.int64]
+    seen: int
+    joined: int
+    expired: int
+
+
+def nearest_rank(values: NDArray[np.int64], q: float) -> int:
+    """The nearest-rank percentile: the smallest value with at least ``q`` of them at or below."""
+    k = max(math.ceil(q * len(values)), 1) - 1
+    return int(np.partition(values, k)[k])
+
+
+class JoinLedger:
+    """Per model: predictions seen, joined, expired, and the latencies of the window's records."""
+
+    __slots__ = ("_start", "_values", "expired", "joined", "seen")
+
+    def __init__(self, snap: LatencySnapshot | None = None) -> None:
+        self.seen = self.joined = self.expired = 0
+        self._start = 0  # records numbered _start + 1 .. _start + len(_values) are logged
+        self._values: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
+        if snap is not None:
+            self._start = snap["start"]
+            self._values = np.asarray(snap["values"], dtype=np.int64)
+            self.seen, self.joined, self.expired = snap["seen"], snap["joined"], snap["expired"]
+
+    def arrived(self, n: int, combined: bool) -> None:
+        """Count ``n`` records that reached the window step: joined ones, or combined ones
+        (prediction and label together), which are seen and joined at once."""
+        if combined:
+            self.seen += n
+        self.joined += n
+
+    def log(self, n: int, latency: NDArray[np.int64] | None) -> None:
+        """Log the latencies of the next ``n`` records the window adds (None: combined)."""
+        if latency is None:
+            latency = np.full(n, NONE, dtype=np.int64)
+        self._values = np.concatenate([self._values, latency])
+
+    def keep(self, seq: int, held: int) -> None:
+        """Forget what lies before the window's ``held`` last records (after record ``seq``)."""
+        first = seq - held  # records after this one are held
+        if first > self._start:
+            self._values = self._values[first - self._start :]
+            self._start = first
+
+    def info(self, seq: int, count: int) -> dict[str, Any]:
+        """The document's ``join`` object for the window of records ``seq - count + 1 .. seq``."""
+        lo, hi = seq - count - self._start, seq - self._start
+        values = self._values[max(lo, 0) : max(hi, 0)]
+        values = values[values != NONE]
+        latency: dict[str, Any] = {"count": len(values), "p50": None, "p95": None, "max": None}
+        if len(values):
+            latency.update(
+                p50=nearest_rank(values, 0.5),
+                p95=nearest_rank(values, 0.95),
+                max=int(values.max()),
+            )
+        return {
+            "seen": self.seen,
+            "joined": self.joined,
+            "expired": self.expired,
+            "waiting": self.seen - self.joined - self.expired,
+            "latency_ms": latency,
+        }
+
+    def snapshot(self) -> LatencySnapshot:
+        return {
+            "start": self._start,
+            "values": self._values.copy(),
+            "seen": self.seen,
+            "joined": self.joined,
+            "expired": self.expired,
+        }
