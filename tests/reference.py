@@ -65,7 +65,10 @@ Scope = Literal["record", "entry"]
 
 TOLERANCE = 1e-9
 DOCUMENT_KEYS = frozenset({"model", "window", "labels", "matrix", "metrics", "seq", "emitted_at"})
-OPTIONAL_KEYS = frozenset({"scores"})  # only for windows holding records with score maps
+# scores: only for windows holding records with score maps; join: only with delayed labels
+OPTIONAL_KEYS = frozenset({"scores", "join"})
+JOIN_KEYS = frozenset({"seen", "joined", "expired", "waiting", "latency_ms"})
+LATENCY_KEYS = frozenset({"count", "p50", "p95", "max"})
 WINDOW_KEYS = frozenset({"kind", "size", "count", "full", "first_id", "last_id", "start", "end"})
 SUMMARY_METRICS = ("accuracy", "balanced_accuracy", "macro_f1", "weighted_f1", "mcc", "kappa")
 PER_CLASS_KEYS = ("tp", "fp", "fn", "tn", "precision", "recall", "f1", "support")

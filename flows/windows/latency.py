@@ -15,6 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 NONE = np.iinfo(np.int64).min  # a combined record: no latency
+JOIN_COUNTS = ("seen", "joined", "expired", "waiting")  # the document's join object ...
+LATENCY_KEYS = ("count", "p50", "p95", "max")  # ... and its latency_ms
 
 
 class LatencySnapshot(TypedDict):

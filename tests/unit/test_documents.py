@@ -13,6 +13,8 @@ from flows.windows.count import CountWindow
 from tests.batches import model_batch
 from tests.reference import (
     DOCUMENT_KEYS,
+    JOIN_KEYS,
+    LATENCY_KEYS,
     OPTIONAL_KEYS,
     PER_CLASS_KEYS,
     SUMMARY_METRICS,
@@ -57,6 +59,8 @@ def test_typed_shapes_and_the_metric_names_are_the_contract_s() -> None:
     assert set(mapped["metrics"]["properties"]) == {*METRIC_NAMES, "per_class"}
     assert set(mapped["window"]["properties"]) == WINDOW_KEYS
     assert set(mapped["scores"]["properties"]) == SCORES_KEYS
+    assert set(mapped["join"]["properties"]) == JOIN_KEYS
+    assert set(mapped["join"]["properties"]["latency_ms"]["properties"]) == LATENCY_KEYS
 
 
 def test_document_has_exactly_the_contract_keys_and_types() -> None:

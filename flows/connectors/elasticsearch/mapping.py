@@ -12,9 +12,10 @@ from flows.connectors.elasticsearch.bulk import Retrier
 from flows.errors import SinkError
 from flows.output.metrics import METRIC_NAMES
 from flows.output.score_metrics import SCORE_METRIC_NAMES
+from flows.windows.latency import JOIN_COUNTS, LATENCY_KEYS
 
 TEMPLATE_PRIORITY = 200
-TEMPLATE_VERSION = 2  # 2: the scores object
+TEMPLATE_VERSION = 3  # 2: the scores object; 3: the join object
 # Searchable within a fraction of a second: documents are few (one per model per emission), so a
 # short refresh costs little.
 REFRESH_INTERVAL = "100ms"
@@ -66,6 +67,15 @@ def mappings() -> dict[str, Any]:
                     **{name: _METRIC for name in SCORE_METRIC_NAMES},
                     "reliability": {"type": "object", "enabled": False},
                     "thresholds": {"type": "object", "enabled": False},
+                }
+            },
+            # Delayed labels: the model's join counts and the window's label latency.
+            "join": {
+                "properties": {
+                    **{name: {"type": "long"} for name in JOIN_COUNTS},
+                    "latency_ms": {
+                        "properties": {name: {"type": "long"} for name in LATENCY_KEYS}
+                    },
                 }
             },
         },
