@@ -98,10 +98,14 @@ class Run:
     documents: int
 
 
-def _timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, bytes]:
+def _timed(
+    cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[float, float, bytes]:
     """Wall seconds from spawn to exit, the child's CPU seconds (user + system), its stdout."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, cwd=cwd or ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert proc.stdout is not None and proc.stderr is not None
     out = proc.stdout.read()
     err = proc.stderr.read()
@@ -131,9 +135,12 @@ def job_env(shape: Shape, path: Path, scratch: Path, **extra: object) -> dict[st
     )
 
 
-def run_job(shape: Shape, path: Path, scratch: Path) -> Run:
+def run_job(shape: Shape, path: Path, scratch: Path, code: Path | None = None) -> Run:
+    """The job; ``code``: another checkout's ``flows`` instead of this one (an A/B baseline)."""
     env = job_env(shape, path, scratch)
-    wall, cpu, _ = _timed([PYTHON, "-m", "bytewax.run", "flows.confusion"], env)
+    if code is not None:
+        env["PYTHONPATH"] = str(code)
+    wall, cpu, _ = _timed([PYTHON, "-m", "bytewax.run", "flows.confusion"], env, code)
     with (scratch / "documents.jsonl").open("rb") as f:
         documents = sum(1 for _ in f)
     return Run(wall, cpu, documents)
@@ -229,6 +236,12 @@ def main(argv: list[str] | None = None) -> Report:
     p.add_argument("--records", type=int, default=None, help="sample-shape records (1,000,000)")
     p.add_argument("--only", action="append", default=None, help="shape(s) to run")
     p.add_argument("--no-scaling", action="store_true", help="leave out the 2-process run")
+    p.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="a directory holding another version's flows/ package: its job runs too (A/B)",
+    )
     args = p.parse_args(argv)
     repeats = args.repeats or (1 if args.quick else 3)
     records = args.records or (6_000 if args.quick else 1_000_000)
@@ -240,6 +253,7 @@ def main(argv: list[str] | None = None) -> Report:
     )
     load = os.getloadavg()
     rows: list[tuple[str, ...]] = []
+    baseline_rows: list[tuple[str, ...]] = []
     data: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="confusion-parse-") as tmp:
         scratch = Path(tmp)
@@ -256,7 +270,8 @@ def main(argv: list[str] | None = None) -> Report:
         for path in paths.values():  # warm the page cache: every contender reads from memory
             path.read_bytes()
         runs: dict[tuple[str, str], list[Run]] = {}
-        todo = [(s, kind) for s in shapes for kind in ("job", "decode", "naive")]
+        kinds = ("job", "decode", "naive") + (("baseline",) if args.baseline else ())
+        todo = [(s, kind) for s in shapes for kind in kinds]
         for r in range(repeats):
             for shape, kind in todo if r % 2 == 0 else todo[::-1]:
                 path = paths[shape.name]
@@ -264,6 +279,8 @@ def main(argv: list[str] | None = None) -> Report:
                     run = run_job(shape, path, scratch)
                     if args.quick and shape.name not in checked:
                         checked[shape.name] = same_work(shape, path, scratch)
+                elif kind == "baseline":
+                    run = run_job(shape, path, scratch, args.baseline)
                 elif kind == "decode":
                     run = run_decode(path)
                 else:
@@ -306,6 +323,12 @@ def main(argv: list[str] | None = None) -> Report:
                 "decode_cpu": dc,
                 "naive_cpu": nc,
             }
+            if args.baseline:
+                bw, bc = _rate(n, runs[shape.name, "baseline"])
+                baseline_rows.append(
+                    (shape.title, num(bw), num(jw), f"{jw / bw:.2f}x", f"{jc / bc:.2f}x")
+                )
+                data[shape.name].update(baseline=bw, baseline_cpu=bc)
             report.targets += [
                 Target(
                     f"{shape.name}: job >= 0.5x the decode-only rate (same run)",
@@ -350,6 +373,17 @@ def main(argv: list[str] | None = None) -> Report:
                 ],
             )
         )
+        if baseline_rows:
+            report.sections.append(
+                Section(
+                    f"A/B in the same run: the job before this work ({args.baseline}) and now",
+                    table(
+                        ("shape", "before", "now", "now / before", "now / before (CPU)"),
+                        baseline_rows,
+                    ),
+                    ["Records/s, process start included, the same settings and input."],
+                )
+            )
         if not args.no_scaling and any(s.name == "sample" for s in shapes):
             parts = split_file(paths["sample"], scratch)
             scale: dict[int, list[Run]] = {}

@@ -43,6 +43,7 @@ from flows.parsing.halves import (
     no_predictions,
 )
 from flows.parsing.labels import LabelTable
+from flows.parsing.times import batch_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,13 +165,14 @@ def _timestamps(
             pass
         else:
             return ts, (ts < MIN_MS) | (ts > MAX_MS)
+    strings = bool(raw) and set(map(type, raw)) == {str}
+    if strings:  # the common batch: one layout, converted column by column
+        ms = batch_ms(raw, MIN_MS, MAX_MS)  # type: ignore[arg-type]
+        if ms is not None:
+            return ms, bad
     # One regex call checks the RFC 3339 form of a batch of strings (no string of that form
     # holds a newline, so the join cannot make a bad one pass).
-    checked = (
-        bool(raw)
-        and set(map(type, raw)) == {str}
-        and RFC3339_LINES.fullmatch("\n".join(raw)) is not None  # type: ignore[arg-type]
-    )
+    checked = strings and RFC3339_LINES.fullmatch("\n".join(raw)) is not None  # type: ignore[arg-type]
     out = []
     for i, value in enumerate(raw):
         if value is None:
