@@ -34,7 +34,14 @@ from flows.parsing.checks import (
     timestamp_ms,
 )
 from flows.parsing.ensemble import Ensemble
-from flows.parsing.fast_path import JoinWire, Wire, decode_batch, predicted_codes
+from flows.parsing.ensemble_columns import ensemble_columns
+from flows.parsing.fast_path import (
+    JoinWire,
+    PredictedCodes,
+    Wire,
+    decode_batch,
+    predicted_codes,
+)
 from flows.parsing.halves import (
     Halves,
     LabelHalves,
@@ -250,6 +257,27 @@ def _merge(
     )
 
 
+def _ensemble_columns(
+    ensemble: Ensemble, table: LabelTable, preds: list[dict[str, Any]], cols: PredictedCodes
+) -> NDArray[np.bool_] | bool:
+    """Add the ensemble to ``cols`` as one more model; the rows to judge one by one instead.
+
+    When the batch is not regular enough for the column ensemble, every row goes one by one.
+    """
+    shapes = set(map(tuple, preds))
+    if len(shapes) != 1:
+        return True
+    maps = {model: (order, *cols.scores[model]) for model, order in cols.key_order.items()}
+    bare = {model: cols.pred[model] for model in cols.bare}
+    voted = ensemble_columns(ensemble.weights, len(preds), table, next(iter(shapes)), bare, maps)
+    if voted is None:
+        return True
+    cols.pred[ensemble.name] = voted.pred
+    if voted.scores is not None:
+        cols.scores[ensemble.name] = (voted.score_keys, voted.scores)
+    return voted.refer
+
+
 def _judge(
     raw: bytes, ensemble: Ensemble | None, limits: Limits, join: bool = False
 ) -> Record | LabelRecord:
@@ -270,10 +298,11 @@ def parse_batch(
 ) -> ParsedBatch:
     """Parse a batch into per-model columns, keeping read order within each model.
 
-    Well-formed records take the columnar fast path (`flows.parsing.fast_path`); the rest, and every
-    record when an ensemble is configured, are judged by `parse_record`, which gives the reason
-    for each refusal. Both paths reach the same verdict on every record. With ``join``
-    (delayed labels), prediction and label halves come out apart, in ``halves``.
+    Well-formed records take the columnar fast path (`flows.parsing.fast_path`, with the
+    ensemble as a weighted sum of score matrices, `flows.parsing.ensemble_columns`); the rest are
+    judged by `parse_record`, which gives the reason for each refusal. Both paths reach the same
+    verdict on every record. With ``join`` (delayed labels), prediction and label halves come
+    out apart, in ``halves``; an ensemble then judges every record one by one.
     """
     values = batch.values
     wires = decode_batch(values, limits.record_bytes, join)
@@ -281,7 +310,7 @@ def parse_batch(
     fast: list[int] = []
     ws: list[Wire | JoinWire] = []
     label_rows: list[int] = []
-    if ensemble is None:
+    if ensemble is None or not join:
         for i, w in enumerate(wires):
             if w is not None and w.predictions and w.id != "" and w.label != "":
                 fast.append(i)
@@ -296,13 +325,15 @@ def parse_batch(
         labels = [label if type(label) is str else str(label) for label in labels]
     truth = table.encode(labels)  # type: ignore[arg-type]
     preds: list[dict[str, Any]] = [w.predictions or {} for w in ws]
-    cols = predicted_codes(table, preds, None)
+    cols = predicted_codes(table, preds, None if ensemble is None else ensemble.name)
     bad |= cols.bad
     if len(cols.pred) > limits.models:  # some record may have too many entries
         bad |= np.asarray([len(p) > limits.models for p in preds], dtype=bool)
     ids = [w.id for w in ws]
     if int in set(map(type, ids)):  # integer ids must fit in 64 bits; the slow path says why
         bad |= np.asarray([type(i) is int and not ID_MIN <= i <= ID_MAX for i in ids])
+    if ensemble is not None and ws:
+        bad |= _ensemble_columns(ensemble, table, preds, cols)
     rows = np.asarray(fast, dtype=np.int64)
     keep = ~bad
 
