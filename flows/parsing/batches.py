@@ -161,7 +161,7 @@ class ParsedBatch:
 
 
 def _timestamps(
-    raw: list[str | int | None], fallback: list[int]
+    raw: list[str | int | None], fallback: Sequence[int]
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """Epoch ms per row, and which rows have a ``ts`` that `timestamp_ms` refuses."""
     bad = np.zeros(len(raw), dtype=bool)
@@ -310,26 +310,38 @@ def parse_batch(
     fast: list[int] = []
     ws: list[Wire | JoinWire] = []
     label_rows: list[int] = []
-    if ensemble is None or not join:
+    if not join and None not in wires:  # the common batch: every record decoded
+        ids: list[str | int] = [w.id for w in wires]
+        preds: list[dict[str, Any]] = [w.predictions for w in wires]
+        labels: list[Any] = [w.label for w in wires]
+        if "" not in ids and "" not in labels and all(preds):
+            fast, ws = list(range(len(wires))), wires
+    if not fast and (ensemble is None or not join):
         for i, w in enumerate(wires):
             if w is not None and w.predictions and w.id != "" and w.label != "":
                 fast.append(i)
                 ws.append(w)
             elif join and w is not None and w.predictions is None and w.label not in (None, ""):
                 label_rows.append(i)
-    ts, bad = _timestamps([w.ts for w in ws], [batch.fallback_ts[i] for i in fast])
-    labels = [w.label for w in ws]
+    if ws is not wires:
+        ids, preds, labels = (
+            [w.id for w in ws],
+            [w.predictions or {} for w in ws],
+            [w.label for w in ws],
+        )
+    fallback = (
+        batch.fallback_ts if len(fast) == len(values) else [batch.fallback_ts[i] for i in fast]
+    )
+    ts, bad = _timestamps([w.ts for w in ws], fallback)
     if join and None in labels:
         labels = [PENDING if label is None else label for label in labels]
     if int in set(map(type, labels)):
         labels = [label if type(label) is str else str(label) for label in labels]
-    truth = table.encode(labels)  # type: ignore[arg-type]
-    preds: list[dict[str, Any]] = [w.predictions or {} for w in ws]
+    truth = table.encode(labels)
     cols = predicted_codes(table, preds, None if ensemble is None else ensemble.name)
     bad |= cols.bad
     if len(cols.pred) > limits.models:  # some record may have too many entries
         bad |= np.asarray([len(p) > limits.models for p in preds], dtype=bool)
-    ids = [w.id for w in ws]
     if int in set(map(type, ids)):  # integer ids must fit in 64 bits; the slow path says why
         bad |= np.asarray([type(i) is int and not ID_MIN <= i <= ID_MAX for i in ids])
     if ensemble is not None and ws:
@@ -351,10 +363,12 @@ def parse_batch(
             by_fast[model] = (whole.take(sel), rows[sel])
 
     label_fast = _fast_labels(batch, wires, label_rows) if label_rows else None
-    taken = set(rows[keep].tolist())
-    if label_fast is not None:
-        taken.update(label_fast[0])
-    slow = sorted(set(range(len(values))) - taken)
+    slow: list[int] = []
+    if label_fast is not None or len(rows) < len(values) or not keep.all():
+        taken = set(rows[keep].tolist())
+        if label_fast is not None:
+            taken.update(label_fast[0])
+        slow = sorted(set(range(len(values))) - taken)
     judged: dict[str, _Judged] = {}
     dead: list[DeadLetter] = []
     slow_labels: list[tuple[int, LabelRecord]] = []
