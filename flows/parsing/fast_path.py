@@ -22,8 +22,12 @@ from numpy.typing import NDArray
 from flows.parsing.labels import Codes, LabelTable, best_label
 
 
-class Wire(msgspec.Struct):
-    """The record's wire types, checked in C; the semantics are checked afterwards."""
+class Wire(msgspec.Struct, gc=False):
+    """The record's wire types, checked in C; the semantics are checked afterwards.
+
+    ``gc=False``: a decoded record is a tree (it cannot hold a reference cycle), so the cyclic
+    garbage collector need not track the thousand of them each batch makes.
+    """
 
     id: str | int
     label: str | int
@@ -44,7 +48,7 @@ _STRICT = msgspec.json.Decoder(WireStrict)
 _DECODER = msgspec.json.Decoder(Wire)
 
 
-class JoinWire(msgspec.Struct):
+class JoinWire(msgspec.Struct, gc=False):
     """`Wire` when delayed labels are joined: a record may lack ``label`` or ``predictions``."""
 
     id: str | int
