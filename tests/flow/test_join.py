@@ -91,6 +91,7 @@ def check_join_fields(docs: list[Doc], outcome: JoinOutcome) -> None:
     """The last document of each model: counts as the oracle's, latency of its window."""
     last: dict[str, Doc] = {}
     for doc in docs:
+        assert doc["join"]["joined"] == doc["seq"]  # a document part way through a batch too
         if doc["seq"] >= last.get(doc["model"], {"seq": 0})["seq"]:
             last[doc["model"]] = doc
     for model, doc in last.items():
