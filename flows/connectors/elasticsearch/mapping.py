@@ -73,9 +73,7 @@ def mappings() -> dict[str, Any]:
             "join": {
                 "properties": {
                     **{name: {"type": "long"} for name in JOIN_COUNTS},
-                    "latency_ms": {
-                        "properties": {name: {"type": "long"} for name in LATENCY_KEYS}
-                    },
+                    "latency_ms": {"properties": {name: {"type": "long"} for name in LATENCY_KEYS}},
                 }
             },
         },
