@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 
 from flows.errors import SnapshotError
 from flows.parsing.batches import DeadLetter, ModelColumns
-from flows.parsing.halves import Halves, PredictionHalves
+from flows.parsing.halves import Halves, LabelHalves, PredictionHalves
 from flows.parsing.labels import LabelTable
 
 FREE, WAITING, JOINED = 0, 1, 2
@@ -222,12 +222,20 @@ class JoinStore:
         preds, labels = halves.predictions, halves.labels
         p_clock, l_clock = clock_at(preds.run_max), clock_at(labels.run_max)
         base = self._append(preds) if len(preds) else len(self.ids)
-        rows = np.concatenate([preds.rows, labels.rows])
-        order = np.argsort(rows, kind="stable").tolist()
         n_pred = len(preds)
         admitted: list[int] = []
         matched: list[tuple[int, str, int]] = []  # (row, label, label ts) in join order
         ttl, index, state, ts, waiting = self.ttl, self.index, self.state, self.ts, self.labels
+        # The common batches take a vectorized path; what it does not settle goes one by one.
+        order: list[int]
+        if not len(labels) and self._admit_all(preds, base):
+            order = []
+            admitted = list(range(base, base + n_pred))
+        elif not n_pred:
+            order = self._labels_at_once(labels, l_clock, matched)
+        else:
+            rows = np.concatenate([preds.rows, labels.rows])
+            order = np.argsort(rows, kind="stable").tolist()
         for k in order:
             if k < n_pred:
                 rid, now, row = preds.ids[k], p_clock[k], base + k
@@ -310,6 +318,54 @@ class JoinStore:
             )
         self.sweep(out, halves.headers)
         return out
+
+    def _admit_all(self, preds: PredictionHalves, base: int) -> bool:
+        """Admit every prediction of a batch as waiting, when none meets an id already held."""
+        ids = preds.ids
+        n = len(ids)
+        if len(set(ids)) != n or not self.index.keys().isdisjoint(ids):
+            return False
+        if self.labels and not self.labels.keys().isdisjoint(ids):
+            return False
+        self.index.update(zip(ids, range(base, base + n), strict=True))
+        self.state[base : base + n] = WAITING
+        self.live += n
+        self.waiting += n
+        return True
+
+    def _labels_at_once(
+        self, labels: LabelHalves, clocks: list[int], matched: list[tuple[int, str, int]]
+    ) -> list[int]:
+        """Join the labels of a batch whose prediction waits (unexpired), all at once; return
+        the positions of the others (in order), which join nothing and go one by one."""
+        ids = labels.ids
+        n = len(ids)
+        if len(set(ids)) != n:
+            return list(range(n))
+        get = self.index.get
+        rows = np.asarray([get(rid, -1) for rid in ids], dtype=np.int64)
+        found = rows >= 0
+        at = rows[found]
+        ok = np.zeros(n, dtype=bool)
+        ok[found] = (self.state[at] == WAITING) & (
+            self.ts[at] + self.ttl >= np.asarray(clocks, dtype=np.int64)[found]
+        )
+        hit = np.flatnonzero(ok)
+        if len(hit):
+            joined = rows[hit]
+            self.state[joined] = JOINED
+            self.waiting -= len(hit)
+            text = labels.labels
+            matched.extend(
+                zip(
+                    joined.tolist(),
+                    [text[i] for i in hit.tolist()],
+                    labels.ts[hit].tolist(),
+                    strict=True,
+                )
+            )
+        # Positions k >= number of predictions (none here) are labels in the one-by-one loop.
+        return np.flatnonzero(~ok).tolist()
 
     def sweep(self, out: JoinResult, headers: Mapping[str, str]) -> None:
         """Expire every half whose time plus the TTL the clock has passed."""
