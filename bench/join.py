@@ -87,6 +87,7 @@ def throughput(n: int, repeats: int, scratch: Path) -> dict[str, Any]:
     best = {k: min(r["seconds"] for r in v) for k, v in runs.items()}
     cpu = {k: min(r["cpu"] for r in v) for k, v in runs.items()}
     docs = {k: v[0]["documents"] for k, v in runs.items()}
+    assert docs["join"] == docs["combined"], f"not the same work: {docs}"
     return {
         "records": n,
         "runs": runs,
@@ -126,6 +127,14 @@ def state(n: int) -> dict[str, Any]:
     start = time.perf_counter()
     blob = pickle.dumps(store.snapshot(), protocol=pickle.HIGHEST_PROTOCOL)
     snap_s = time.perf_counter() - start
+    # The next epoch: 1,000 labels for the oldest predictions arrive; snapshot again.
+    labels = [orjson.dumps({"id": f"r-{i + 1:07d}", "ts": 0, "label": "A"}) for i in range(1000)]
+    parsed = parse_batch(RawBatch(labels, [0] * 1000, "l", [0] * 1000), join=True)
+    assert parsed.halves is not None
+    store.step(parsed.halves)
+    start = time.perf_counter()
+    again = pickle.dumps(store.snapshot(), protocol=pickle.HIGHEST_PROTOCOL)
+    next_s = time.perf_counter() - start
     return {
         "waiting": n,
         "memory_bytes": held,
@@ -133,6 +142,8 @@ def state(n: int) -> dict[str, Any]:
         "snapshot_bytes": len(blob),
         "snapshot_per_waiting": len(blob) / n,
         "snapshot_seconds": snap_s,
+        "next_snapshot_after_1000_joins_seconds": next_s,
+        "next_snapshot_bytes": len(again),
     }
 
 
