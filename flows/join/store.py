@@ -14,6 +14,7 @@ An origin that goes quiet holds the clock back: nothing expires until every orig
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
@@ -24,10 +25,11 @@ from numpy.typing import NDArray
 
 from flows.errors import SnapshotError
 from flows.parsing.batches import DeadLetter, ModelColumns
-from flows.parsing.halves import Halves, PredictionHalves
+from flows.parsing.halves import Halves, LabelHalves, PredictionHalves
 from flows.parsing.labels import LabelTable
 
 FREE, WAITING, JOINED = 0, 1, 2
+CHUNK = 4096  # rows per snapshot block
 JOIN_STATE_VERSION: Literal[1] = 1
 
 
@@ -91,14 +93,18 @@ class _ModelSlots:
 
 
 class JoinSnapshot(TypedDict):
-    """The checkpoint of one join shard (live rows only)."""
+    """The checkpoint of one join shard.
+
+    ``chunks`` are the rows in blocks of `CHUNK`, each one pickled blob of ``(ids, ts, state,
+    {model: (pred, scores)})``; a block no batch touched since the last snapshot is the same
+    bytes object as then, so only changed blocks are serialized again. ``models`` gives each
+    model's score-map keys (a block pickled earlier may have fewer columns, or no model entry).
+    """
 
     v: Literal[1]
     labels: list[str]
-    ids: list[str | int]
-    ts: NDArray[np.int64]
-    state: NDArray[np.int8]
-    models: dict[str, tuple[NDArray[np.int32], list[str], NDArray[np.float64] | None]]
+    chunks: list[bytes]
+    models: dict[str, list[str]]
     waiting_labels: list[tuple[str | int, str, int, int, str]]
     clock: dict[str, int]
 
@@ -118,6 +124,16 @@ class JoinStore:
         self.clock: dict[str, int] = {}  # origin -> newest event time read from it
         self.live = 0  # rows WAITING or JOINED
         self.waiting = 0  # rows WAITING
+        self._blobs: dict[int, bytes] = {}  # snapshot blocks unchanged since they were pickled
+
+    def _touch(self, lo: int, hi: int | None = None) -> None:
+        """Rows ``lo .. hi - 1`` (or row ``lo``) changed: their snapshot blocks are stale."""
+        for block in range(lo // CHUNK, (lo if hi is None else hi - 1) // CHUNK + 1):
+            self._blobs.pop(block, None)
+
+    def _touch_rows(self, rows: NDArray[np.int64]) -> None:
+        for block in set((rows // CHUNK).tolist()):
+            self._blobs.pop(block, None)
 
     @property
     def now(self) -> int | None:
@@ -145,6 +161,7 @@ class JoinStore:
         return base
 
     def _compact(self) -> None:
+        self._blobs.clear()
         keep = np.flatnonzero(self.state[: len(self.ids)] != FREE)
         cap = self._cap()
         n = len(keep)
@@ -168,6 +185,7 @@ class JoinStore:
         """Write prediction halves as new rows (state FREE until the join admits them)."""
         n = len(halves)
         base = self._reserve(n)
+        self._touch(base, base + n)
         self.ids.extend(halves.ids)
         self.ts[base : base + n] = halves.ts
         remap = self.table.encode(halves.labels)
@@ -186,6 +204,7 @@ class JoinStore:
         return base
 
     def _free(self, row: int) -> None:
+        self._touch(row)
         if self.state[row] == WAITING:
             self.waiting -= 1
         self.state[row] = FREE
@@ -222,12 +241,20 @@ class JoinStore:
         preds, labels = halves.predictions, halves.labels
         p_clock, l_clock = clock_at(preds.run_max), clock_at(labels.run_max)
         base = self._append(preds) if len(preds) else len(self.ids)
-        rows = np.concatenate([preds.rows, labels.rows])
-        order = np.argsort(rows, kind="stable").tolist()
         n_pred = len(preds)
         admitted: list[int] = []
         matched: list[tuple[int, str, int]] = []  # (row, label, label ts) in join order
         ttl, index, state, ts, waiting = self.ttl, self.index, self.state, self.ts, self.labels
+        # The common batches take a vectorized path; what it does not settle goes one by one.
+        order: list[int]
+        if not len(labels) and self._admit_all(preds, base):
+            order = []
+            admitted = list(range(base, base + n_pred))
+        elif not n_pred:
+            order = self._labels_at_once(labels, l_clock, matched)
+        else:
+            rows = np.concatenate([preds.rows, labels.rows])
+            order = np.argsort(rows, kind="stable").tolist()
         for k in order:
             if k < n_pred:
                 rid, now, row = preds.ids[k], p_clock[k], base + k
@@ -264,6 +291,7 @@ class JoinStore:
                     old = None
                 if old is not None:
                     if state[old] == WAITING:
+                        self._touch(old)
                         state[old] = JOINED
                         self.waiting -= 1
                         matched.append((old, text, when))
@@ -310,6 +338,55 @@ class JoinStore:
             )
         self.sweep(out, halves.headers)
         return out
+
+    def _admit_all(self, preds: PredictionHalves, base: int) -> bool:
+        """Admit every prediction of a batch as waiting, when none meets an id already held."""
+        ids = preds.ids
+        n = len(ids)
+        if len(set(ids)) != n or not self.index.keys().isdisjoint(ids):
+            return False
+        if self.labels and not self.labels.keys().isdisjoint(ids):
+            return False
+        self.index.update(zip(ids, range(base, base + n), strict=True))
+        self.state[base : base + n] = WAITING
+        self.live += n
+        self.waiting += n
+        return True
+
+    def _labels_at_once(
+        self, labels: LabelHalves, clocks: list[int], matched: list[tuple[int, str, int]]
+    ) -> list[int]:
+        """Join the labels of a batch whose prediction waits (unexpired), all at once; return
+        the positions of the others (in order), which join nothing and go one by one."""
+        ids = labels.ids
+        n = len(ids)
+        if len(set(ids)) != n:
+            return list(range(n))
+        get = self.index.get
+        rows = np.asarray([get(rid, -1) for rid in ids], dtype=np.int64)
+        found = rows >= 0
+        at = rows[found]
+        ok = np.zeros(n, dtype=bool)
+        ok[found] = (self.state[at] == WAITING) & (
+            self.ts[at] + self.ttl >= np.asarray(clocks, dtype=np.int64)[found]
+        )
+        hit = np.flatnonzero(ok)
+        if len(hit):
+            joined = rows[hit]
+            self._touch_rows(joined)
+            self.state[joined] = JOINED
+            self.waiting -= len(hit)
+            text = labels.labels
+            matched.extend(
+                zip(
+                    joined.tolist(),
+                    [text[i] for i in hit.tolist()],
+                    labels.ts[hit].tolist(),
+                    strict=True,
+                )
+            )
+        # Positions k >= number of predictions (none here) are labels in the one-by-one loop.
+        return np.flatnonzero(~ok).tolist()
 
     def sweep(self, out: JoinResult, headers: Mapping[str, str]) -> None:
         """Expire every half whose time plus the TTL the clock has passed."""
@@ -418,20 +495,33 @@ class JoinStore:
         rows = self.state[:n] == WAITING
         return {m: int((rows & (s.pred[:n] >= 0)).sum()) for m, s in self.models.items()}
 
+    def _block(self, block: int) -> bytes:
+        lo, hi = block * CHUNK, min((block + 1) * CHUNK, len(self.ids))
+        models = {
+            m: (s.pred[lo:hi].copy(), None if s.scores is None else s.scores[lo:hi].copy())
+            for m, s in self.models.items()
+        }
+        parts = (self.ids[lo:hi], self.ts[lo:hi].copy(), self.state[lo:hi].copy(), models)
+        return pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
+
     def snapshot(self) -> JoinSnapshot:
-        """A copy of the live rows, the waiting labels and the clock."""
-        n = len(self.ids)
-        keep = np.flatnonzero(self.state[:n] != FREE)
+        """The rows in blocks (only blocks changed since the last snapshot are pickled again),
+        the waiting labels and the clock."""
+        blocks = -(-len(self.ids) // CHUNK)
+        for block in list(self._blobs):
+            if block >= blocks:
+                del self._blobs[block]
+        chunks = []
+        for block in range(blocks):
+            blob = self._blobs.get(block)
+            if blob is None:
+                blob = self._blobs[block] = self._block(block)
+            chunks.append(blob)
         return {
             "v": JOIN_STATE_VERSION,
             "labels": list(self.table.labels),
-            "ids": [self.ids[i] for i in keep.tolist()],  # type: ignore[misc]
-            "ts": self.ts[keep],
-            "state": self.state[keep],
-            "models": {
-                m: (s.pred[keep], list(s.keys), None if s.scores is None else s.scores[keep])
-                for m, s in self.models.items()
-            },
+            "chunks": chunks,
+            "models": {m: list(s.keys) for m, s in self.models.items()},
             "waiting_labels": [(rid, *lab) for rid, lab in self.labels.items()],
             "clock": dict(self.clock),
         }
@@ -444,25 +534,34 @@ class JoinStore:
             )
         store = cls(ttl_ms)
         store.table = LabelTable(snap["labels"])
-        n = len(snap["ids"])
+        blocks = [pickle.loads(blob) for blob in snap["chunks"]]
+        n = sum(len(b[0]) for b in blocks)
         store._reserve(n)
-        store.ids = list(snap["ids"])
-        store.ts[:n] = snap["ts"]
-        store.state[:n] = snap["state"]
-        for model, (pred, keys, scores) in snap["models"].items():
+        for model, keys in snap["models"].items():
             slots = store.models[model] = _ModelSlots(store._cap())
-            slots.pred[:n] = pred
-            slots.keys = list(keys)
-            if scores is not None:
-                slots.scores = np.full((store._cap(), scores.shape[1]), np.nan)
-                slots.scores[:n] = scores
-        store.index = {rid: r for r, rid in enumerate(store.ids) if rid is not None}
-        store.live = n
+            if keys:
+                slots.key_columns(keys, store._cap())
+        lo = 0
+        for ids, ts, state, models in blocks:
+            hi = lo + len(ids)
+            store.ids.extend(ids)
+            store.ts[lo:hi] = ts
+            store.state[lo:hi] = state
+            for model, (pred, scores) in models.items():
+                slots = store.models[model]
+                slots.pred[lo:hi] = pred
+                if scores is not None and slots.scores is not None:
+                    slots.scores[lo:hi, : scores.shape[1]] = scores
+            lo = hi
+        live = store.state[:n] != FREE
+        store.index = {rid: r for r, rid in enumerate(store.ids) if rid is not None and live[r]}
+        store.live = int(live.sum())
         store.waiting = int((store.state[:n] == WAITING).sum())
         store.labels = {
             item[0]: (item[1], item[2], item[3], item[4]) for item in snap["waiting_labels"]
         }
         store.clock = dict(snap["clock"])
+        store._blobs = dict(enumerate(snap["chunks"]))
         return store
 
 

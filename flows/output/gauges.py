@@ -5,9 +5,10 @@ Label cardinality is bounded by configuration, never by the data: at most
 each), and per model at most ``CONFUSION_METRICS_MAX_CLASSES`` classes get their own ``class``
 label, the first ones seen by this process; the rest are summed under ``class="other"``
 (recall = their true positives over their support, precision = over their predictions). So a
-process exports at most ``models x (6 + 2 x (classes + 1))`` window series, plus alert counters
-per ``(model, source, status)``. An undefined value (e.g. MCC of a one-class window, the recall
-of a class absent from the window) is NaN, which no alerting comparison matches.
+process exports at most ``models x (6 + 2 x (classes + 1))`` window series (4 more per model with
+delayed labels), plus alert counters per ``(model, source, status)``. An undefined value (e.g.
+MCC of a one-class window, the recall of a class absent from the window) is NaN, which no
+alerting comparison matches.
 """
 
 from __future__ import annotations
@@ -69,6 +70,27 @@ class WindowGauges:
             ["model", "class"],
             registry=registry,
         )
+        # Delayed labels (documents with a join object): predictions waiting for their label,
+        # those that expired unlabeled and those seen, per model; and the window's p95 latency.
+        self.join = {
+            name: Gauge(
+                f"confusion_join_{name}",
+                f"Predictions of the model {what} (delayed labels)",
+                ["model"],
+                registry=registry,
+            )
+            for name, what in (
+                ("waiting", "waiting for their label"),
+                ("expired", "that expired unlabeled (CONFUSION_LABEL_TTL) so far"),
+                ("seen", "read so far"),
+            )
+        }
+        self.latency_p95 = Gauge(
+            "confusion_join_latency_p95_seconds",
+            "95th percentile of label latency (label time minus prediction time) in the window",
+            ["model"],
+            registry=registry,
+        )
         self.alerts = Counter(
             "confusion_alerts",
             "Alert transitions (fired, resolved)",
@@ -119,6 +141,12 @@ class WindowGauges:
         children[-2].set(window_fill(doc["window"]))
         children[-1].set(doc["seq"])
         self._per_class(model, metrics.get("per_class") or {})
+        join = doc.get("join")
+        if join is not None:
+            for name, gauge in self.join.items():
+                gauge.labels(model).set(join[name])
+            p95 = join["latency_ms"]["p95"]
+            self.latency_p95.labels(model).set(math.nan if p95 is None else p95 / 1000)
 
     def _per_class(self, model: str, per_class: Mapping[str, Mapping[str, Any]]) -> None:
         named = self._classes[model]

@@ -36,10 +36,13 @@ def nearest_rank(values: NDArray[np.int64], q: float) -> int:
 class JoinLedger:
     """Per model: predictions seen, joined, expired, and the latencies of the window's records."""
 
-    __slots__ = ("_start", "_values", "expired", "joined", "seen")
+    __slots__ = ("_combined", "_start", "_values", "expired", "joined", "seen")
 
     def __init__(self, snap: LatencySnapshot | None = None) -> None:
         self.seen = self.joined = self.expired = 0
+        # Whether the last logged batch was combined records: a document part way through a
+        # batch counts that batch's records up to its own only.
+        self._combined = False
         self._start = 0  # records numbered _start + 1 .. _start + len(_values) are logged
         self._values: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
         if snap is not None:
@@ -55,9 +58,12 @@ class JoinLedger:
         self.joined += n
 
     def log(self, n: int, latency: NDArray[np.int64] | None) -> None:
-        """Log the latencies of the next ``n`` records the window adds (None: combined)."""
+        """Log the latencies of the next ``n`` records the window adds (None: combined) and
+        count them as joined (combined ones as seen too)."""
+        self._combined = latency is None
         if latency is None:
             latency = np.full(n, NONE, dtype=np.int64)
+        self.arrived(n, self._combined)
         self._values = np.concatenate([self._values, latency])
 
     def keep(self, seq: int, held: int) -> None:
@@ -79,11 +85,14 @@ class JoinLedger:
                 p95=nearest_rank(values, 0.95),
                 max=int(values.max()),
             )
+        ahead = max(self._start + len(self._values) - seq, 0)  # logged records after this one
+        joined = self.joined - ahead
+        seen = self.seen - (ahead if self._combined else 0)
         return {
-            "seen": self.seen,
-            "joined": self.joined,
+            "seen": seen,
+            "joined": joined,
             "expired": self.expired,
-            "waiting": self.seen - self.joined - self.expired,
+            "waiting": seen - joined - self.expired,
             "latency_ms": latency,
         }
 

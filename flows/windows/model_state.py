@@ -217,8 +217,7 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns | JoinCounts, Emitted, Mo
                     self.ledger.seen += batch.seen
                     self.ledger.expired += batch.expired
                 continue
-            if self.ledger is not None:
-                self.ledger.arrived(len(batch), batch.latency is None)
+            arrived = len(batch)
             refused = over_class_limit(self.window.codes, batch, self.max_classes)
             if refused:
                 out += _class_letters(batch, refused, self.max_classes)
@@ -231,6 +230,8 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns | JoinCounts, Emitted, Mo
                 if refused:
                     out += _class_letters(batch, refused, self.max_classes)
                     batch = _without(batch, refused)
+            if self.ledger is not None and len(batch) < arrived:  # refused: counted, not held
+                self.ledger.arrived(arrived - len(batch), batch.latency is None)
             changes = self._changes(batch)
             if not changes:
                 self._add(batch, out)

@@ -65,8 +65,9 @@ def run_join(
     workers: int = 1,
     shards: int = 1,
     window: int = WINDOW,
+    duration: str | None = None,
 ) -> tuple[list[Doc], list[Doc]]:
-    env = job_env(tmp, window_size=window, emit_every=EVERY)
+    env = job_env(tmp, window_size=window, emit_every=EVERY, window_duration=duration)
     env["CONFUSION_LABEL_TTL"] = ttl
     env["CONFUSION_JOIN_SHARDS"] = str(shards)
     documents: list[tuple[str, Any]] = []
@@ -91,6 +92,7 @@ def check_join_fields(docs: list[Doc], outcome: JoinOutcome) -> None:
     """The last document of each model: counts as the oracle's, latency of its window."""
     last: dict[str, Doc] = {}
     for doc in docs:
+        assert doc["join"]["joined"] == doc["seq"]  # a document part way through a batch too
         if doc["seq"] >= last.get(doc["model"], {"seq": 0})["seq"]:
             last[doc["model"]] = doc
     for model, doc in last.items():
@@ -257,3 +259,15 @@ def test_without_the_join_a_record_without_label_is_refused_as_before(tmp_path: 
     )
     assert documents == []
     assert [letter.reason for _, letter in letters] == ["missing 'label'", "missing 'predictions'"]
+
+
+def test_time_windows_place_joined_records_at_the_prediction_time(tmp_path: Path) -> None:
+    lines = records()
+    halves = [split(line) for line in lines]
+    events = [("predictions", p) for p, _ in halves] + [("labels", lab) for _, lab in halves]
+    docs, letters = run_join(tmp_path, events, duration="30s")
+    assert letters == []
+    combined = expected_run(
+        lines, window_size=WINDOW, emit_every=EVERY, window_duration_ms=30_000
+    ).documents
+    assert_documents_match(without_join(docs), combined)

@@ -46,6 +46,7 @@ def test_rule_unit_tests_pass() -> None:
         ("confusion_window_accuracy < 0.8", "confusion_window_accuracy < 0.5"),
         ("and on (model) confusion_window_fill >= 1", "and on (model) confusion_window_fill >= 0"),
         ('status="fired"', 'status="resolved"'),
+        ("> 0.1 * increase(confusion_join_seen", "> 1.1 * increase(confusion_join_seen"),
     ],
 )
 def test_the_unit_tests_catch_a_broken_rule(tmp_path: Path, old: str, new: str) -> None:

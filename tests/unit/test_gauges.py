@@ -97,3 +97,27 @@ def test_alert_documents_are_counted() -> None:
         value(registry, "confusion_alerts_total", model="m", source="detector", status="resolved")
         == 1
     )
+
+
+def test_join_gauges_follow_the_document_join_object() -> None:
+    registry = CollectorRegistry()
+    gauges = WindowGauges(registry=registry)
+    doc = window_doc("m", {"A": (5, 1, 1)})
+    gauges.observe(doc)
+    assert value(registry, "confusion_join_waiting", model="m") is None  # no join, no series
+    doc["join"] = {
+        "seen": 120,
+        "joined": 100,
+        "expired": 7,
+        "waiting": 13,
+        "latency_ms": {"count": 100, "p50": 800, "p95": 4500, "max": 9000},
+    }
+    gauges.observe(doc)
+    assert value(registry, "confusion_join_waiting", model="m") == 13
+    assert value(registry, "confusion_join_expired", model="m") == 7
+    assert value(registry, "confusion_join_seen", model="m") == 120
+    assert value(registry, "confusion_join_latency_p95_seconds", model="m") == 4.5
+    doc["join"]["latency_ms"]["p95"] = None
+    gauges.observe(doc)
+    latency = value(registry, "confusion_join_latency_p95_seconds", model="m")
+    assert latency is not None and math.isnan(latency)

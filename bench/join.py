@@ -1,0 +1,174 @@
+"""Delayed labels: the join path against the combined-record path, and the join's state.
+
+1. Throughput, side by side in one run: the real job (`bench/flow_job.py`, documents discarded)
+   on N combined records, and on the same N records as a predictions file plus a labels file
+   (``CONFUSION_LABELS_INPUT``), labels in the records' order. Rates are records (predictions)
+   over the in-process time; repeats are interleaved.
+2. State: N prediction halves (3 models with score maps, as the sample stream) waiting in one
+   `JoinStore`: bytes per waiting prediction in memory (tracemalloc: ids, dict, columns) and in
+   the snapshot (pickled), and the time to take and pickle a snapshot.
+
+    python bench/join.py [--records N] [--waiting N] [--repeats N] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import orjson
+
+from bench.common import PYTHON, ROOT, bench_env, scaled_records, scaled_stream
+
+CACHE = ROOT / "bench" / "results" / "cache"
+
+
+def split_files(n: int) -> tuple[Path, Path]:
+    """The scaled stream of ``n`` records as a predictions file and a labels file (cached)."""
+    preds, labels = CACHE / f"join-preds-{n}.jsonl", CACHE / f"join-labels-{n}.jsonl"
+    if preds.exists() and labels.exists():
+        return preds, labels
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with preds.open("wb") as p, labels.open("wb") as lab:
+        for line in scaled_records(n):
+            record = orjson.loads(line)
+            label = {"id": record["id"], "ts": record["ts"], "label": record.pop("label")}
+            p.write(orjson.dumps(record) + b"\n")
+            lab.write(orjson.dumps(label) + b"\n")
+    return preds, labels
+
+
+def run_job(input_path: Path, labels: Path | None, scratch: Path) -> dict[str, float]:
+    result = scratch / "result.jsonl"
+    result.unlink(missing_ok=True)
+    settings: dict[str, Any] = {
+        "source": "file",
+        "input": input_path,
+        "window_size": 1000,
+        "emit_every": 100,
+        "output": scratch / "documents.jsonl",
+        "dead_letter_path": scratch / "dead.jsonl",
+        "summary": "false",
+    }
+    if labels is not None:
+        settings["labels_input"] = labels
+    env = bench_env(**settings)
+    env.update(BENCH_RESULT=str(result), BENCH_SINK="discard")
+    cmd = [PYTHON, "-m", "bytewax.run", "bench.flow_job"]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr.decode()[-3000:])
+    lines = [json.loads(line) for line in result.read_text().splitlines()]
+    return {
+        "seconds": max(r["ended"] for r in lines) - min(r["built"] for r in lines),
+        "cpu": sum(r["cpu"] for r in lines),
+        "documents": sum(r["documents"] for r in lines),
+    }
+
+
+def throughput(n: int, repeats: int, scratch: Path) -> dict[str, Any]:
+    combined = scaled_stream(n)
+    preds, labels = split_files(n)
+    runs: dict[str, list[dict[str, float]]] = {"combined": [], "join": []}
+    for _ in range(repeats):
+        runs["combined"].append(run_job(combined, None, scratch))
+        runs["join"].append(run_job(preds, labels, scratch))
+    best = {k: min(r["seconds"] for r in v) for k, v in runs.items()}
+    cpu = {k: min(r["cpu"] for r in v) for k, v in runs.items()}
+    docs = {k: v[0]["documents"] for k, v in runs.items()}
+    assert docs["join"] == docs["combined"], f"not the same work: {docs}"
+    return {
+        "records": n,
+        "runs": runs,
+        "rate": {k: n / s for k, s in best.items()},
+        "rate_per_cpu_s": {k: n / c for k, c in cpu.items()},
+        "join_over_combined": best["combined"] / best["join"],
+        "documents": docs,
+    }
+
+
+def state(n: int) -> dict[str, Any]:
+    """N prediction halves waiting in one store: memory, snapshot size and time."""
+    from flows.join.store import JoinStore
+    from flows.parsing.batches import RawBatch, parse_batch
+
+    store = JoinStore(7 * 86_400_000)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    batch: list[bytes] = []
+    for k, line in enumerate(scaled_records(n)):
+        record = orjson.loads(line)
+        del record["label"]
+        batch.append(orjson.dumps(record))
+        if len(batch) == 10_000 or k == n - 1:
+            parsed = parse_batch(
+                RawBatch(batch, [0] * len(batch), "p", [0] * len(batch)), join=True
+            )
+            assert parsed.halves is not None
+            store.step(parsed.halves)
+            batch = []
+            del parsed
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert store.waiting == n
+    start = time.perf_counter()
+    blob = pickle.dumps(store.snapshot(), protocol=pickle.HIGHEST_PROTOCOL)
+    snap_s = time.perf_counter() - start
+    # The next epoch: 1,000 labels for the oldest predictions arrive; snapshot again.
+    labels = [orjson.dumps({"id": f"r-{i + 1:07d}", "ts": 0, "label": "A"}) for i in range(1000)]
+    parsed = parse_batch(RawBatch(labels, [0] * 1000, "l", [0] * 1000), join=True)
+    assert parsed.halves is not None
+    store.step(parsed.halves)
+    start = time.perf_counter()
+    again = pickle.dumps(store.snapshot(), protocol=pickle.HIGHEST_PROTOCOL)
+    next_s = time.perf_counter() - start
+    return {
+        "waiting": n,
+        "memory_bytes": held,
+        "memory_per_waiting": held / n,
+        "snapshot_bytes": len(blob),
+        "snapshot_per_waiting": len(blob) / n,
+        "snapshot_seconds": snap_s,
+        "next_snapshot_after_1000_joins_seconds": next_s,
+        "next_snapshot_bytes": len(again),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--records", type=int, default=1_000_000)
+    ap.add_argument("--waiting", type=int, default=1_000_000)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--skip-throughput", action="store_true")
+    args = ap.parse_args(argv)
+    scratch = CACHE / f"join-scratch-{os.getpid()}"
+    scratch.mkdir(parents=True, exist_ok=True)
+    out: dict[str, Any] = {"loadavg_before": Path("/proc/loadavg").read_text().strip()}
+    out["state"] = state(args.waiting)
+    print(json.dumps(out["state"], indent=1), flush=True)
+    if not args.skip_throughput:
+        out["throughput"] = throughput(args.records, args.repeats, scratch)
+        print(json.dumps({k: v for k, v in out["throughput"].items() if k != "runs"}, indent=1))
+    out["loadavg_after"] = Path("/proc/loadavg").read_text().strip()
+    print("load:", out["loadavg_before"], "->", out["loadavg_after"])
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()
