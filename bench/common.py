@@ -380,3 +380,69 @@ def model_columns(
         list(ids),
         np.asarray(ts, dtype=np.int64),
     )
+
+
+WIDE_MODELS = 10
+WIDE_CLASSES = 20
+
+
+def wide_records(n: int, seed: int = 17) -> Iterator[bytes]:
+    """``n`` records of `WIDE_MODELS` models, each a score map over `WIDE_CLASSES` classes.
+
+    Labels ``c00`` .. ``c19``; each model's top score (0.900-0.999, never tied) is the truth with
+    probability 0.6 + 0.03 * model, the others score 0.000-0.899. Ids and times as
+    `scaled_records`; the same seed gives the same bytes.
+    """
+    rng = np.random.default_rng(seed)
+    names = [f"c{k:02d}" for k in range(WIDE_CLASSES)]
+    keys = [f'"{name}":'.encode() for name in names]
+    low = [f"0.{k:03d}".encode() for k in range(1000)]
+    origin = np.datetime64(STREAM_START.replace(tzinfo=None), "ms")
+    for lo in range(0, n, 2_000):
+        hi = min(lo + 2_000, n)
+        m = hi - lo
+        truth = rng.integers(0, WIDE_CLASSES, m)
+        stamps = np.datetime_as_string(origin + np.arange(lo, hi) * STREAM_STEP_MS, unit="ms")
+        maps = []
+        for k in range(WIDE_MODELS):
+            right = rng.random(m) < 0.6 + 0.03 * k
+            pred = np.where(right, truth, rng.integers(0, WIDE_CLASSES, m))
+            scores = rng.integers(0, 900, (m, WIDE_CLASSES))
+            scores[np.arange(m), pred] = rng.integers(900, 1000, m)
+            maps.append(
+                [
+                    b"{" + b",".join(key + low[s] for key, s in zip(keys, row, strict=True)) + b"}"
+                    for row in scores.tolist()
+                ]
+            )
+        for j in range(m):
+            i = lo + j
+            entries = b",".join(b'"model%d":' % (k + 1) + maps[k][j] for k in range(WIDE_MODELS))
+            yield (
+                (
+                    f'{{"id":"r-{i + 1:07d}","ts":"{stamps[j]}Z","label":"{names[truth[j]]}",'
+                    f'"predictions":{{'
+                ).encode()
+                + entries
+                + b"}}"
+            )
+
+
+def cached_stream(name: str, n: int, lines: Callable[[int], Iterator[bytes]]) -> Path:
+    """A JSON-lines file of ``n`` records from ``lines``, written once into bench/results/cache."""
+    path = CACHE / f"{name}-{n}.jsonl"
+    if path.exists():
+        return path
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    with tmp.open("wb") as f:
+        chunk: list[bytes] = []
+        for line in lines(n):
+            chunk.append(line)
+            if len(chunk) == 10_000:
+                f.write(b"\n".join(chunk) + b"\n")
+                chunk.clear()
+        if chunk:
+            f.write(b"\n".join(chunk) + b"\n")
+    tmp.replace(path)
+    return path

@@ -80,7 +80,12 @@ AREAS = (
 )
 
 
+DECODE = "JSON decode (msgspec, in C)"
+
+
 def area_of(frames: list[tuple[str, str]]) -> str:
+    if frames and frames[-1][0].startswith("decode_batch "):
+        return DECODE  # the one C call that decodes a batch (part of parsing)
     for _, where in reversed(frames):
         for prefix, area in AREAS:
             if where.startswith(prefix):
@@ -120,6 +125,11 @@ def main(argv: list[str] | None = None) -> Report:
     p = parser(__doc__.splitlines()[0])
     p.add_argument("--records", type=int, default=None, help="default 300,000 (quick 5,000)")
     p.add_argument("--emit-every", type=int, default=100)
+    p.add_argument(
+        "--lean",
+        action="store_true",
+        help="score statistics, drift detectors and alert rules off (bench/parse_speed.py's job)",
+    )
     args = p.parse_args(argv)
     records = args.records or (5_000 if args.quick else 300_000)
     report = Report("profile", "Profile of the job (py-spy)", command_line("profile_flow.py", argv))
@@ -136,6 +146,11 @@ def main(argv: list[str] | None = None) -> Report:
             input=path,
             emit_every=args.emit_every,
             dead_letter_path=Path(tmp) / "dead.jsonl",
+            **(
+                {"score_bins": 0, "drift_detector": "off", "alert_rules": "none"}
+                if args.lean
+                else {}
+            ),
         )
         cmd = [
             spy,
@@ -163,7 +178,9 @@ def main(argv: list[str] | None = None) -> Report:
         report.skipped = "py-spy took no sample of the running dataflow"
         finish(report, args, started)
         return report
-    heading = f"{records:,} records, emit every {args.emit_every}, {total:,} samples at 200 Hz"
+    heading = f"{records:,} records, emit every {args.emit_every}, {total:,} samples at 200 Hz" + (
+        "; score statistics, detectors and rules off" if args.lean else ""
+    )
     report.sections += [
         Section(
             f"Where the time goes ({heading})",

@@ -24,6 +24,7 @@ from bench.common import PYTHON, RESULTS, ROOT, machine, mark, table
 BENCHMARKS = (
     "core_update",
     "flow",
+    "parse_speed",
     "state",
     "scores",
     "profile_flow",

@@ -10,7 +10,6 @@ per batch.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +34,14 @@ from flows.parsing.checks import (
     timestamp_ms,
 )
 from flows.parsing.ensemble import Ensemble
-from flows.parsing.fast_path import JoinWire, Wire, decode_batch, predicted_codes
+from flows.parsing.ensemble_columns import ensemble_columns
+from flows.parsing.fast_path import (
+    JoinWire,
+    PredictedCodes,
+    Wire,
+    decode_batch,
+    predicted_codes,
+)
 from flows.parsing.halves import (
     Halves,
     LabelHalves,
@@ -44,6 +50,7 @@ from flows.parsing.halves import (
     no_predictions,
 )
 from flows.parsing.labels import LabelTable
+from flows.parsing.times import batch_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,34 +160,8 @@ class ParsedBatch:
     halves: Halves | None = None  # with the join on: prediction and label halves
 
 
-# The most common form, UTC with milliseconds: a batch of these is parsed by numpy at once.
-_UTC_MS_LINES = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z"
-    r"(?:\n[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z)*"
-)
-
-
-def _uniform_utc_ms(raw: list[str | int | None]) -> NDArray[np.int64] | None:
-    """Epoch ms of a batch whose every ``ts`` reads ``YYYY-MM-DDTHH:MM:SS.mmmZ``, or None.
-
-    numpy reads the form exactly as `timestamp_ms` does and refuses the same impossible dates
-    (a day 30 of February, hour 24, second 60); anything it refuses, or a year before 1, leaves
-    the batch to the record-by-record path, which says why.
-    """
-    if not raw or set(map(type, raw)) != {str}:
-        return None
-    if _UTC_MS_LINES.fullmatch("\n".join(raw)) is None:  # type: ignore[arg-type]
-        return None
-    try:
-        ts = np.array([value[:23] for value in raw], dtype="datetime64[ms]")  # type: ignore[index]
-    except ValueError:
-        return None
-    out = ts.astype(np.int64)
-    return out if int(out.min()) >= MIN_MS else None
-
-
 def _timestamps(
-    raw: list[str | int | None], fallback: list[int]
+    raw: list[str | int | None], fallback: Sequence[int]
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """Epoch ms per row, and which rows have a ``ts`` that `timestamp_ms` refuses."""
     bad = np.zeros(len(raw), dtype=bool)
@@ -191,16 +172,14 @@ def _timestamps(
             pass
         else:
             return ts, (ts < MIN_MS) | (ts > MAX_MS)
-    uniform = _uniform_utc_ms(raw)
-    if uniform is not None:
-        return uniform, bad
+    strings = bool(raw) and set(map(type, raw)) == {str}
+    if strings:  # the common batch: one layout, converted column by column
+        ms = batch_ms(raw, MIN_MS, MAX_MS)  # type: ignore[arg-type]
+        if ms is not None:
+            return ms, bad
     # One regex call checks the RFC 3339 form of a batch of strings (no string of that form
     # holds a newline, so the join cannot make a bad one pass).
-    checked = (
-        bool(raw)
-        and set(map(type, raw)) == {str}
-        and RFC3339_LINES.fullmatch("\n".join(raw)) is not None  # type: ignore[arg-type]
-    )
+    checked = strings and RFC3339_LINES.fullmatch("\n".join(raw)) is not None  # type: ignore[arg-type]
     out = []
     for i, value in enumerate(raw):
         if value is None:
@@ -278,6 +257,27 @@ def _merge(
     )
 
 
+def _ensemble_columns(
+    ensemble: Ensemble, table: LabelTable, preds: list[dict[str, Any]], cols: PredictedCodes
+) -> NDArray[np.bool_] | bool:
+    """Add the ensemble to ``cols`` as one more model; the rows to judge one by one instead.
+
+    When the batch is not regular enough for the column ensemble, every row goes one by one.
+    """
+    shapes = set(map(tuple, preds))
+    if len(shapes) != 1:
+        return True
+    maps = {model: (order, *cols.scores[model]) for model, order in cols.key_order.items()}
+    bare = {model: cols.pred[model] for model in cols.bare}
+    voted = ensemble_columns(ensemble.weights, len(preds), table, next(iter(shapes)), bare, maps)
+    if voted is None:
+        return True
+    cols.pred[ensemble.name] = voted.pred
+    if voted.scores is not None:
+        cols.scores[ensemble.name] = (voted.score_keys, voted.scores)
+    return voted.refer
+
+
 def _judge(
     raw: bytes, ensemble: Ensemble | None, limits: Limits, join: bool = False
 ) -> Record | LabelRecord:
@@ -298,10 +298,11 @@ def parse_batch(
 ) -> ParsedBatch:
     """Parse a batch into per-model columns, keeping read order within each model.
 
-    Well-formed records take the columnar fast path (`flows.parsing.fast_path`); the rest, and every
-    record when an ensemble is configured, are judged by `parse_record`, which gives the reason
-    for each refusal. Both paths reach the same verdict on every record. With ``join``
-    (delayed labels), prediction and label halves come out apart, in ``halves``.
+    Well-formed records take the columnar fast path (`flows.parsing.fast_path`, with the
+    ensemble as a weighted sum of score matrices, `flows.parsing.ensemble_columns`); the rest are
+    judged by `parse_record`, which gives the reason for each refusal. Both paths reach the same
+    verdict on every record. With ``join`` (delayed labels), prediction and label halves come
+    out apart, in ``halves``; an ensemble then judges every record one by one.
     """
     values = batch.values
     wires = decode_batch(values, limits.record_bytes, join)
@@ -309,28 +310,42 @@ def parse_batch(
     fast: list[int] = []
     ws: list[Wire | JoinWire] = []
     label_rows: list[int] = []
-    if ensemble is None:
+    if not join and None not in wires:  # the common batch: every record decoded
+        ids: list[str | int] = [w.id for w in wires]
+        preds: list[dict[str, Any]] = [w.predictions for w in wires]
+        labels: list[Any] = [w.label for w in wires]
+        if "" not in ids and "" not in labels and all(preds):
+            fast, ws = list(range(len(wires))), wires
+    if not fast and (ensemble is None or not join):
         for i, w in enumerate(wires):
             if w is not None and w.predictions and w.id != "" and w.label != "":
                 fast.append(i)
                 ws.append(w)
             elif join and w is not None and w.predictions is None and w.label not in (None, ""):
                 label_rows.append(i)
-    ts, bad = _timestamps([w.ts for w in ws], [batch.fallback_ts[i] for i in fast])
-    labels = [w.label for w in ws]
+    if ws is not wires:
+        ids, preds, labels = (
+            [w.id for w in ws],
+            [w.predictions or {} for w in ws],
+            [w.label for w in ws],
+        )
+    fallback = (
+        batch.fallback_ts if len(fast) == len(values) else [batch.fallback_ts[i] for i in fast]
+    )
+    ts, bad = _timestamps([w.ts for w in ws], fallback)
     if join and None in labels:
         labels = [PENDING if label is None else label for label in labels]
     if int in set(map(type, labels)):
         labels = [label if type(label) is str else str(label) for label in labels]
-    truth = table.encode(labels)  # type: ignore[arg-type]
-    preds: list[dict[str, Any]] = [w.predictions or {} for w in ws]
-    cols = predicted_codes(table, preds, None)
+    truth = table.encode(labels)
+    cols = predicted_codes(table, preds, None if ensemble is None else ensemble.name)
     bad |= cols.bad
     if len(cols.pred) > limits.models:  # some record may have too many entries
         bad |= np.asarray([len(p) > limits.models for p in preds], dtype=bool)
-    ids = [w.id for w in ws]
     if int in set(map(type, ids)):  # integer ids must fit in 64 bits; the slow path says why
         bad |= np.asarray([type(i) is int and not ID_MIN <= i <= ID_MAX for i in ids])
+    if ensemble is not None and ws:
+        bad |= _ensemble_columns(ensemble, table, preds, cols)
     rows = np.asarray(fast, dtype=np.int64)
     keep = ~bad
 
@@ -348,10 +363,12 @@ def parse_batch(
             by_fast[model] = (whole.take(sel), rows[sel])
 
     label_fast = _fast_labels(batch, wires, label_rows) if label_rows else None
-    taken = set(rows[keep].tolist())
-    if label_fast is not None:
-        taken.update(label_fast[0])
-    slow = sorted(set(range(len(values))) - taken)
+    slow: list[int] = []
+    if label_fast is not None or len(rows) < len(values) or not keep.all():
+        taken = set(rows[keep].tolist())
+        if label_fast is not None:
+            taken.update(label_fast[0])
+        slow = sorted(set(range(len(values))) - taken)
     judged: dict[str, _Judged] = {}
     dead: list[DeadLetter] = []
     slow_labels: list[tuple[int, LabelRecord]] = []

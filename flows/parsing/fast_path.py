@@ -22,8 +22,12 @@ from numpy.typing import NDArray
 from flows.parsing.labels import Codes, LabelTable, best_label
 
 
-class Wire(msgspec.Struct):
-    """The record's wire types, checked in C; the semantics are checked afterwards."""
+class Wire(msgspec.Struct, gc=False):
+    """The record's wire types, checked in C; the semantics are checked afterwards.
+
+    ``gc=False``: a decoded record is a tree (it cannot hold a reference cycle), so the cyclic
+    garbage collector need not track the thousand of them each batch makes.
+    """
 
     id: str | int
     label: str | int
@@ -44,7 +48,7 @@ _STRICT = msgspec.json.Decoder(WireStrict)
 _DECODER = msgspec.json.Decoder(Wire)
 
 
-class JoinWire(msgspec.Struct):
+class JoinWire(msgspec.Struct, gc=False):
     """`Wire` when delayed labels are joined: a record may lack ``label`` or ``predictions``."""
 
     id: str | int
@@ -159,6 +163,10 @@ class PredictedCodes:
     # Per model that sent score maps: their labels and scores, NaN where a row's map lacks a
     # label (a row of NaN: no map there).
     scores: dict[str, Scores] = field(default_factory=dict)
+    # Models with an entry in every row: those of bare labels, and those of score maps with
+    # one key order in every row (that order), as the column ensemble needs them.
+    bare: list[str] = field(default_factory=list)
+    key_order: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def _argmax_codes(
@@ -227,6 +235,8 @@ def predicted_codes(
     bad = np.zeros(n, dtype=bool)
     out: dict[str, Codes] = {}
     scores: dict[str, Scores] = {}
+    bare: list[str] = []
+    key_order: dict[str, tuple[str, ...]] = {}
     for model in dict.fromkeys(chain.from_iterable(preds)):
         entries = [p.get(model) for p in preds]
         if not model or model == reserved:
@@ -239,11 +249,15 @@ def predicted_codes(
             present = [e for e in entries if e is not None]
         if kinds == {str} and "" not in present:
             out[model] = table.encode(entries)
+            if present is entries:
+                bare.append(model)
         elif kinds == {dict}:
             keysets = set(map(tuple, present))
             keys = next(iter(keysets))
             if len(keysets) == 1 and keys and "" not in keys:
                 out[model], scores[model] = _argmax_codes(table, keys, entries, present)
+                if present is entries:
+                    key_order[model] = keys
                 continue
             out[model] = _one_by_one(table, entries, bad)
         else:
@@ -252,4 +266,4 @@ def predicted_codes(
             mixed = _score_matrix(entries, bad)
             if mixed is not None:
                 scores[model] = mixed
-    return PredictedCodes(out, bad, scores)
+    return PredictedCodes(out, bad, scores, bare, key_order)

@@ -7,6 +7,7 @@ maps the batch's codes to its own once per batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
 
 import numpy as np
 from numpy.typing import NDArray
@@ -38,15 +39,20 @@ class LabelTable:
         return code
 
     def encode(self, names: Sequence[str | None]) -> Codes:
-        """Codes of ``names``; None (a missing entry) becomes -1."""
-        get = self.index.get
-        codes = [get(name, -1) for name in names]  # type: ignore[arg-type]
-        if -1 in codes:
-            for name in dict.fromkeys(names):  # distinct names, in order of appearance
-                if name is not None and name not in self.index:
-                    self.code(name)
-            codes = [get(name, -1) for name in names]  # type: ignore[arg-type]
-        return np.asarray(codes, dtype=np.int32)
+        """Codes of ``names``; None (a missing entry) becomes -1.
+
+        New labels are interned once per call, in order of first appearance; the codes are
+        then looked up in C (``map`` over the index), with no Python step per name.
+        """
+        index = self.index
+        for name in dict.fromkeys(names):  # distinct names, in order of appearance
+            if name is not None and name not in index:
+                self.code(name)
+        return np.fromiter(
+            map(index.get, names, repeat(-1)),  # type: ignore[arg-type]
+            dtype=np.int32,
+            count=len(names),
+        )
 
 
 def best_label(scores: dict[str, float]) -> str:

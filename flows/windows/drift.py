@@ -18,11 +18,13 @@ import pickle
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from river.drift import ADWIN
+
+if TYPE_CHECKING:  # River (and the scikit-learn it imports) loads only when a detector is on
+    from river.drift import ADWIN
 
 STATE_VERSION = 1
 FAST_PATH = True  # feed River's Rust core directly (see StreamDetector._feed)
@@ -67,6 +69,8 @@ class Change:
 
 
 def new_adwin(config: DriftConfig) -> ADWIN:
+    from river.drift import ADWIN  # about 1 s of imports: paid only with a detector on
+
     detector: ADWIN = ADWIN(delta=config.delta, clock=config.clock)  # type: ignore[no-untyped-call]
     return detector
 

@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = (
     "core_update",
     "flow",
+    "parse_speed",
     "state",
     "scores",
     "profile_flow",
@@ -29,6 +30,7 @@ SCRIPTS = (
 HEADINGS = {
     "core_update": "Core update",
     "flow": "Flow:",
+    "parse_speed": "Parse speed:",
     "state": "State:",
     "scores": "Scores:",
     "profile_flow": "Profile",
