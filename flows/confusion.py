@@ -28,6 +28,7 @@ from flows.connectors import (
 from flows.connectors.console import SummaryTableSink
 from flows.errors import ConfigError
 from flows.limits import Limits
+from flows.logs import set_format
 from flows.output.documents import Document
 from flows.output.gauges import WindowGauges
 from flows.output.summary import Tally
@@ -169,6 +170,7 @@ def build_flow(
 def _flow_from_env() -> Dataflow:
     try:
         settings = load_settings()
+        set_format(settings.log_format)
         flow = build_flow(settings)
         serve_metrics(settings.metrics_port, settings.metrics_addr)
         return flow

@@ -84,6 +84,7 @@ class Settings(AlertSettings, BaseModel):
     max_classes: int = Field(MAX_CLASSES, ge=2, le=100_000)
 
     progress: Literal["auto", "on", "off"] = "auto"
+    log_format: Literal["text", "json"] = "text"
     summary: bool = True
     heartbeat_file: Path | None = None
 

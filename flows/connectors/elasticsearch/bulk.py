@@ -30,6 +30,7 @@ from elasticsearch import ApiError, Elasticsearch, TransportError
 from prometheus_client import Counter
 from pydantic import SecretStr
 
+from flows.connectors.outage import outage, source_lag
 from flows.connectors.retry import Backoff, Transient, retry_forever
 from flows.errors import SinkError
 from flows.settings import Settings
@@ -153,6 +154,8 @@ class Retrier:
     def __init__(self, client: Elasticsearch, max_backoff: float) -> None:
         self.client = client
         self.max_backoff = max_backoff
+        # Shared by every Retrier of the process (sink, source, alerts): one cluster, one story.
+        self.outage = outage("Elasticsearch")
 
     def call(self, what: str, fn: Callable[[], T], *, doing: Callable[[], str] | None = None) -> T:
         """Run ``fn`` until it succeeds, retrying transient failures; others raise `SinkError`.
@@ -160,8 +163,26 @@ class Retrier:
         ``what`` names the call in the error; ``doing`` (default: ``what``) in the retry log.
         """
 
+        reporter = f"{threading.get_ident()}"
+        doing_now = doing or (lambda: what)
+
+        def watched() -> T:
+            self.outage.busy(reporter, doing_now())
+            try:
+                result = fn()
+            finally:
+                self.outage.idle(reporter)
+            self.outage.up(reporter)
+            return result
+
         def on_retry(exc: Exception, reason: str, attempt: int, _pause: float) -> None:
             RETRIES.labels(reason=reason).inc()
+            if not isinstance(exc, _ItemsRefused):  # refused items: the cluster answers
+                if self.outage.is_down and attempt > 1:
+                    # The outage is reported once and then every REPORT_EVERY_S, not per retry.
+                    log.debug("%s failed (%s); retry %d", doing_now(), reason, attempt)
+                    return
+                self.outage.down(reporter, f"{doing_now()} failed ({reason})")
             if isinstance(exc, Transient):
                 log.warning("%s; retry %d", exc, attempt)
             else:
@@ -170,7 +191,7 @@ class Retrier:
                 )
 
         try:
-            return retry_forever(fn, _transient, on_retry, Backoff(self.max_backoff))
+            return retry_forever(watched, _transient, on_retry, Backoff(self.max_backoff))
         except ApiError as exc:
             raise _refused(what, exc) from None
 
@@ -284,6 +305,18 @@ class BulkSender:
         self._submitted = self._completed = 0
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self.waiting_docs = 0  # queued or being sent: what an outage holds back
+        self.waiting_bulks = 0
+        self.writer.retrier.outage.behind = self.behind
+
+    def behind(self) -> str:
+        """How far behind the job is while Elasticsearch is away (the outage's report)."""
+        lag = source_lag()
+        return (
+            f"{self.waiting_docs:,} documents in {self.waiting_bulks} bulks waiting "
+            f"(the dataflow is paused until they are written)"
+            + (f"; source lag when last measured {lag:,} records" if lag is not None else "")
+        )
 
     def submit(self, actions: list[Action]) -> int:
         self._raise_failure()
@@ -293,6 +326,9 @@ class BulkSender:
                 self._thread.start()
             self._submitted += 1
             ticket = self._submitted
+            with self._done:
+                self.waiting_docs += len(actions)
+                self.waiting_bulks += 1
             self._queue.put((ticket, actions))
         return ticket
 
@@ -316,4 +352,6 @@ class BulkSender:
                     self._failure = exc
             with self._done:  # after a failure: drained, so no submitter blocks forever
                 self._completed = ticket
+                self.waiting_docs -= len(actions)
+                self.waiting_bulks -= 1
                 self._done.notify_all()

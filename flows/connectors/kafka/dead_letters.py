@@ -14,8 +14,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
 
 from flows.connectors.kafka.config import client_config, count_error, describe
+from flows.connectors.outage import STALL_S, outage
 from flows.connectors.retry import Backoff, Transient, retry_forever
 from flows.errors import SinkError
+from flows.logs import librdkafka_logger
 from flows.parsing.batches import DeadLetter
 from flows.settings import Settings
 from flows.telemetry import job_logger
@@ -95,10 +97,17 @@ class _DeadLetterPartition(StatelessSinkPartition[tuple[str, DeadLetter]]):
         self._producer = producer
         self._topic = topic
         self._max_backoff = max_backoff
+        self._reporter = f"dead letters {id(self)}"
+        self._waiting = 0
+        self._outage = outage(f"Kafka (dead-letter topic {topic})", self._behind)
+
+    def _behind(self) -> str:
+        return f"{self._waiting:,} dead letters waiting (the dataflow is paused until delivered)"
 
     def write_batch(self, items: list[tuple[str, DeadLetter]]) -> None:
         """Deliver every letter or log why not; what librdkafka gave up on is sent again."""
         pending = [letter for _key, letter in items]
+        self._waiting = len(pending)
 
         def attempt() -> None:
             nonlocal pending
@@ -116,6 +125,8 @@ class _DeadLetterPartition(StatelessSinkPartition[tuple[str, DeadLetter]]):
                 raise _Undelivered(pending)
 
         def on_retry(exc: Exception, _reason: str, _attempt: int, pause: float) -> None:
+            self._waiting = len(pending)
+            self._outage.down(self._reporter, f"{len(pending)} dead letters not delivered")
             log.warning(
                 "%d dead letters not yet delivered to %s; retrying in %.1fs",
                 len(pending),
@@ -129,6 +140,8 @@ class _DeadLetterPartition(StatelessSinkPartition[tuple[str, DeadLetter]]):
             on_retry,
             Backoff(self._max_backoff, first=0.2),
         )
+        self._waiting = 0
+        self._outage.up(self._reporter)
 
     def _send(self, letters: list[DeadLetter]) -> _Outcome:
         outcome = _Outcome()
@@ -159,8 +172,11 @@ class _DeadLetterPartition(StatelessSinkPartition[tuple[str, DeadLetter]]):
                     self._failed(letter, exc.args[0], outcome)
                     break
             self._producer.poll(0)
-        while self._producer.flush(5.0) > 0:
-            log.warning("waiting for dead-letter deliveries to %s", self._topic)
+        waited = 0.0
+        while self._producer.flush(1.0) > 0:
+            waited += 1.0
+            if waited >= STALL_S:  # the outage tracker logs it once, then every REPORT_EVERY_S
+                self._outage.down(self._reporter, f"no delivery report for {waited:.0f}s")
         return outcome
 
     def _failed(self, letter: DeadLetter, err: KafkaError, outcome: _Outcome) -> None:
@@ -216,6 +232,11 @@ class DeadLetterTopicSink(DynamicSink[tuple[str, DeadLetter]]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterPartition:
         producer = Producer(
-            {**PRODUCER_DEFAULTS, **self.config, "error_cb": lambda e: count_error("producer", e)}
+            {
+                **PRODUCER_DEFAULTS,
+                **self.config,
+                "error_cb": lambda e: count_error("producer", e),
+                "logger": librdkafka_logger(),
+            }
         )
         return _DeadLetterPartition(producer, self.topic, self.max_backoff)
