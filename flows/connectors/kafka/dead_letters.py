@@ -7,6 +7,7 @@ silently; see `DeadLetterTopicSink`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -62,6 +63,11 @@ _FATAL_CODES = {
 
 log = job_logger("kafka")
 
+# A dead letter the topic refuses as too large is sent again cut to this many bytes, with
+# headers ``truncated: true`` and ``original_size``, so the refusal leaves a trace.
+TRUNCATED_BYTES = 16_384
+ORIGINAL_SIZE = "original_size"
+
 
 def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, str | bytes | None]]:
     """Why and where from, as message headers; the value stays the original bytes."""
@@ -75,7 +81,18 @@ def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, str | bytes | Non
     ]
     if letter.model is not None:
         headers.append(("model", letter.model.encode()))
+    if ORIGINAL_SIZE in source:
+        headers += [("truncated", b"true"), (ORIGINAL_SIZE, source[ORIGINAL_SIZE].encode())]
     return headers
+
+
+def truncated(letter: DeadLetter) -> DeadLetter:
+    """A copy of ``letter`` holding only its first `TRUNCATED_BYTES` bytes and its size."""
+    return replace(
+        letter,
+        raw=letter.raw[:TRUNCATED_BYTES],
+        headers={**letter.headers, ORIGINAL_SIZE: str(len(letter.raw))},
+    )
 
 
 class _Outcome:
@@ -119,7 +136,21 @@ class _DeadLetterPartition(StatelessSinkPartition[tuple[str, DeadLetter]]):
                 alone = self._send([letter])
                 outcome.retry += alone.retry
                 for refused in alone.too_large:
-                    self._give_up(refused, "message too large for the dead-letter topic")
+                    # Still a trace: the head of the bytes, with the original size and offset.
+                    copy = truncated(refused)
+                    log.warning(
+                        "dead letter from %s@%d (%d bytes) is too large for %s; "
+                        "sending its first %d bytes with header original_size",
+                        refused.origin,
+                        refused.position,
+                        len(refused.raw),
+                        self._topic,
+                        len(copy.raw),
+                    )
+                    shortened = self._send([copy])
+                    outcome.retry += shortened.retry
+                    for lost in shortened.too_large:
+                        self._give_up(lost, "too large for the dead-letter topic, even truncated")
             pending = outcome.retry
             if pending:
                 raise _Undelivered(pending)
