@@ -28,8 +28,16 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._metadata import TopicMetadata
 
-from flows.connectors.kafka.config import METADATA_TIMEOUT_S, client_config, count_error, describe
+from flows.connectors.kafka.config import (
+    METADATA_TIMEOUT_S,
+    client_config,
+    count_error,
+    describe,
+    is_security_error,
+    metadata_or_refusal,
+)
 from flows.connectors.outage import STALL_S, outage, source_lag
 from flows.connectors.retry import Backoff
 from flows.errors import ConfigError
@@ -299,18 +307,29 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int | None]):
 
     def list_parts(self) -> list[str]:
         """``"<partition>-<topic>"`` for every partition, waiting while the brokers are away."""
+        refused: list[KafkaError] = []  # TLS or SASL failures: no retry fixes those
+
+        def on_error(err: KafkaError) -> None:
+            count_error("admin", err)
+            if is_security_error(err):
+                refused.append(err)
+
         admin_config: dict[str, Any] = {
             **self.config,
-            "error_cb": lambda e: count_error("admin", e),
+            "error_cb": on_error,
             "logger": librdkafka_logger(),
         }
         admin = AdminClient(admin_config)
         parts: list[str] = []
         for topic in self.topics:
-            parts.extend(f"{idx}-{topic}" for idx in sorted(self._partitions_of(admin, topic)))
+            parts.extend(
+                f"{idx}-{topic}" for idx in sorted(self._partitions_of(admin, topic, refused))
+            )
         return parts
 
-    def _partitions_of(self, admin: AdminClient, topic: str) -> Iterable[int]:
+    def _partitions_of(
+        self, admin: AdminClient, topic: str, refused: list[KafkaError]
+    ) -> Iterable[int]:
         # Hand-written: librdkafka retries requests, but not "this topic is not in the metadata
         # yet" nor a metadata request that timed out while every broker is away.
         backoff = Backoff(cap=30.0, first=0.5)
@@ -318,7 +337,9 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int | None]):
             try:
                 # All topics, not just this one: asking for one may auto-create it, with the
                 # broker's default partition count, when all it had was a typo.
-                meta = admin.list_topics(timeout=METADATA_TIMEOUT_S).topics.get(topic)
+                # A TLS or SASL refusal stops here, naming the setting: no retry fixes it.
+                cluster = metadata_or_refusal(admin, refused, self.config, METADATA_TIMEOUT_S)
+                meta: TopicMetadata | None = cluster.topics.get(topic)
             except KafkaException as exc:
                 reason = exc.args[0].str()
             else:
