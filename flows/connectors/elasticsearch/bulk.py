@@ -18,6 +18,7 @@ with orjson, and carry external versions). So the client never retries (``max_re
 from __future__ import annotations
 
 import queue
+import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
+from elastic_transport import TlsError
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from prometheus_client import Counter
 from pydantic import SecretStr
@@ -130,6 +132,8 @@ def _transient(exc: Exception) -> str | None:
     """Why ``exc`` is worth retrying (429, 5xx, network), or None if retrying cannot help."""
     if isinstance(exc, _ItemsRefused):
         return "item 429/5xx"
+    if isinstance(exc, TlsError):  # a certificate does not get valid by waiting
+        return None
     if isinstance(exc, ApiError):
         status = exc.meta.status
         return f"HTTP {status}" if status == 429 or status >= 500 else None
@@ -148,12 +152,48 @@ def _refused(what: str, exc: ApiError) -> SinkError:
     return SinkError(f"Elasticsearch refused {what} (HTTP {status}: {exc.message}); {hint}")
 
 
+def _verify_message(exc: BaseException) -> str | None:
+    """OpenSSL's reason (``certificate has expired``...) somewhere in ``exc``'s chain."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        err = todo.pop()
+        if id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, ssl.SSLCertVerificationError):
+            return str(err.verify_message)
+        todo += [e for e in getattr(err, "errors", ()) if isinstance(e, BaseException)]
+        todo += [e for e in (err.__cause__, err.__context__) if e is not None]
+        todo += [e for e in getattr(err, "args", ()) if isinstance(e, BaseException)]
+    return None
+
+
+def tls_problem(exc: TlsError, ca_certs: Path | None) -> SinkError:
+    """The TLS failure as a sentence naming the setting (never a secret)."""
+    why = _verify_message(exc) or str(exc)
+    trusted = f"CONFUSION_ES_CA_CERTS={ca_certs or '(unset: the system CAs)'}"
+    if "expired" in why:
+        return SinkError(
+            f"the TLS certificate of Elasticsearch has expired ({why}): renew it on the server; "
+            f"the job verifies it against {trusted}"
+        )
+    return SinkError(
+        f"the TLS handshake with Elasticsearch failed ({why}): its certificate is not signed "
+        f"by a CA in {trusted}, or does not name the host of CONFUSION_ES_URL "
+        "(CONFUSION_ES_VERIFY_CERTS=false turns the check off, for tests only)"
+    )
+
+
 class Retrier:
     """A client and the one retry loop every call to it goes through."""
 
-    def __init__(self, client: Elasticsearch, max_backoff: float) -> None:
+    def __init__(
+        self, client: Elasticsearch, max_backoff: float, ca_certs: Path | None = None
+    ) -> None:
         self.client = client
         self.max_backoff = max_backoff
+        self.ca_certs = ca_certs
         # Shared by every Retrier of the process (sink, source, alerts): one cluster, one story.
         self.outage = outage("Elasticsearch")
 
@@ -194,6 +234,8 @@ class Retrier:
             return retry_forever(watched, _transient, on_retry, Backoff(self.max_backoff))
         except ApiError as exc:
             raise _refused(what, exc) from None
+        except TlsError as exc:
+            raise tls_problem(exc, self.ca_certs) from None
 
 
 @dataclass(frozen=True, slots=True)
