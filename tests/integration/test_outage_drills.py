@@ -11,6 +11,7 @@ These are the CI versions of ``scripts/drills`` (outages of ~15 s instead of 60 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -270,3 +271,42 @@ def test_kafka_frozen_then_restarted_keeping_its_data(
     assert detected < 20, "a frozen broker must be named within seconds"
     assert "confusion.librdkafka" in output, "librdkafka's own lines go through the job's logger"
     assert not untimestamped(output)
+
+
+@pytest.mark.slow
+def test_the_dead_letter_producer_says_when_kafka_is_away_and_back(
+    kafka_bootstrap: str, topic: TopicFactory
+) -> None:
+    """The real producer of the dead-letter sink, the broker frozen while a letter waits."""
+    from flows.connectors.kafka.dead_letters import DeadLetterTopicSink
+    from flows.parsing.batches import DeadLetter
+
+    lines: list[str] = []
+    collect = logging.Handler()
+    collect.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("confusion.health").addHandler(collect)
+    broker = int(services("pid", "kafka").strip())
+    dlq = topic()
+    part = DeadLetterTopicSink(dlq, {"bootstrap.servers": kafka_bootstrap}).build("dl", 0, 1)
+    letter = DeadLetter(b"{broken", "not valid JSON: test", "src/0", 7)
+    part.write_batch([("src/0", letter)])  # connected, metadata known
+    name = f"Kafka (dead-letter topic {dlq})"
+
+    def said(text: str) -> int:
+        return sum(1 for line in list(lines) if line.startswith(f"{name} {text}"))
+
+    writer = threading.Thread(target=part.write_batch, args=([("src/0", letter)],))
+    os.kill(broker, signal.SIGSTOP)
+    try:
+        writer.start()
+        wait_for("the dead-letter outage", lambda: said("unreachable") == 1, 30)
+        wait_for("a progress line", lambda: said("still unreachable") >= 1, 30)
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    writer.join(60)
+    assert not writer.is_alive()
+    assert said("reachable again") == 1 and said("unreachable") == 1
+    assert "1 dead letters waiting" in next(line for line in lines if "still unreachable" in line)
+    logging.getLogger("confusion.health").removeHandler(collect)
+    part.close()
+    assert [m.value() for m in read_topic(kafka_bootstrap, dlq)] == [b"{broken", b"{broken"]
