@@ -25,8 +25,7 @@ ROOT = "confusion"
 
 def utc_stamp(created: float) -> str:
     """RFC 3339 in UTC with milliseconds, as the documents' times."""
-    seconds = int(created)
-    millis = int((created - seconds) * 1000)
+    seconds, millis = divmod(int(created * 1000), 1000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 

@@ -97,6 +97,13 @@ class Outage:
             UNREACHABLE.labels(dependency=self.name).set(0)
             log.warning("%s reachable again after %.1fs", self.name, took)
 
+    def forget(self, reporter: str) -> None:
+        """``reporter`` is gone (a closed partition): it no longer holds an outage open."""
+        with self._lock:
+            self._busy.pop(reporter, None)
+            if self._down.pop(reporter, None) is not None and not self._down:
+                UNREACHABLE.labels(dependency=self.name).set(0)
+
     def busy(self, reporter: str, what: str) -> None:
         """``reporter`` waits for an answer now: if none comes within `STALL_S`, it is down."""
         with self._lock:

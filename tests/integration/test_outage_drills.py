@@ -306,7 +306,9 @@ def test_the_dead_letter_producer_says_when_kafka_is_away_and_back(
     writer.join(60)
     assert not writer.is_alive()
     assert said("reachable again") == 1 and said("unreachable") == 1
-    assert "1 dead letters waiting" in next(line for line in lines if "still unreachable" in line)
+    assert "1 dead letters waiting" in next(
+        line for line in lines if line.startswith(f"{name} still unreachable")
+    )
     logging.getLogger("confusion.health").removeHandler(collect)
     part.close()
     assert [m.value() for m in read_topic(kafka_bootstrap, dlq)] == [b"{broken", b"{broken"]

@@ -253,6 +253,10 @@ class _RawBatchPartition(_KafkaSourcePartition):
     def next_awake(self) -> datetime | None:
         return self._wake_at
 
+    def close(self) -> None:
+        self._outage.forget(self._origin)  # a closed partition holds no outage open
+        super().close()
+
     def snapshot(self) -> int | None:
         """The next offset to read; also committed to the monitoring group when one is set.
 
