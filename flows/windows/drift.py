@@ -71,6 +71,18 @@ def new_adwin(config: DriftConfig) -> ADWIN:
     return detector
 
 
+def running_sum(total: float, values: NDArray[np.float64]) -> float:
+    """``total`` plus ``values``, added one at a time from the left.
+
+    numpy's ``sum`` adds pairwise, so its last bits depend on where a batch was cut; a
+    left-to-right running sum (``cumsum`` is one) gives the same float whatever the batch
+    sizes, which keeps an alert's ``baseline`` independent of batch boundaries.
+    """
+    if not len(values):
+        return total
+    return float(np.cumsum(np.concatenate(([total], values)))[-1])
+
+
 class StreamDetector:
     """ADWIN on one stream, plus the running sum since its last reset (for the direction)."""
 
@@ -104,7 +116,7 @@ class StreamDetector:
             fed += end - pos
             pos = end
             if detected:
-                total = self.total + float(values[start:end].sum())
+                total = running_sum(self.total, values[start:end])
                 kept, kept_total = int(adwin.width), float(adwin.total)
                 older = fed - kept
                 after = kept_total / kept if kept else total / fed
@@ -113,7 +125,7 @@ class StreamDetector:
                 # River resets ADWIN on the next update: count afresh from here.
                 self.count, self.total, start, fed = 0, 0.0, end, 0
         self.count = fed
-        self.total += float(values[start:].sum())
+        self.total = running_sum(self.total, values[start:])
         return changes
 
     def _feed(self, block: list[float]) -> bool:

@@ -73,7 +73,9 @@ def new_container(
 
 
 def documents(stdout: bytes) -> list[dict[str, object]]:
-    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    """The window documents the console sink printed (alert documents share the console)."""
+    lines = [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    return [doc for doc in lines if "alert_id" not in doc]
 
 
 def test_image_is_what_the_statefulset_runs(image: BuiltImage, statefulset: Obj) -> None:
@@ -135,6 +137,36 @@ def test_default_command_in_the_pods_read_only_root(
     if c.run_dir is not None:  # buildah: /run stood in for the image's; only mount points
         inside = sorted(str(p.relative_to(c.run_dir)) for p in c.run_dir.rglob("*"))
         assert inside == ["confusion"], inside
+
+
+def test_the_jsonl_sink_writes_documents_and_alerts_under_tmp(
+    image: BuiltImage,
+    containers: list[Container],
+    statefulset: Obj,
+    image_settings: Settings,
+    demo_expected: ExpectedRun,
+    tmp_path: Path,
+) -> None:
+    """``CONFUSION_SINK=jsonl`` in the pod's read-only shape: every file the job writes (window
+    documents, alerts, dead letters) lands under /tmp by the image's defaults, none in /app."""
+    main = container(statefulset, "dataflow")
+    volumes = make_volumes(statefulset, tmp_path)
+    c = new_container(image, containers, mounts(main, volumes), read_only=True)
+    c.start(None, {"CONFUSION_SINK": "jsonl"})
+    code, _, err = c.wait(DEMO_TIMEOUT_S)
+    assert code == 0, err.decode(errors="replace")[-3000:]
+    tmp_volume = next(m.source for m in c.mounts if m.target == "/tmp")
+    s = image_settings
+    for path in (s.output, s.alerts_output, s.dead_letter_path):
+        assert path.is_relative_to("/tmp"), path
+    written = tmp_volume / s.output.relative_to("/tmp")
+    docs = [json.loads(line) for line in written.read_bytes().splitlines()]
+    problems = compare(docs, demo_expected.documents)
+    assert not problems, "\n".join(problems)
+    alerts = tmp_volume / s.alerts_output.relative_to("/tmp")
+    fired = [json.loads(line) for line in alerts.read_bytes().splitlines()]
+    assert fired and all(a["alert_id"] for a in fired)  # the demo's model2 degrades
+    assert c.written() == []
 
 
 def test_root_and_app_are_read_only_for_the_job(

@@ -7,7 +7,7 @@ import pickle
 import numpy as np
 import pytest
 
-from flows.windows.drift import DriftConfig, DriftWatch, true_class_scores
+from flows.windows.drift import DriftConfig, DriftWatch, running_sum, true_class_scores
 
 
 def stream(seed: int, *levels: tuple[int, float]) -> np.ndarray:
@@ -124,3 +124,15 @@ def test_block_feeding_finds_what_a_per_record_loop_finds(
             adwin.total,
             adwin.drift_detected,
         )
+
+
+@pytest.mark.parametrize("cuts", [(1,), (7,), (333, 1500, 1), (4096,)])
+def test_the_running_sum_does_not_depend_on_where_batches_are_cut(cuts: tuple[int, ...]) -> None:
+    values = np.random.default_rng(5).random(10_000)
+    whole = running_sum(0.0, values)
+    total, lo, i = 0.0, 0, 0
+    while lo < len(values):
+        step = cuts[i % len(cuts)]
+        total, lo, i = running_sum(total, values[lo : lo + step]), lo + step, i + 1
+    assert total == whole  # bit for bit, not approximately
+    assert whole == pytest.approx(float(values.sum()))

@@ -65,11 +65,15 @@ def test_the_drifting_model_fires_a_detector_and_a_rule_alert() -> None:
     found = alerts(run("model2", (1000,)))
     assert [(a["source"], a["name"], a["status"]) for a in found] == [
         ("detector", "adwin:correctness", "fired"),
+        ("detector", "adwin:true_class_score", "fired"),
         ("rule", "accuracy-drop>0.1", "fired"),
     ]
-    detector, rule = found
+    detector, score, rule = found
     assert 10_000 < detector["fired_seq"] < rule["fired_seq"] < 11_000
     assert detector["value"] < detector["baseline"]
+    # model2 sends score maps: the score it gives the true class drops with its accuracy.
+    assert 10_000 < score["fired_seq"] < 11_000
+    assert score["value"] < score["baseline"]
     # The alert's window ends at the record where it fired.
     ids = [i for batch in columns("model2", (1000,)) for i in batch.ids]
     assert detector["window"]["last_id"] == ids[detector["fired_seq"] - 1]
