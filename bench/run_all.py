@@ -210,7 +210,12 @@ def main() -> None:
         reports.append(run_one(name, args.quick, out))
     target = RESULTS / "BENCHMARKS-quick.md" if args.quick else ROOT / "BENCHMARKS.md"
     total = sum(r.get("wall", r.get("seconds", 0.0)) for r in reports)
-    target.write_text(render(reports, args.quick, total))
+    text = render(reports, args.quick, total)
+    # Results of scripts/drills (a soak takes 30 minutes: not part of bench/run), kept by hand.
+    drills = ROOT / "bench" / "drills-results.md"
+    if drills.exists() and not args.quick:
+        text = text.rstrip("\n") + "\n\n" + drills.read_text()
+    target.write_text(text)
     print(f"wrote {target.relative_to(ROOT)}", file=sys.stderr)
     if any(r.get("failed") for r in reports):
         raise SystemExit(1)

@@ -30,12 +30,14 @@ from flows.errors import ConfigError
 from flows.join.logic import JoinLogic, JoinOut
 from flows.join.store import JoinCounts
 from flows.limits import Limits
+from flows.logs import set_format
 from flows.output.documents import Document
 from flows.output.gauges import WindowGauges
 from flows.output.summary import Tally
 from flows.parsing.batches import DeadLetter, ModelColumns, ParsedBatch, RawBatch, parse_batch
 from flows.parsing.ensemble import Ensemble
 from flows.parsing.halves import Halves
+from flows.recovery_store import RecoveryStoreError, check_recovery_store, recovery_dir_from
 from flows.settings import Settings, load_settings
 from flows.telemetry import Progress, heartbeat_from_env, job_logger, serve_metrics
 from flows.windows import window_policy
@@ -199,6 +201,10 @@ def build_flow(
 def _flow_from_env() -> Dataflow:
     try:
         settings = load_settings()
+        set_format(settings.log_format)
+        recovery = recovery_dir_from(sys.argv)
+        if recovery is not None:
+            check_recovery_store(recovery)
         flow = build_flow(settings)
         serve_metrics(settings.metrics_port, settings.metrics_addr)
         return flow
@@ -211,8 +217,13 @@ def _flow_from_env() -> Dataflow:
         raise SystemExit(2) from None
     except ConfigError as exc:
         print(
-            f"confusion-stream: {exc}\nNothing was started; fix the variables above and "
-            "run again (see README, Configuration).",
+            f"confusion-stream: {exc}"
+            + (
+                ""
+                if isinstance(exc, RecoveryStoreError)
+                else "\nNothing was started; fix the variables above and run again "
+                "(see README, Configuration)."
+            ),
             file=sys.stderr,
         )
         raise SystemExit(2) from None

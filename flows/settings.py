@@ -92,6 +92,7 @@ class Settings(AlertSettings, BaseModel):
     demo_labels: Literal["combined", "delayed"] = "combined"
 
     progress: Literal["auto", "on", "off"] = "auto"
+    log_format: Literal["text", "json"] = "text"
     summary: bool = True
     heartbeat_file: Path | None = None
 

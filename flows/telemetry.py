@@ -7,7 +7,6 @@ place twice a second on a terminal, one plain line every ten seconds otherwise (
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import threading
@@ -18,6 +17,7 @@ from typing import TextIO
 
 from prometheus_client import Counter, start_http_server
 
+from flows.logs import job_logger as job_logger
 from flows.parsing.batches import ParsedBatch
 
 RECORDS = Counter("confusion_records", "Records counted (valid records)")
@@ -101,9 +101,9 @@ class Progress:
             if self.enabled:
                 self.stream.write("\r" + self.line(rate) + "\033[K")
                 self._drawn = True
-            else:
-                self.stream.write(self.line(rate) + "\n")
-            self.stream.flush()
+                self.stream.flush()
+            else:  # a log line like any other: timestamped, text or JSON
+                job_logger("progress").info(self.line(rate).removeprefix("confusion-stream: "))
 
     def finish(self) -> float:
         """Clear the progress line (the summary takes its place); return seconds since start."""
@@ -112,17 +112,6 @@ class Progress:
                 self.stream.write("\r\033[K")
                 self._drawn = False
         return time.monotonic() - self._started
-
-
-def job_logger(name: str) -> logging.Logger:
-    """A logger under ``confusion`` that prints to stderr even when nobody configured logging."""
-    root = logging.getLogger("confusion")
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("confusion-stream: %(name)s: %(message)s"))
-        root.addHandler(handler)
-        root.setLevel(logging.INFO)
-    return root.getChild(name)
 
 
 class Heartbeat:

@@ -96,6 +96,8 @@ def decode(raw: bytes, max_bytes: int | None = None) -> tuple[Any, bool]:
                 f"record is longer than CONFUSION_MAX_RECORD_BYTES={max_bytes} bytes",
             )
         )
+    if not raw:  # said plainly: "not valid JSON: Input data was truncated" misleads
+        raise RecordError("empty value (no bytes; a Kafka tombstone, a null value, reads as one)")
     if too_deep(raw):
         raise RecordError(f"arrays and objects nest deeper than {MAX_DEPTH} levels")
     try:

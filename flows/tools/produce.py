@@ -27,7 +27,12 @@ from typing import Any, TextIO
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-from flows.connectors.kafka.config import client_config, describe
+from flows.connectors.kafka.config import (
+    client_config,
+    describe,
+    is_security_error,
+    metadata_or_refusal,
+)
 from flows.errors import ConfigError
 
 DEMO_CHUNK = 10_000
@@ -105,9 +110,16 @@ def ensure_topic(
     wanted_partition: int | None,
 ) -> int:
     """Create ``topic`` if missing; return its partition count."""
-    admin = AdminClient(config)
+    refused: list[KafkaError] = []
+
+    def on_error(err: KafkaError) -> None:
+        if is_security_error(err):
+            refused.append(err)
+
+    admin_config: dict[str, Any] = {**config, "error_cb": on_error}
+    admin = AdminClient(admin_config)
     # All topics: asking for one would auto-create it with the broker's partition count.
-    meta = admin.list_topics(timeout=30).topics.get(topic)
+    meta = metadata_or_refusal(admin, refused, config, 30).topics.get(topic)
     if meta is None or meta.error is not None:
         new = NewTopic(topic, num_partitions=partitions, replication_factor=replication)
         try:

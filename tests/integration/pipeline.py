@@ -365,6 +365,8 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._closed = False
+        self._flowing = threading.Event()
+        self._flowing.set()
 
     def __enter__(self) -> FaultProxy:
         self.up()
@@ -372,6 +374,7 @@ class FaultProxy:
 
     def __exit__(self, *exc: object) -> None:
         self._closed = True
+        self.thaw()
         self.down()
 
     def up(self) -> None:
@@ -395,6 +398,14 @@ class FaultProxy:
         timer.daemon = True
         timer.start()
 
+    def freeze(self) -> None:
+        """Hang like a SIGSTOPped node: connections are accepted and requests read, but nothing
+        is forwarded or answered until `thaw` (then every held request goes through)."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
     def fail_bulk(self, n: int, status: int = 429) -> None:
         with self._lock:
             self._fail_left, self._fail_status = n, status
@@ -413,6 +424,7 @@ class FaultProxy:
             if request is None:
                 return
             head, body = request
+            self._flowing.wait()
             if b" /_bulk" in head.split(b"\r\n", 1)[0]:
                 with self._lock:
                     self.bulk_requests += 1

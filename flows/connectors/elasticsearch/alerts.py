@@ -159,7 +159,7 @@ class ElasticsearchAlertsSink(FixedPartitionedSink[Doc, None]):
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _AlertsPartition:
         with self._lock:
             if self._sender is None:
-                retrier = Retrier(self.options.client(), self.max_backoff)
+                retrier = Retrier(self.options.client(), self.max_backoff, self.options.ca_certs)
                 install_alerts_index(retrier, self.index)
                 self._sender = BulkSender(BulkWriter(retrier, 500, 5_000_000))
         return _AlertsPartition(self._sender, self.index)

@@ -18,6 +18,7 @@ with orjson, and carry external versions). So the client never retries (``max_re
 from __future__ import annotations
 
 import queue
+import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,10 +27,12 @@ from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
+from elastic_transport import TlsError
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from prometheus_client import Counter
 from pydantic import SecretStr
 
+from flows.connectors.outage import outage, source_lag
 from flows.connectors.retry import Backoff, Transient, retry_forever
 from flows.errors import SinkError
 from flows.settings import Settings
@@ -129,6 +132,8 @@ def _transient(exc: Exception) -> str | None:
     """Why ``exc`` is worth retrying (429, 5xx, network), or None if retrying cannot help."""
     if isinstance(exc, _ItemsRefused):
         return "item 429/5xx"
+    if isinstance(exc, TlsError):  # a certificate does not get valid by waiting
+        return None
     if isinstance(exc, ApiError):
         status = exc.meta.status
         return f"HTTP {status}" if status == 429 or status >= 500 else None
@@ -147,12 +152,50 @@ def _refused(what: str, exc: ApiError) -> SinkError:
     return SinkError(f"Elasticsearch refused {what} (HTTP {status}: {exc.message}); {hint}")
 
 
+def _verify_message(exc: BaseException) -> str | None:
+    """OpenSSL's reason (``certificate has expired``...) somewhere in ``exc``'s chain."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo:
+        err = todo.pop()
+        if id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, ssl.SSLCertVerificationError):
+            return str(err.verify_message)
+        todo += [e for e in getattr(err, "errors", ()) if isinstance(e, BaseException)]
+        todo += [e for e in (err.__cause__, err.__context__) if e is not None]
+        todo += [e for e in getattr(err, "args", ()) if isinstance(e, BaseException)]
+    return None
+
+
+def tls_problem(exc: TlsError, ca_certs: Path | None) -> SinkError:
+    """The TLS failure as a sentence naming the setting (never a secret)."""
+    why = _verify_message(exc) or str(exc)
+    trusted = f"CONFUSION_ES_CA_CERTS={ca_certs or '(unset: the system CAs)'}"
+    if "expired" in why:
+        return SinkError(
+            f"the TLS certificate of Elasticsearch has expired ({why}): renew it on the server; "
+            f"the job verifies it against {trusted}"
+        )
+    return SinkError(
+        f"the TLS handshake with Elasticsearch failed ({why}): its certificate is not signed "
+        f"by a CA in {trusted}, or does not name the host of CONFUSION_ES_URL "
+        "(CONFUSION_ES_VERIFY_CERTS=false turns the check off, for tests only)"
+    )
+
+
 class Retrier:
     """A client and the one retry loop every call to it goes through."""
 
-    def __init__(self, client: Elasticsearch, max_backoff: float) -> None:
+    def __init__(
+        self, client: Elasticsearch, max_backoff: float, ca_certs: Path | None = None
+    ) -> None:
         self.client = client
         self.max_backoff = max_backoff
+        self.ca_certs = ca_certs
+        # Shared by every Retrier of the process (sink, source, alerts): one cluster, one story.
+        self.outage = outage("Elasticsearch")
 
     def call(self, what: str, fn: Callable[[], T], *, doing: Callable[[], str] | None = None) -> T:
         """Run ``fn`` until it succeeds, retrying transient failures; others raise `SinkError`.
@@ -160,8 +203,26 @@ class Retrier:
         ``what`` names the call in the error; ``doing`` (default: ``what``) in the retry log.
         """
 
+        reporter = f"{threading.get_ident()}"
+        doing_now = doing or (lambda: what)
+
+        def watched() -> T:
+            self.outage.busy(reporter, doing_now())
+            try:
+                result = fn()
+            finally:
+                self.outage.idle(reporter)
+            self.outage.up(reporter)
+            return result
+
         def on_retry(exc: Exception, reason: str, attempt: int, _pause: float) -> None:
             RETRIES.labels(reason=reason).inc()
+            if not isinstance(exc, _ItemsRefused):  # refused items: the cluster answers
+                if self.outage.is_down and attempt > 1:
+                    # The outage is reported once and then every REPORT_EVERY_S, not per retry.
+                    log.debug("%s failed (%s); retry %d", doing_now(), reason, attempt)
+                    return
+                self.outage.down(reporter, f"{doing_now()} failed ({reason})")
             if isinstance(exc, Transient):
                 log.warning("%s; retry %d", exc, attempt)
             else:
@@ -170,9 +231,11 @@ class Retrier:
                 )
 
         try:
-            return retry_forever(fn, _transient, on_retry, Backoff(self.max_backoff))
+            return retry_forever(watched, _transient, on_retry, Backoff(self.max_backoff))
         except ApiError as exc:
             raise _refused(what, exc) from None
+        except TlsError as exc:
+            raise tls_problem(exc, self.ca_certs) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +347,18 @@ class BulkSender:
         self._submitted = self._completed = 0
         self._failure: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self.waiting_docs = 0  # queued or being sent: what an outage holds back
+        self.waiting_bulks = 0
+        self.writer.retrier.outage.behind = self.behind
+
+    def behind(self) -> str:
+        """How far behind the job is while Elasticsearch is away (the outage's report)."""
+        lag = source_lag()
+        return (
+            f"{self.waiting_docs:,} documents in {self.waiting_bulks} bulks waiting "
+            f"(the dataflow is paused until they are written)"
+            + (f"; source lag when last measured {lag:,} records" if lag is not None else "")
+        )
 
     def submit(self, actions: list[Action]) -> int:
         self._raise_failure()
@@ -293,6 +368,9 @@ class BulkSender:
                 self._thread.start()
             self._submitted += 1
             ticket = self._submitted
+            with self._done:
+                self.waiting_docs += len(actions)
+                self.waiting_bulks += 1
             self._queue.put((ticket, actions))
         return ticket
 
@@ -316,4 +394,6 @@ class BulkSender:
                     self._failure = exc
             with self._done:  # after a failure: drained, so no submitter blocks forever
                 self._completed = ticket
+                self.waiting_docs -= len(actions)
+                self.waiting_bulks -= 1
                 self._done.notify_all()

@@ -120,7 +120,7 @@ class DeadLetterIndexSink(DynamicSink[tuple[str, DeadLetter]]):
     def build(
         self, step_id: str, worker_index: int, worker_count: int
     ) -> _DeadLetterIndexPartition:
-        retrier = Retrier(self.options.client(), self.max_backoff)
+        retrier = Retrier(self.options.client(), self.max_backoff, self.options.ca_certs)
         client = retrier.client
 
         def create() -> None:

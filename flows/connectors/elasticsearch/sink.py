@@ -185,7 +185,7 @@ class ElasticsearchSink(FixedPartitionedSink[Document, None]):
         """This process's client and sender, made (and the templates installed) on first use."""
         with self._lock:
             if self._sender is None:
-                retrier = Retrier(self.options.client(), self.max_backoff)
+                retrier = Retrier(self.options.client(), self.max_backoff, self.options.ca_certs)
                 install(retrier, self.index)
                 self._sender = BulkSender(BulkWriter(retrier, self.bulk_docs, self.bulk_bytes))
             return self._sender

@@ -288,7 +288,7 @@ class ElasticsearchSource(FixedPartitionedSource[RawBatch, int]):
         )
 
     def _retrier(self) -> Retrier:
-        return Retrier(self.options.client(), self.max_backoff)
+        return Retrier(self.options.client(), self.max_backoff, self.options.ca_certs)
 
     def list_parts(self) -> list[str]:
         """``index/shard`` for every shard of every concrete index the pattern names now."""

@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from flows.connectors.kafka.config import client_config, count_error
 from flows.errors import SinkError
+from flows.logs import librdkafka_logger
 from flows.settings import Settings
 from flows.telemetry import job_logger
 
@@ -84,6 +85,7 @@ class AlertTopicSink(DynamicSink[tuple[str, Doc]]):
                 **ALERT_PRODUCER_DEFAULTS,
                 **self.config,
                 "error_cb": lambda e: count_error("producer", e),
+                "logger": librdkafka_logger(),
             }
         )
         return _AlertTopicPartition(producer, self.topic)

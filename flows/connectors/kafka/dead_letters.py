@@ -7,6 +7,7 @@ silently; see `DeadLetterTopicSink`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -14,8 +15,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from prometheus_client import Counter
 
 from flows.connectors.kafka.config import client_config, count_error, describe
+from flows.connectors.outage import STALL_S, outage
 from flows.connectors.retry import Backoff, Transient, retry_forever
 from flows.errors import SinkError
+from flows.logs import librdkafka_logger
 from flows.parsing.batches import DeadLetter
 from flows.settings import Settings
 from flows.telemetry import job_logger
@@ -60,6 +63,11 @@ _FATAL_CODES = {
 
 log = job_logger("kafka")
 
+# A dead letter the topic refuses as too large is sent again cut to this many bytes, with
+# headers ``truncated: true`` and ``original_size``, so the refusal leaves a trace.
+TRUNCATED_BYTES = 16_384
+ORIGINAL_SIZE = "original_size"
+
 
 def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, str | bytes | None]]:
     """Why and where from, as message headers; the value stays the original bytes."""
@@ -73,7 +81,18 @@ def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, str | bytes | Non
     ]
     if letter.model is not None:
         headers.append(("model", letter.model.encode()))
+    if ORIGINAL_SIZE in source:
+        headers += [("truncated", b"true"), (ORIGINAL_SIZE, source[ORIGINAL_SIZE].encode())]
     return headers
+
+
+def truncated(letter: DeadLetter) -> DeadLetter:
+    """A copy of ``letter`` holding only its first `TRUNCATED_BYTES` bytes and its size."""
+    return replace(
+        letter,
+        raw=letter.raw[:TRUNCATED_BYTES],
+        headers={**letter.headers, ORIGINAL_SIZE: str(len(letter.raw))},
+    )
 
 
 class _Outcome:
@@ -95,10 +114,17 @@ class _DeadLetterPartition(StatelessSinkPartition[tuple[str, DeadLetter]]):
         self._producer = producer
         self._topic = topic
         self._max_backoff = max_backoff
+        self._reporter = f"dead letters {id(self)}"
+        self._waiting = 0
+        self._outage = outage(f"Kafka (dead-letter topic {topic})", self._behind)
+
+    def _behind(self) -> str:
+        return f"{self._waiting:,} dead letters waiting (the dataflow is paused until delivered)"
 
     def write_batch(self, items: list[tuple[str, DeadLetter]]) -> None:
         """Deliver every letter or log why not; what librdkafka gave up on is sent again."""
         pending = [letter for _key, letter in items]
+        self._waiting = len(pending)
 
         def attempt() -> None:
             nonlocal pending
@@ -110,12 +136,28 @@ class _DeadLetterPartition(StatelessSinkPartition[tuple[str, DeadLetter]]):
                 alone = self._send([letter])
                 outcome.retry += alone.retry
                 for refused in alone.too_large:
-                    self._give_up(refused, "message too large for the dead-letter topic")
+                    # Still a trace: the head of the bytes, with the original size and offset.
+                    copy = truncated(refused)
+                    log.warning(
+                        "dead letter from %s@%d (%d bytes) is too large for %s; "
+                        "sending its first %d bytes with header original_size",
+                        refused.origin,
+                        refused.position,
+                        len(refused.raw),
+                        self._topic,
+                        len(copy.raw),
+                    )
+                    shortened = self._send([copy])
+                    outcome.retry += shortened.retry
+                    for lost in shortened.too_large:
+                        self._give_up(lost, "too large for the dead-letter topic, even truncated")
             pending = outcome.retry
             if pending:
                 raise _Undelivered(pending)
 
         def on_retry(exc: Exception, _reason: str, _attempt: int, pause: float) -> None:
+            self._waiting = len(pending)
+            self._outage.down(self._reporter, f"{len(pending)} dead letters not delivered")
             log.warning(
                 "%d dead letters not yet delivered to %s; retrying in %.1fs",
                 len(pending),
@@ -129,6 +171,8 @@ class _DeadLetterPartition(StatelessSinkPartition[tuple[str, DeadLetter]]):
             on_retry,
             Backoff(self._max_backoff, first=0.2),
         )
+        self._waiting = 0
+        self._outage.up(self._reporter)
 
     def _send(self, letters: list[DeadLetter]) -> _Outcome:
         outcome = _Outcome()
@@ -159,8 +203,11 @@ class _DeadLetterPartition(StatelessSinkPartition[tuple[str, DeadLetter]]):
                     self._failed(letter, exc.args[0], outcome)
                     break
             self._producer.poll(0)
-        while self._producer.flush(5.0) > 0:
-            log.warning("waiting for dead-letter deliveries to %s", self._topic)
+        waited = 0.0
+        while self._producer.flush(1.0) > 0:
+            waited += 1.0
+            if waited >= STALL_S:  # the outage tracker logs it once, then every REPORT_EVERY_S
+                self._outage.down(self._reporter, f"no delivery report for {waited:.0f}s")
         return outcome
 
     def _failed(self, letter: DeadLetter, err: KafkaError, outcome: _Outcome) -> None:
@@ -216,6 +263,11 @@ class DeadLetterTopicSink(DynamicSink[tuple[str, DeadLetter]]):
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterPartition:
         producer = Producer(
-            {**PRODUCER_DEFAULTS, **self.config, "error_cb": lambda e: count_error("producer", e)}
+            {
+                **PRODUCER_DEFAULTS,
+                **self.config,
+                "error_cb": lambda e: count_error("producer", e),
+                "logger": librdkafka_logger(),
+            }
         )
         return _DeadLetterPartition(producer, self.topic, self.max_backoff)

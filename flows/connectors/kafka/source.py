@@ -28,10 +28,20 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._metadata import TopicMetadata
 
-from flows.connectors.kafka.config import METADATA_TIMEOUT_S, client_config, count_error, describe
+from flows.connectors.kafka.config import (
+    METADATA_TIMEOUT_S,
+    client_config,
+    count_error,
+    describe,
+    is_security_error,
+    metadata_or_refusal,
+)
+from flows.connectors.outage import STALL_S, outage, source_lag
 from flows.connectors.retry import Backoff
 from flows.errors import ConfigError
+from flows.logs import librdkafka_logger
 from flows.output.documents import now_ms
 from flows.parsing.batches import RawBatch
 from flows.settings import Settings
@@ -44,6 +54,47 @@ WARN_EVERY_S = 10.0  # the same Kafka error code is logged at most this often pe
 
 
 log = job_logger("kafka")
+
+# Client errors that mean "the broker cannot be reached" (not "this request was refused").
+UNREACHABLE_CODES = {
+    KafkaError._TRANSPORT,
+    KafkaError._ALL_BROKERS_DOWN,
+    KafkaError._RESOLVE,
+    KafkaError._TIMED_OUT,
+}
+_last_read = [time.monotonic()]  # when any partition of this process last read a message
+
+
+def _source_behind() -> str:
+    lag = source_lag()
+    idle = time.monotonic() - _last_read[0]
+    return f"nothing read for {idle:.0f}s" + (
+        f"; lag at last report {lag:,} records" if lag is not None else ""
+    )
+
+
+def broker_trouble(stats: dict[str, Any], topic: str, part_idx: int) -> str | None:
+    """Why the leader of ``topic``/``part_idx`` is unreachable per librdkafka's statistics, or
+    None when it answers. A frozen broker keeps its TCP connection "UP": what gives it away is a
+    request waiting (``waitresp_cnt``) with nothing received for `STALL_S` (``rxidle``, in µs);
+    a consumer paused by backpressure has no request waiting, so it is not mistaken for one."""
+    try:
+        leader = int(stats["topics"][topic]["partitions"][str(part_idx)]["leader"])
+    except (KeyError, ValueError, TypeError):
+        return None  # not known yet
+    if leader < 0:
+        return f"partition {topic}/{part_idx} has no leader"
+    for broker in stats.get("brokers", {}).values():
+        if broker.get("nodeid") != leader:
+            continue
+        name = broker.get("nodename") or broker.get("name")
+        if broker.get("state") != "UP":
+            return f"broker {name} is {broker.get('state')}"
+        idle_us = int(broker.get("rxidle", -1))
+        if int(broker.get("waitresp_cnt", 0)) > 0 and idle_us > STALL_S * 1e6:
+            return f"broker {name} has not answered for {idle_us / 1e6:.0f}s"
+        return None
+    return None
 
 
 class _RawBatchPartition(_KafkaSourcePartition):
@@ -69,7 +120,9 @@ class _RawBatchPartition(_KafkaSourcePartition):
         self._fatal: KafkaError | None = None
         self._warned: dict[int, tuple[float, int]] = {}  # error code -> (last logged, since)
         self._origin = f"{topic}/{part_idx}"
+        self._outage = outage("Kafka (source)", _source_behind)
         config["error_cb"] = self._on_error
+        config["logger"] = librdkafka_logger()
         super().__init__(
             step_id,
             config,
@@ -113,6 +166,8 @@ class _RawBatchPartition(_KafkaSourcePartition):
         count_error("consumer", err)
         if err.fatal():
             self._fatal = err
+        if err.code() in UNREACHABLE_CODES:
+            self._outage.down(self._origin, err.str())
         self._warn(err, f"consumer of {self._origin}")
 
     def _warn(self, err: KafkaError, where: str) -> None:
@@ -129,7 +184,13 @@ class _RawBatchPartition(_KafkaSourcePartition):
     def _process_stats(self, json_stats: str) -> None:
         """Feed ``bytewax_kafka_consumer_lag`` (records between our position and the end)."""
         try:
-            stats = json.loads(json_stats)["topics"][self._topic]["partitions"][str(self._part_idx)]
+            everything = json.loads(json_stats)
+            trouble = broker_trouble(everything, self._topic, self._part_idx)
+            if trouble is not None:
+                self._outage.down(self._origin, trouble)
+            elif "brokers" in everything:
+                self._outage.up(self._origin)
+            stats = everything["topics"][self._topic]["partitions"][str(self._part_idx)]
             end, low = int(stats["ls_offset"]), int(stats["lo_offset"])
         except (KeyError, ValueError, TypeError):
             return  # the partition's first stats may arrive before it is known
@@ -184,11 +245,17 @@ class _RawBatchPartition(_KafkaSourcePartition):
             return []
         self._idle_ms = 0
         self._wake_at = None
+        self._outage.up(self._origin)
+        _last_read[0] = time.monotonic()
         self._offset = offsets[-1] + 1
         return [RawBatch(values, stamps, self._origin, offsets, self._headers)]
 
     def next_awake(self) -> datetime | None:
         return self._wake_at
+
+    def close(self) -> None:
+        self._outage.forget(self._origin)  # a closed partition holds no outage open
+        super().close()
 
     def snapshot(self) -> int | None:
         """The next offset to read; also committed to the monitoring group when one is set.
@@ -244,17 +311,29 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int | None]):
 
     def list_parts(self) -> list[str]:
         """``"<partition>-<topic>"`` for every partition, waiting while the brokers are away."""
+        refused: list[KafkaError] = []  # TLS or SASL failures: no retry fixes those
+
+        def on_error(err: KafkaError) -> None:
+            count_error("admin", err)
+            if is_security_error(err):
+                refused.append(err)
+
         admin_config: dict[str, Any] = {
             **self.config,
-            "error_cb": lambda e: count_error("admin", e),
+            "error_cb": on_error,
+            "logger": librdkafka_logger(),
         }
         admin = AdminClient(admin_config)
         parts: list[str] = []
         for topic in self.topics:
-            parts.extend(f"{idx}-{topic}" for idx in sorted(self._partitions_of(admin, topic)))
+            parts.extend(
+                f"{idx}-{topic}" for idx in sorted(self._partitions_of(admin, topic, refused))
+            )
         return parts
 
-    def _partitions_of(self, admin: AdminClient, topic: str) -> Iterable[int]:
+    def _partitions_of(
+        self, admin: AdminClient, topic: str, refused: list[KafkaError]
+    ) -> Iterable[int]:
         # Hand-written: librdkafka retries requests, but not "this topic is not in the metadata
         # yet" nor a metadata request that timed out while every broker is away.
         backoff = Backoff(cap=30.0, first=0.5)
@@ -262,7 +341,9 @@ class KafkaBatchSource(FixedPartitionedSource[RawBatch, int | None]):
             try:
                 # All topics, not just this one: asking for one may auto-create it, with the
                 # broker's default partition count, when all it had was a typo.
-                meta = admin.list_topics(timeout=METADATA_TIMEOUT_S).topics.get(topic)
+                # A TLS or SASL refusal stops here, naming the setting: no retry fixes it.
+                cluster = metadata_or_refusal(admin, refused, self.config, METADATA_TIMEOUT_S)
+                meta: TopicMetadata | None = cluster.topics.get(topic)
             except KafkaException as exc:
                 reason = exc.args[0].str()
             else:
