@@ -27,6 +27,7 @@ BENCHMARKS = (
     "parse_speed",
     "state",
     "scores",
+    "join",
     "profile_flow",
     "end_to_end",
     "drift",

@@ -22,9 +22,12 @@ def test_join_bench_runs_and_reports(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
-    state = report["state"]
+    assert report["name"] == "join" and len(report["sections"]) == 2
+    state = report["data"]["state"]
     assert state["waiting"] == 3000 and state["memory_per_waiting"] > 0
     assert state["snapshot_per_waiting"] > 0
-    flow = report["throughput"]
+    flow = report["data"]["throughput"]
     assert flow["documents"]["join"] == flow["documents"]["combined"] > 0
     assert flow["join_over_combined"] > 0
+    (throughput,) = (t for t in report["targets"] if t["goal"].startswith("join path"))
+    assert throughput["met"] == (flow["join_over_combined"] >= 0.5)
