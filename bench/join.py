@@ -113,8 +113,8 @@ def throughput(n: int, repeats: int, scratch: Path) -> dict[str, Any]:
 
 def state(n: int) -> dict[str, Any]:
     """N prediction halves waiting in one store: memory, snapshot size and time."""
-    from flows.join.store import JoinStore
     from flows.parsing.batches import RawBatch, parse_batch
+    from flows.windows.join_store import JoinStore
 
     store = JoinStore(7 * 86_400_000)
     gc.collect()

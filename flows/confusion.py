@@ -27,8 +27,6 @@ from flows.connectors import (
 )
 from flows.connectors.console import SummaryTableSink
 from flows.errors import ConfigError
-from flows.join.logic import JoinLogic, JoinOut
-from flows.join.store import JoinCounts
 from flows.limits import Limits
 from flows.logs import set_format
 from flows.output.documents import Document
@@ -41,6 +39,8 @@ from flows.recovery_store import RecoveryStoreError, check_recovery_store, recov
 from flows.settings import Settings, load_settings
 from flows.telemetry import Progress, heartbeat_from_env, job_logger, serve_metrics
 from flows.windows import window_policy
+from flows.windows.join_state import JoinLogic, JoinOut
+from flows.windows.join_store import JoinCounts
 from flows.windows.model_state import Alert, Alerting, Doc, Emitted, ModelWindowLogic
 
 _GAUGES: WindowGauges | None = None

@@ -5,6 +5,10 @@ checkpoint holds) feeds `base.SlidingWindow.add`; a window kind (`count`, `time`
 records it holds; `pairs` counts them and `record_log` keeps their ids and times. A new window
 kind is a module here with a `SlidingWindow` and a `WindowPolicy`, plus one branch in
 `window_policy` and its name in ``CONFUSION_WINDOW_KIND`` (flows/settings.py).
+
+Delayed labels wait upstream of the windows in `join_store` (the pure join of prediction and label
+halves by id: columns in, joined columns, counts and dead letters out) held by `join_state`, its
+stateful operator, one per shard of the id space.
 """
 
 from __future__ import annotations

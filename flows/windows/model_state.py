@@ -18,7 +18,6 @@ import orjson
 from bytewax.operators import StatefulBatchLogic
 
 from flows.errors import SnapshotError
-from flows.join.store import JoinCounts
 from flows.limits import MAX_CLASSES, reached
 from flows.output.alerts import AlertBook, AlertPolicy
 from flows.output.documents import Document, document, iso_ms, now_ms, window_info
@@ -26,6 +25,7 @@ from flows.parsing.batches import DeadLetter, ModelColumns
 from flows.parsing.labels import LabelTable
 from flows.windows.base import SlidingWindow, WindowPolicy, WindowSnapshot, WindowView
 from flows.windows.drift import Change, DriftConfig, DriftWatch, true_class_scores
+from flows.windows.join_store import JoinCounts
 from flows.windows.latency import JoinLedger, LatencySnapshot
 
 STATE_VERSION: Literal[1] = 1

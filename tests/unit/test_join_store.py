@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import pickle
 
-from flows.join.store import CHUNK, JoinStore
 from flows.parsing.batches import RawBatch, parse_batch
 from flows.parsing.halves import Halves
+from flows.windows.join_store import CHUNK, JoinStore
 
 T0 = 1_795_341_600_000
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from bytewax.operators import StatefulBatchLogic
 
-from flows.join.store import JoinCounts, JoinSnapshot, JoinStore
 from flows.parsing.batches import DeadLetter, ModelColumns
 from flows.parsing.halves import Halves
 from flows.telemetry import job_logger
+from flows.windows.join_store import JoinCounts, JoinSnapshot, JoinStore
 
 JoinOut = ModelColumns | JoinCounts | DeadLetter
 log = job_logger("join")
