@@ -330,22 +330,7 @@ def scaled_records(n: int, start: int = 0) -> Iterator[bytes]:
 
 def scaled_stream(n: int) -> Path:
     """A JSON-lines file of ``n`` scaled records, written once into bench/results/cache."""
-    path = CACHE / f"stream-v2-{n}.jsonl"
-    if path.exists():
-        return path
-    CACHE.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with tmp.open("wb") as f:
-        chunk: list[bytes] = []
-        for line in scaled_records(n):
-            chunk.append(line)
-            if len(chunk) == 10_000:
-                f.write(b"\n".join(chunk) + b"\n")
-                chunk.clear()
-        if chunk:
-            f.write(b"\n".join(chunk) + b"\n")
-    tmp.replace(path)
-    return path
+    return cached_stream("stream-v2", n, scaled_records)
 
 
 def bench_env(**settings: object) -> dict[str, str]:
