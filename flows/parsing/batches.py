@@ -257,6 +257,14 @@ def _merge(
     )
 
 
+def _ids_out_of_range(ids: list[str | int]) -> NDArray[np.bool_] | bool:
+    """Rows whose integer id does not fit in 64 bits (the slow path says why); both the record
+    and the label-half fast paths ask this."""
+    if int not in set(map(type, ids)):
+        return False
+    return np.asarray([type(i) is int and not ID_MIN <= i <= ID_MAX for i in ids], dtype=bool)
+
+
 def _ensemble_columns(
     ensemble: Ensemble, table: LabelTable, preds: list[dict[str, Any]], cols: PredictedCodes
 ) -> NDArray[np.bool_] | bool:
@@ -342,8 +350,7 @@ def parse_batch(
     bad |= cols.bad
     if len(cols.pred) > limits.models:  # some record may have too many entries
         bad |= np.asarray([len(p) > limits.models for p in preds], dtype=bool)
-    if int in set(map(type, ids)):  # integer ids must fit in 64 bits; the slow path says why
-        bad |= np.asarray([type(i) is int and not ID_MIN <= i <= ID_MAX for i in ids])
+    bad |= _ids_out_of_range(ids)
     if ensemble is not None and ws:
         bad |= _ensemble_columns(ensemble, table, preds, cols)
     rows = np.asarray(fast, dtype=np.int64)
@@ -445,8 +452,7 @@ def _fast_labels(batch: RawBatch, wires: list[Any], rows: list[int]) -> _FastLab
     ws = [wires[i] for i in rows]
     ts, bad = _timestamps([w.ts for w in ws], [batch.fallback_ts[i] for i in rows])
     ids = [w.id for w in ws]
-    if int in set(map(type, ids)):
-        bad |= np.asarray([type(i) is int and not ID_MIN <= i <= ID_MAX for i in ids])
+    bad |= _ids_out_of_range(ids)
     keep = np.flatnonzero(~bad).tolist()
     if not keep:
         return None
