@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
@@ -39,7 +40,7 @@ from flows.recovery_store import RecoveryStoreError, check_recovery_store, recov
 from flows.settings import Settings, load_settings
 from flows.telemetry import Progress, heartbeat_from_env, job_logger, serve_metrics
 from flows.windows import window_policy
-from flows.windows.join_state import JoinLogic, JoinOut
+from flows.windows.join_state import JoinLogic, JoinOut, segment_logs
 from flows.windows.join_store import JoinCounts
 from flows.windows.model_state import Alert, Alerting, Doc, Emitted, ModelWindowLogic
 
@@ -83,10 +84,16 @@ class Sinks:
 
 
 def build_flow(
-    settings: Settings, *, source: Source[RawBatch] | None = None, sinks: Sinks | None = None
+    settings: Settings,
+    *,
+    source: Source[RawBatch] | None = None,
+    sinks: Sinks | None = None,
+    recovery_dir: Path | None = None,
 ) -> Dataflow:
     """Wire the job for ``settings``; ``source`` and ``sinks`` default to those it names.
 
+    ``recovery_dir`` is the Bytewax recovery directory the job runs with, if any: the join keeps
+    its snapshot segments beside it (without it they ride inline in Bytewax's state).
     Connectors are built lazily by Bytewax, per partition, so nothing connects here.
     """
     progress = Progress(settings.progress)
@@ -108,10 +115,11 @@ def build_flow(
     def per_model(parsed: ParsedBatch) -> list[tuple[str, ModelColumns]]:
         return list(parsed.by_model.items())
 
-    def by_shard(parsed: ParsedBatch) -> list[tuple[str, Halves]]:
+    def by_shard(parsed: ParsedBatch) -> list[tuple[str, tuple[str, Halves]]]:
         if parsed.halves is None:
             return []
-        return [(f"shard-{k}", part) for k, part in parsed.halves.shards(shards)]
+        keyed = [(f"shard-{k}", part) for k, part in parsed.halves.shards(shards)]
+        return [(key, (key, part)) for key, part in keyed]
 
     def joined_by_model(item: tuple[str, JoinOut]) -> tuple[str, ModelColumns | JoinCounts]:
         assert not isinstance(item[1], DeadLetter)
@@ -160,7 +168,9 @@ def build_flow(
         # Delayed labels: halves wait in the join (keyed by shard of the id); joined records
         # and join counts go on to their models' windows, the join's refusals to dead letters.
         halves = op.flat_map("by_shard", parsed, by_shard)
-        joined = op.stateful_batch("join", halves, lambda resume: JoinLogic(ttl_ms, resume))
+        joined = op.stateful_batch(
+            "join", halves, lambda resume: JoinLogic(ttl_ms, resume, segment_logs(recovery_dir))
+        )
         met = op.branch("join_split", joined, lambda item: not isinstance(item[1], DeadLetter))
         keyed = op.merge(
             "with_joined", keyed, op.map("joined_by_model", met.trues, joined_by_model)
@@ -205,7 +215,7 @@ def _flow_from_env() -> Dataflow:
         recovery = recovery_dir_from(sys.argv)
         if recovery is not None:
             check_recovery_store(recovery)
-        flow = build_flow(settings)
+        flow = build_flow(settings, recovery_dir=recovery)
         serve_metrics(settings.metrics_port, settings.metrics_addr)
         return flow
     except OSError as exc:
