@@ -127,14 +127,12 @@ def state(n: int, scratch: Path) -> dict[str, Any]:
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     batch: list[bytes] = []
-    ids: list[str] = []
     for k, line in enumerate(scaled_records(n + 1000)):
         record = orjson.loads(line)
         del record["label"]
         if k >= n:
             batch.append(orjson.dumps(record))
             continue
-        ids.append(record["id"])
         batch.append(orjson.dumps(record))
         if len(batch) == 10_000 or k == n - 1:
             parsed = parse_batch(

@@ -40,6 +40,7 @@ from flows.recovery_store import RecoveryStoreError, check_recovery_store, recov
 from flows.settings import Settings, load_settings
 from flows.telemetry import Progress, heartbeat_from_env, job_logger, serve_metrics
 from flows.windows import window_policy
+from flows.windows.join_order import JoinOrderLogic, JoinPart, reading_worker
 from flows.windows.join_state import JoinLogic, JoinOut, segment_logs
 from flows.windows.join_store import JoinCounts
 from flows.windows.model_state import Alert, Alerting, Doc, Emitted, ModelWindowLogic
@@ -115,15 +116,20 @@ def build_flow(
     def per_model(parsed: ParsedBatch) -> list[tuple[str, ModelColumns]]:
         return list(parsed.by_model.items())
 
-    def by_shard(parsed: ParsedBatch) -> list[tuple[str, tuple[str, Halves]]]:
+    def by_shard(parsed: ParsedBatch) -> list[tuple[str, tuple[int, str, Halves]]]:
         if parsed.halves is None:
             return []
-        keyed = [(f"shard-{k}", part) for k, part in parsed.halves.shards(shards)]
-        return [(key, (key, part)) for key, part in keyed]
+        stream = reading_worker()
+        return [(f"shard-{k}", (k, stream, part)) for k, part in parsed.halves.shards(shards)]
+
+    def by_stream(item: tuple[str, JoinOut]) -> tuple[str, JoinPart]:
+        assert isinstance(item[1], JoinPart)
+        return item[1].stream, item[1]
 
     def joined_by_model(item: tuple[str, JoinOut]) -> tuple[str, ModelColumns | JoinCounts]:
-        assert not isinstance(item[1], DeadLetter)
-        return item[1].model, item[1]
+        value = item[1]
+        assert isinstance(value, ModelColumns | JoinCounts)
+        return value.model, value
 
     def join_letter(item: tuple[str, JoinOut]) -> tuple[str, DeadLetter]:
         assert isinstance(item[1], DeadLetter)
@@ -168,9 +174,17 @@ def build_flow(
         # Delayed labels: halves wait in the join (keyed by shard of the id); joined records
         # and join counts go on to their models' windows, the join's refusals to dead letters.
         halves = op.flat_map("by_shard", parsed, by_shard)
-        joined = op.stateful_batch(
-            "join", halves, lambda resume: JoinLogic(ttl_ms, resume, segment_logs(recovery_dir))
+        logs = segment_logs(recovery_dir)
+        joined: Any = op.stateful_batch(
+            "join", halves, lambda resume: JoinLogic(ttl_ms, resume, logs, parts=shards > 1)
         )
+        if shards > 1:
+            # One batch's parts from every shard, merged back into the order the worker that
+            # read them sent them in.
+            parts = op.map("join_parts", joined, by_stream)
+            joined = op.stateful_batch(
+                "join_order", parts, lambda resume: JoinOrderLogic(shards, resume)
+            )
         met = op.branch("join_split", joined, lambda item: not isinstance(item[1], DeadLetter))
         keyed = op.merge(
             "with_joined", keyed, op.map("joined_by_model", met.trues, joined_by_model)

@@ -1,8 +1,9 @@
 """The join as a Bytewax stateful operator: one `JoinStore` per shard of the id space.
 
-Items in are ``(shard, halves)``, one batch's `Halves` for this shard (every shard gets a part
+Items in are ``(shard, stream, halves)``, one batch's `Halves` for this shard (every shard gets a part
 of every batch, so its clock moves with the input); items out are joined records and join
-counts, keyed by model for the window step, and dead letters. The snapshot is the manifest of
+counts, keyed by model for the window step, and dead letters; with several shards, one
+`JoinPart` per batch instead, which `flows.windows.join_order` puts back together. The snapshot is the manifest of
 the store's segments (`flows.windows.join_log`): a SIGKILL loses nothing and counts nothing
 twice, because halves read after the snapshot are read again on resume, and the segments a
 manifest names are written before Bytewax commits it.
@@ -19,9 +20,10 @@ from flows.parsing.batches import DeadLetter, ModelColumns
 from flows.parsing.halves import Halves
 from flows.telemetry import job_logger
 from flows.windows.join_log import DirSegments, InlineSegments, SegmentLog
+from flows.windows.join_order import JoinPart, flatten
 from flows.windows.join_store import JoinCounts, JoinSnapshot, JoinSnapshotV1, JoinStore
 
-JoinOut = ModelColumns | JoinCounts | DeadLetter
+JoinOut = ModelColumns | JoinCounts | DeadLetter | JoinPart
 log = job_logger("join")
 SegmentLogFor = Callable[[str], SegmentLog]
 
@@ -38,7 +40,7 @@ def segment_logs(recovery_dir: Path | None, keep_s: float = 600.0) -> SegmentLog
     return make
 
 
-class JoinLogic(StatefulBatchLogic[tuple[str, Halves], JoinOut, JoinSnapshot]):
+class JoinLogic(StatefulBatchLogic[tuple[int, str, Halves], JoinOut, JoinSnapshot]):
     """One shard's waiting halves.
 
     Bytewax's builder does not pass the key, so a fresh shard learns its name (and so its
@@ -50,8 +52,10 @@ class JoinLogic(StatefulBatchLogic[tuple[str, Halves], JoinOut, JoinSnapshot]):
         ttl_ms: int,
         resume: JoinSnapshot | JoinSnapshotV1 | None,
         logs: SegmentLogFor | None = None,
+        parts: bool = False,
     ) -> None:
         self.ttl = ttl_ms
+        self.parts = parts
         self.logs = logs if logs is not None else segment_logs(None)
         self.shard = ""
         self.store: JoinStore | None = None
@@ -75,14 +79,14 @@ class JoinLogic(StatefulBatchLogic[tuple[str, Halves], JoinOut, JoinSnapshot]):
             self.store = JoinStore(self.ttl, segments)
         return self.store
 
-    def on_batch(self, values: list[tuple[str, Halves]]) -> tuple[list[JoinOut], bool]:
+    def on_batch(self, values: list[tuple[int, str, Halves]]) -> tuple[list[JoinOut], bool]:
         out: list[JoinOut] = []
-        for shard, halves in values:
-            result = self._store(shard).step(halves)
-            # Counts first: a document emitted by the joined records already counts them seen.
-            out.extend(result.counts.values())
-            out.extend(result.joined.values())
-            out.extend(result.dead)
+        for shard, stream, halves in values:
+            result = self._store(f"shard-{shard}").step(halves)
+            if self.parts:
+                out.append(JoinPart(stream, shard, result))
+            else:
+                out.extend(flatten(result))
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[list[JoinOut], bool]:

@@ -278,7 +278,8 @@ class JoinStore:
         base = self._append(preds) if len(preds) else len(self.ids)
         n_pred = len(preds)
         admitted: list[int] = []
-        matched: list[tuple[int, str, int]] = []  # (row, label, label ts) in join order
+        # (row, label, label ts, source position of the half that completed it), in join order
+        matched: list[tuple[int, str, int, int]] = []
         ttl, index, state, ts, waiting = self.ttl, self.index, self.state, self.ts, self.labels
         # The common batches take a vectorized path; what it does not settle goes one by one.
         order: list[int]
@@ -317,7 +318,7 @@ class JoinStore:
                     del waiting[rid]
                     self._label_ops.append((rid, None))
                     state[row] = JOINED
-                    matched.append((row, label[0], label[1]))
+                    matched.append((row, label[0], label[1], int(preds.positions[k])))
             else:
                 j = k - n_pred
                 rid, now = labels.ids[j], l_clock[j]
@@ -331,7 +332,7 @@ class JoinStore:
                         self._touch(old)
                         state[old] = JOINED
                         self.waiting -= 1
-                        matched.append((old, text, when))
+                        matched.append((old, text, when, int(labels.positions[j])))
                     else:
                         out.dead.append(
                             self._label_letter(
@@ -392,7 +393,10 @@ class JoinStore:
         return True
 
     def _labels_at_once(
-        self, labels: LabelHalves, clocks: list[int], matched: list[tuple[int, str, int]]
+        self,
+        labels: LabelHalves,
+        clocks: list[int],
+        matched: list[tuple[int, str, int, int]],
     ) -> list[int]:
         """Join the labels of a batch whose prediction waits (unexpired), all at once; return
         the positions of the others (in order), which join nothing and go one by one."""
@@ -420,6 +424,7 @@ class JoinStore:
                     joined.tolist(),
                     [text[i] for i in hit.tolist()],
                     labels.ts[hit].tolist(),
+                    labels.positions[hit].tolist(),
                     strict=True,
                 )
             )
@@ -442,8 +447,14 @@ class JoinStore:
                 out.dead.append(self._orphan(rid, self.labels.pop(rid), headers))
             self._label_ops.extend((rid, None) for rid in gone)
 
-    def _joined(self, matched: list[tuple[int, str, int]], halves: Halves, out: JoinResult) -> None:
+    def _joined(
+        self, matched: list[tuple[int, str, int, int]], halves: Halves, out: JoinResult
+    ) -> None:
+        """Joined records per model; their ``positions`` are those of the halves that
+        completed them (so a later refusal names a record of this batch, and shards' parts of
+        one batch merge back into read order)."""
         rows = np.asarray([m[0] for m in matched], dtype=np.int64)
+        positions = np.asarray([m[3] for m in matched], dtype=np.int64)
         truth_all = self.table.encode([m[1] for m in matched])
         label_ts = np.asarray([m[2] for m in matched], dtype=np.int64)
         ts = self.ts[rows]
@@ -470,7 +481,7 @@ class JoinStore:
                 [ids[i] for i in sel.tolist()],
                 ts[sel],
                 halves.origin,
-                None,
+                positions[sel],
                 halves.headers,
                 keys,
                 scores,

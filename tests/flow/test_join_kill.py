@@ -102,6 +102,9 @@ def test_sigkill_with_halves_waiting_then_resume(
     process.wait(timeout=30)
     killed = job.output_now().documents
     assert killed and killed[-1]["join"]["waiting"] >= WAIT_FIRST * 0.8  # halves were waiting
+    # The waiting halves are in segment files beside the partitions (a base, maybe deltas).
+    segments = sorted(p.name for p in (job.recovery / "join" / "shard-0").iterdir())
+    assert segments and segments[0].endswith(".base"), segments
 
     job.run(workers)
     resumed = job.output_now()
