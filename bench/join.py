@@ -152,6 +152,7 @@ def state(n: int, scratch: Path) -> dict[str, Any]:
     first = store.log.written + len(manifest)
     # The next epoch: 1,000 labels for predictions anywhere in the rows, 1,000 new predictions.
     rng = random.Random(7)
+    ids = [rid for rid in store.ids if rid is not None]
     labels = [orjson.dumps({"id": rid, "ts": 0, "label": "A"}) for rid in rng.sample(ids, 1000)]
     for lines, origin in ((labels, "l"), (batch, "p")):
         parsed = parse_batch(RawBatch(lines, [0] * 1000, origin, [0] * 1000), join=True)
