@@ -133,7 +133,9 @@ class JoinOrderLogic(StatefulBatchLogic[JoinPart, JoinOut, list[list[JoinPart]]]
         while all(self.queues):
             parts = [queue.pop(0).result for queue in self.queues]
             out.extend(flatten(merge_results(parts)))
-        return out, StatefulBatchLogic.RETAIN
+        # Nothing pending (the usual end of a call): drop the key, so the keys of workers of
+        # earlier runs do not linger in the recovery store.
+        return out, StatefulBatchLogic.RETAIN if any(self.queues) else StatefulBatchLogic.DISCARD
 
     def snapshot(self) -> list[list[JoinPart]]:
         return [list(queue) for queue in self.queues]
