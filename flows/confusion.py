@@ -36,12 +36,17 @@ from flows.output.summary import Tally
 from flows.parsing.batches import DeadLetter, ModelColumns, ParsedBatch, RawBatch, parse_batch
 from flows.parsing.ensemble import Ensemble
 from flows.parsing.halves import Halves
-from flows.recovery_store import RecoveryStoreError, check_recovery_store, recovery_dir_from
+from flows.recovery_store import (
+    RecoveryStoreError,
+    backup_interval_from,
+    check_recovery_store,
+    recovery_dir_from,
+)
 from flows.settings import Settings, load_settings
 from flows.telemetry import Progress, heartbeat_from_env, job_logger, serve_metrics
 from flows.windows import window_policy
 from flows.windows.join_order import JoinOrderLogic, JoinPart, reading_worker
-from flows.windows.join_state import JoinLogic, JoinOut, segment_logs
+from flows.windows.join_state import SEGMENT_GRACE_S, JoinLogic, JoinOut, segment_logs
 from flows.windows.join_store import JoinCounts
 from flows.windows.model_state import Alert, Alerting, Doc, Emitted, ModelWindowLogic
 
@@ -90,11 +95,13 @@ def build_flow(
     source: Source[RawBatch] | None = None,
     sinks: Sinks | None = None,
     recovery_dir: Path | None = None,
+    backup_interval_s: float = 0.0,
 ) -> Dataflow:
     """Wire the job for ``settings``; ``source`` and ``sinks`` default to those it names.
 
     ``recovery_dir`` is the Bytewax recovery directory the job runs with, if any: the join keeps
-    its snapshot segments beside it (without it they ride inline in Bytewax's state).
+    its snapshot segments beside it (without it they ride inline in Bytewax's state), and
+    keeps a segment no snapshot names for at least ``backup_interval_s`` (Bytewax's ``-b``).
     Connectors are built lazily by Bytewax, per partition, so nothing connects here.
     """
     progress = Progress(settings.progress)
@@ -174,7 +181,7 @@ def build_flow(
         # Delayed labels: halves wait in the join (keyed by shard of the id); joined records
         # and join counts go on to their models' windows, the join's refusals to dead letters.
         halves = op.flat_map("by_shard", parsed, by_shard)
-        logs = segment_logs(recovery_dir)
+        logs = segment_logs(recovery_dir, keep_s=max(SEGMENT_GRACE_S, backup_interval_s))
         joined: Any = op.stateful_batch(
             "join", halves, lambda resume: JoinLogic(ttl_ms, resume, logs, parts=shards > 1)
         )
@@ -229,7 +236,9 @@ def _flow_from_env() -> Dataflow:
         recovery = recovery_dir_from(sys.argv)
         if recovery is not None:
             check_recovery_store(recovery)
-        flow = build_flow(settings, recovery_dir=recovery)
+        flow = build_flow(
+            settings, recovery_dir=recovery, backup_interval_s=backup_interval_from(sys.argv)
+        )
         serve_metrics(settings.metrics_port, settings.metrics_addr)
         return flow
     except OSError as exc:

@@ -24,7 +24,7 @@ from bytewax.inputs import Source, StatefulSourcePartition
 from flows.confusion import build_flow
 from flows.connectors.files import JsonLinesSource
 from flows.parsing.batches import RawBatch
-from flows.recovery_store import recovery_dir_from
+from flows.recovery_store import backup_interval_from, recovery_dir_from
 from flows.settings import Settings, load_settings
 from flows.telemetry import heartbeat_from_env
 
@@ -76,5 +76,8 @@ def _gated_source(settings: Settings) -> Source[RawBatch]:
 
 _settings = load_settings()
 flow: Dataflow = build_flow(
-    _settings, source=_gated_source(_settings), recovery_dir=recovery_dir_from(sys.argv)
+    _settings,
+    source=_gated_source(_settings),
+    recovery_dir=recovery_dir_from(sys.argv),
+    backup_interval_s=backup_interval_from(sys.argv),
 )

@@ -26,9 +26,12 @@ from flows.windows.join_store import JoinCounts, JoinSnapshot, JoinSnapshotV1, J
 JoinOut = ModelColumns | JoinCounts | DeadLetter | JoinPart
 log = job_logger("join")
 SegmentLogFor = Callable[[str], SegmentLog]
+# A segment no snapshot names is kept this long (and for Bytewax's backup interval, if longer):
+# the epoch a resume starts from may lag the newest snapshot.
+SEGMENT_GRACE_S = 600.0
 
 
-def segment_logs(recovery_dir: Path | None, keep_s: float = 600.0) -> SegmentLogFor:
+def segment_logs(recovery_dir: Path | None, keep_s: float = SEGMENT_GRACE_S) -> SegmentLogFor:
     """Where each shard keeps its segments: files under ``<recovery_dir>/join/<shard>/``, or
     inline in the Bytewax state when the recovery directory is not known."""
 
