@@ -127,7 +127,8 @@ def state(n: int, scratch: Path) -> dict[str, Any]:
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
     batch: list[bytes] = []
-    for k, line in enumerate(scaled_records(n + 1000)):
+    epoch = min(1000, n // 2)  # changes in the next epoch (1,000 at the real sizes)
+    for k, line in enumerate(scaled_records(n + epoch)):
         record = orjson.loads(line)
         del record["label"]
         if k >= n:
@@ -153,9 +154,9 @@ def state(n: int, scratch: Path) -> dict[str, Any]:
     # The next epoch: 1,000 labels for predictions anywhere in the rows, 1,000 new predictions.
     rng = random.Random(7)
     ids = [rid for rid in store.ids if rid is not None]
-    labels = [orjson.dumps({"id": rid, "ts": 0, "label": "A"}) for rid in rng.sample(ids, 1000)]
+    labels = [orjson.dumps({"id": rid, "ts": 0, "label": "A"}) for rid in rng.sample(ids, epoch)]
     for lines, origin in ((labels, "l"), (batch, "p")):
-        parsed = parse_batch(RawBatch(lines, [0] * 1000, origin, [0] * 1000), join=True)
+        parsed = parse_batch(RawBatch(lines, [0] * epoch, origin, [0] * epoch), join=True)
         assert parsed.halves is not None
         store.step(parsed.halves)
     written = store.log.written
@@ -165,6 +166,7 @@ def state(n: int, scratch: Path) -> dict[str, Any]:
     shutil.rmtree(directory)
     return {
         "waiting": n,
+        "epoch_changes": epoch,
         "memory_bytes": held,
         "memory_per_waiting": held / n,
         "snapshot_bytes": first,
@@ -267,7 +269,7 @@ def main(argv: list[str] | None = None) -> Report:
         Target(
             "a snapshot's cost follows what changed, not what waits (same epoch at 10x waiting)",
             f"{held['next_epoch_bytes']:,} B vs {small['next_epoch_bytes']:,} B ({ratio:.2f}x)",
-            ratio < 1.5,
+            ratio < 1.5 if held["epoch_changes"] == small["epoch_changes"] else None,
         )
     )
     most = max(held["memory_per_waiting"], held["snapshot_per_waiting"])
