@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -94,13 +94,14 @@ def build_flow(
     *,
     source: Source[RawBatch] | None = None,
     sinks: Sinks | None = None,
-    recovery_dir: Path | None = None,
+    recovery_dir: Path | Literal["off"] | None = None,
     backup_interval_s: float = 0.0,
 ) -> Dataflow:
     """Wire the job for ``settings``; ``source`` and ``sinks`` default to those it names.
 
-    ``recovery_dir`` is the Bytewax recovery directory the job runs with, if any: the join keeps
-    its snapshot segments beside it (without it they ride inline in Bytewax's state), and
+    ``recovery_dir`` is the Bytewax recovery directory the job runs with: the join keeps its
+    snapshot segments beside it; ``"off"`` says the job runs without recovery (the join then
+    makes no segment); None, not known (the segments ride inline in Bytewax's state). It
     keeps a segment no snapshot names for at least ``backup_interval_s`` (Bytewax's ``-b``).
     Connectors are built lazily by Bytewax, per partition, so nothing connects here.
     """
@@ -237,7 +238,9 @@ def _flow_from_env() -> Dataflow:
         if recovery is not None:
             check_recovery_store(recovery)
         flow = build_flow(
-            settings, recovery_dir=recovery, backup_interval_s=backup_interval_from(sys.argv)
+            settings,
+            recovery_dir=recovery or "off",
+            backup_interval_s=backup_interval_from(sys.argv),
         )
         serve_metrics(settings.metrics_port, settings.metrics_addr)
         return flow

@@ -13,8 +13,9 @@ so before Bytewax commits the manifest that names them; resuming from epoch E re
 manifest names and removes those numbered after it (written by the run that crashed). A segment
 that no manifest names any more is removed once it has been unnamed for ``keep_s`` seconds and
 three snapshots, so a resume from a slightly older epoch (the commit lags the snapshot) still
-finds it. Without a directory (a job run without recovery, or a test that gives none) the
-segments ride inline in the manifest: correct, but every epoch then hands them all to Bytewax.
+finds it. Without a directory (a test or embedding that runs with recovery but does not say
+where) the segments ride inline in the manifest: correct, but every epoch then hands them all to
+Bytewax. A job known to run without recovery makes no segment (`NoSegments`).
 
 Small deltas are merged as they pile up (the last two, whenever the older is not more than twice
 the newer, by concatenating their bytes: a segment is a stream of pickles), so a manifest names
@@ -88,6 +89,29 @@ class InlineSegments:
         return {name: self.blobs[name] for name in names}
 
 
+class NoSegments:
+    """A job without recovery: Bytewax still asks for snapshots, but nothing will resume from
+    them, so no segment is made at all (`SegmentLog.keeps` is False)."""
+
+    def write(self, name: str, data: bytes) -> None:
+        raise AssertionError("a job without recovery writes no segment")
+
+    def read(self, name: str) -> bytes:
+        raise SnapshotError(
+            "this join checkpoint was taken by a job running without recovery (no -r): it holds "
+            "no rows to resume from"
+        )
+
+    def remove(self, name: str) -> None:
+        pass
+
+    def names(self) -> list[str]:
+        return []
+
+    def inline(self, names: list[str]) -> dict[str, bytes] | None:
+        return None
+
+
 class DirSegments:
     """Segments as files in one shard's directory beside the recovery partitions."""
 
@@ -142,6 +166,11 @@ class SegmentLog:
     retired: list[tuple[str, float, int]] = field(default_factory=list)
     snapshots: int = 0
     written: int = 0  # bytes written since the log was made (for benchmarks and tests)
+
+    @property
+    def keeps(self) -> bool:
+        """Whether snapshots are kept at all (False: the job runs without recovery)."""
+        return not isinstance(self.store, NoSegments)
 
     @property
     def base_bytes(self) -> int:

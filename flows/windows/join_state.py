@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from bytewax.operators import StatefulBatchLogic
 
 from flows.parsing.batches import DeadLetter, ModelColumns
 from flows.parsing.halves import Halves
 from flows.telemetry import job_logger
-from flows.windows.join_log import DirSegments, InlineSegments, SegmentLog
+from flows.windows.join_log import DirSegments, InlineSegments, NoSegments, SegmentLog
 from flows.windows.join_order import JoinPart, flatten
 from flows.windows.join_store import JoinCounts, JoinSnapshot, JoinSnapshotV1, JoinStore
 
@@ -31,11 +32,16 @@ SegmentLogFor = Callable[[str], SegmentLog]
 SEGMENT_GRACE_S = 600.0
 
 
-def segment_logs(recovery_dir: Path | None, keep_s: float = SEGMENT_GRACE_S) -> SegmentLogFor:
-    """Where each shard keeps its segments: files under ``<recovery_dir>/join/<shard>/``, or
-    inline in the Bytewax state when the recovery directory is not known."""
+def segment_logs(
+    recovery_dir: Path | Literal["off"] | None, keep_s: float = SEGMENT_GRACE_S
+) -> SegmentLogFor:
+    """Where each shard keeps its segments: files under ``<recovery_dir>/join/<shard>/``;
+    nowhere when the job runs without recovery (``"off"``); inline in the Bytewax state when
+    the recovery directory is not known (None)."""
 
     def make(shard: str) -> SegmentLog:
+        if recovery_dir == "off":
+            return SegmentLog(NoSegments(), keep_s)
         if recovery_dir is None:
             return SegmentLog(InlineSegments(), keep_s)
         return SegmentLog(DirSegments(recovery_dir / "join" / shard), keep_s)

@@ -591,11 +591,15 @@ class JoinStore:
         """Write what changed since the last snapshot as one segment (a delta, or a new base
         when the rows were renumbered or the log outgrew the base) and return the manifest."""
         log = self.log
-        delta = None if self._rebase or not log.names else self._delta()
-        if self._rebase or not log.names:
+        if not log.keeps:
+            pass  # the job runs without recovery: nothing will resume from this snapshot
+        elif self._rebase or not log.names:
             log.rebase(self._base())
-        elif delta is not None:
-            if log.log_bytes + len(delta) > max(log.base_bytes, REBASE_MIN_BYTES):
+        else:
+            delta = self._delta()
+            if delta is None:
+                pass
+            elif log.log_bytes + len(delta) > max(log.base_bytes, REBASE_MIN_BYTES):
                 log.rebase(self._base())
             else:
                 log.append(delta)
@@ -629,6 +633,11 @@ class JoinStore:
                 f"join state has version {version!r}, this build reads 1 and {JOIN_STATE_VERSION}"
             )
         manifest: JoinSnapshot = snap  # type: ignore[assignment]
+        if not manifest["segments"]:  # a kept log always starts with a base
+            raise SnapshotError(
+                "this join checkpoint was taken by a job running without recovery (no -r): it "
+                "holds no rows to resume from"
+            )
         if log is None:
             log = SegmentLog(InlineSegments(manifest["inline"]))
         log.adopt(manifest["seq"], manifest["segments"], manifest["sizes"])

@@ -14,7 +14,13 @@ import pytest
 from flows.errors import SnapshotError
 from flows.parsing.batches import RawBatch, parse_batch
 from flows.parsing.halves import Halves
-from flows.windows.join_log import DirSegments, InlineSegments, SegmentLog, segment_name
+from flows.windows.join_log import (
+    DirSegments,
+    InlineSegments,
+    NoSegments,
+    SegmentLog,
+    segment_name,
+)
 from flows.windows.join_store import CHUNK, JoinResult, JoinSnapshot, JoinStore
 
 T0 = 1_795_341_600_000
@@ -263,3 +269,12 @@ def test_random_steps_with_snapshots_and_restores_match_an_uninterrupted_store(
 
 def _blobs(directory: Path, names: list[str]) -> dict[str, bytes]:
     return {name: (directory / name).read_bytes() for name in names}
+
+
+def test_a_job_without_recovery_makes_no_segment() -> None:
+    store = JoinStore(DAY, SegmentLog(NoSegments()))
+    store.step(halves([prediction(i) for i in range(100)]))
+    snap = store.snapshot()
+    assert snap["segments"] == [] and store.log.written == 0
+    with pytest.raises(SnapshotError, match="without recovery"):
+        JoinStore.restore(DAY, snap, SegmentLog(NoSegments()))
