@@ -37,6 +37,7 @@ FREE, WAITING, JOINED = 0, 1, 2
 CHUNK = 4096  # rows per snapshot block of a version-1 snapshot (read on resume only)
 JOIN_STATE_VERSION: Literal[2] = 2
 REBASE_MIN_BYTES = 1 << 20  # a log under this size never forces a new base
+NEVER = 1 << 62  # the oldest time of an empty set
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,10 @@ class JoinStore:
         self.clock: dict[str, int] = {}  # origin -> newest event time read from it
         self.live = 0  # rows WAITING or JOINED
         self.waiting = 0  # rows WAITING
+        # Lower bounds of the times of live rows and of waiting labels (None: not known), so a
+        # batch's sweep scans the rows only when something may have expired.
+        self._oldest_row: int | None = None
+        self._oldest_label: int | None = None
         # What changed since the last snapshot: rows from `_mark` on are new (written whole);
         # the state of older rows in `_changed`; waiting labels in `_label_ops`. After a
         # compaction renumbers the rows, the next snapshot is a new base.
@@ -223,6 +228,8 @@ class JoinStore:
         base = self._reserve(n)
         self.ids.extend(halves.ids)
         self.ts[base : base + n] = halves.ts
+        if self._oldest_row is not None and n:
+            self._oldest_row = min(self._oldest_row, int(halves.ts.min()))
         remap = self.table.encode(halves.labels)
         for model, entry in halves.models.items():
             slots = self.models.get(model)
@@ -362,6 +369,8 @@ class JoinStore:
                     )
                     continue
                 entry = waiting[rid] = (text, when, int(labels.positions[j]), origin)
+                if self._oldest_label is not None and when < self._oldest_label:
+                    self._oldest_label = when
                 self._label_ops.append((rid, entry))
         if admitted:
             arr = np.asarray(admitted, dtype=np.int64)
@@ -437,15 +446,20 @@ class JoinStore:
         if now is None:
             return
         n = len(self.ids)
-        if self.live:
-            old = np.flatnonzero((self.state[:n] != FREE) & (self.ts[:n] + self.ttl < now))
+        horizon = now - self.ttl  # halves older than this expire
+        if self.live and (self._oldest_row is None or self._oldest_row < horizon):
+            live = self.state[:n] != FREE
+            old = np.flatnonzero(live & (self.ts[:n] < horizon))
             if len(old):
                 self._expire(old.tolist(), out)
-        if self.labels:
-            gone = [rid for rid, lab in self.labels.items() if lab[1] + self.ttl < now]
+                live[old] = False
+            self._oldest_row = int(self.ts[:n][live].min()) if live.any() else NEVER
+        if self.labels and (self._oldest_label is None or self._oldest_label < horizon):
+            gone = [rid for rid, lab in self.labels.items() if lab[1] < horizon]
             for rid in gone:
                 out.dead.append(self._orphan(rid, self.labels.pop(rid), headers))
             self._label_ops.extend((rid, None) for rid in gone)
+            self._oldest_label = min((lab[1] for lab in self.labels.values()), default=NEVER)
 
     def _joined(
         self, matched: list[tuple[int, str, int, int]], halves: Halves, out: JoinResult
