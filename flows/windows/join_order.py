@@ -55,14 +55,11 @@ def flatten(result: JoinResult) -> list[JoinOut]:
 
 
 def merge_results(parts: list[JoinResult]) -> JoinResult:
-    """One batch's results from its shards (in shard order) as one shard would give them."""
+    """One batch's results from its shards (in shard order) as one shard would give them; the
+    counts stay per shard (running totals, see `JoinCounts`)."""
     merged = JoinResult()
     for part in parts:
-        for model, counts in part.counts.items():
-            old = merged.counts.get(model) or JoinCounts(model)
-            merged.counts[model] = JoinCounts(
-                model, old.seen + counts.seen, old.expired + counts.expired
-            )
+        merged.counts.update(part.counts)
         merged.dead.extend(part.dead)
     models = [m for part in parts for m in part.joined]
     for model in dict.fromkeys(models):

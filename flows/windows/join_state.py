@@ -74,7 +74,8 @@ class JoinLogic(StatefulBatchLogic[tuple[int, str, Halves], JoinOut, JoinSnapsho
             segments = None if inline is not None or not self.shard else self.logs(self.shard)
             self.store = JoinStore.restore(ttl_ms, resume, segments)
 
-    def _store(self, shard: str) -> JoinStore:
+    def _store(self, number: int) -> JoinStore:
+        shard = f"shard-{number}"
         if self.store is not None and not self.shard:
             # Resumed from a version-1 snapshot, which names no shard: from now on, segments.
             self.shard = shard
@@ -86,13 +87,19 @@ class JoinLogic(StatefulBatchLogic[tuple[int, str, Halves], JoinOut, JoinSnapsho
             segments = self.logs(shard)
             segments.clear()  # nothing to resume: what the directory holds is another run's
             self.store = JoinStore(self.ttl, segments)
+        self.store.shard = number
         return self.store
 
     def on_batch(self, values: list[tuple[int, str, Halves]]) -> tuple[list[JoinOut], bool]:
         out: list[JoinOut] = []
         for shard, stream, halves in values:
-            result = self._store(f"shard-{shard}").step(halves)
+            store = self._store(shard)
+            result = store.step(halves)
             if self.parts:
+                # Every part carries every model's totals: a record this batch joins may have
+                # been counted seen in a batch another worker read, merged on another path.
+                for counts in store.all_counts():
+                    result.counts.setdefault((counts.model, shard), counts)
                 out.append(JoinPart(stream, shard, result))
             else:
                 out.extend(flatten(result))

@@ -42,11 +42,15 @@ NEVER = 1 << 62  # the oldest time of an empty set
 
 @dataclass(frozen=True, slots=True)
 class JoinCounts:
-    """Predictions a model had accepted into the join, and those that expired unlabeled."""
+    """Predictions of a model that join shard ``shard`` has accepted so far, and those of them
+    that expired unlabeled: running totals, not increments, so a window can take the newest it
+    has from each shard whatever order they reach it in (with several shards, a record joined
+    in one reading worker's batch and its prediction's count from another's travel apart)."""
 
     model: str
     seen: int = 0
     expired: int = 0
+    shard: int = 0
 
 
 @dataclass(slots=True)
@@ -54,7 +58,7 @@ class JoinResult:
     """What one step of the join hands on."""
 
     joined: dict[str, ModelColumns] = field(default_factory=dict)
-    counts: dict[str, JoinCounts] = field(default_factory=dict)
+    counts: dict[tuple[str, int], JoinCounts] = field(default_factory=dict)  # (model, shard)
     dead: list[DeadLetter] = field(default_factory=list)
 
 
@@ -133,6 +137,7 @@ class JoinSnapshot(TypedDict):
     labels: list[str]
     models: dict[str, list[str]]
     clock: dict[str, int]
+    totals: dict[str, tuple[int, int]]
 
 
 _Label = tuple[str, int, int, str]  # label text, its time, its position, its origin
@@ -155,6 +160,8 @@ class JoinStore:
         self.clock: dict[str, int] = {}  # origin -> newest event time read from it
         self.live = 0  # rows WAITING or JOINED
         self.waiting = 0  # rows WAITING
+        self.shard = 0  # the shard's number, which its counts carry
+        self.totals: dict[str, list[int]] = {}  # model -> [seen, expired] so far
         # Lower bounds of the times of live rows and of waiting labels (None: not known), so a
         # batch's sweep scans the rows only when something may have expired.
         self._oldest_row: int | None = None
@@ -263,7 +270,7 @@ class JoinStore:
             for model, slots in self.models.items():
                 n = int((slots.pred[waiting] >= 0).sum())
                 if n:
-                    _count(out, model, expired=n)
+                    self._count(out, model, expired=n)
         for r in rows:
             self._free(r)
 
@@ -377,7 +384,7 @@ class JoinStore:
             for model, slots in self.models.items():
                 n = int((slots.pred[arr] >= 0).sum())
                 if n:
-                    _count(out, model, seen=n)
+                    self._count(out, model, seen=n)
         if matched:
             self._joined(matched, halves, out)
         if halves.batch_max is not None:
@@ -553,6 +560,16 @@ class JoinStore:
         )
         return self._label_letter(rid, label[0], label[1], reason, label[2], None, label[3])
 
+    def _count(self, out: JoinResult, model: str, seen: int = 0, expired: int = 0) -> None:
+        totals = self.totals.setdefault(model, [0, 0])
+        totals[0] += seen
+        totals[1] += expired
+        out.counts[(model, self.shard)] = JoinCounts(model, totals[0], totals[1], self.shard)
+
+    def all_counts(self) -> list[JoinCounts]:
+        """The running totals of every model this shard has seen."""
+        return [JoinCounts(m, t[0], t[1], self.shard) for m, t in self.totals.items()]
+
     def waiting_by_model(self) -> dict[str, int]:
         """Predictions waiting for their label, per model."""
         n = len(self.ids)
@@ -632,6 +649,7 @@ class JoinStore:
             "labels": list(self.table.labels),
             "models": {m: list(s.keys) for m, s in self.models.items()},
             "clock": dict(self.clock),
+            "totals": {m: (t[0], t[1]) for m, t in self.totals.items()},
         }
 
     @classmethod
@@ -690,6 +708,7 @@ class JoinStore:
                     store.labels[rid] = label
         store.ids = ids
         store._resumed(snap["clock"])
+        store.totals = {m: [seen, expired] for m, (seen, expired) in manifest["totals"].items()}
         return store
 
     def _rows(
@@ -753,8 +772,3 @@ def _unpickled(blobs: Iterable[bytes]) -> Iterator[Any]:
         stream = io.BytesIO(blob)
         while stream.tell() < len(blob):
             yield pickle.load(stream)
-
-
-def _count(out: JoinResult, model: str, seen: int = 0, expired: int = 0) -> None:
-    old = out.counts.get(model) or JoinCounts(model)
-    out.counts[model] = JoinCounts(model, old.seen + seen, old.expired + expired)
