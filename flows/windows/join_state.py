@@ -1,12 +1,12 @@
 """The join as a Bytewax stateful operator: one `JoinStore` per shard of the id space.
 
-Items in are ``(shard, stream, halves)``, one batch's `Halves` for this shard (every shard gets a part
-of every batch, so its clock moves with the input); items out are joined records and join
-counts, keyed by model for the window step, and dead letters; with several shards, one
-`JoinPart` per batch instead, which `flows.windows.join_order` puts back together. The snapshot is the manifest of
-the store's segments (`flows.windows.join_log`): a SIGKILL loses nothing and counts nothing
-twice, because halves read after the snapshot are read again on resume, and the segments a
-manifest names are written before Bytewax commits it.
+Items in are ``(shard, stream, halves)``: one batch's `Halves` for this shard (every shard gets
+a part of every batch, so its clock moves with the input) and the worker that read it. Items out
+are joined records and join counts, keyed by model for the window step, and dead letters; with
+several shards, one `JoinPart` per batch instead, which `flows.windows.join_order` puts back
+together. The snapshot is the manifest of the store's segments (`flows.windows.join_log`): a
+SIGKILL loses nothing and counts nothing twice, because halves read after the snapshot are read
+again on resume, and the segments a manifest names are written before Bytewax commits it.
 """
 
 from __future__ import annotations
@@ -73,15 +73,17 @@ class JoinLogic(StatefulBatchLogic[tuple[int, str, Halves], JoinOut, JoinSnapsho
             inline = resume.get("inline") if resume.get("v") == 2 else None
             segments = None if inline is not None or not self.shard else self.logs(self.shard)
             self.store = JoinStore.restore(ttl_ms, resume, segments)
+            if self.shard.startswith("shard-"):
+                self.store.shard = int(self.shard.removeprefix("shard-"))
 
     def _store(self, number: int) -> JoinStore:
         shard = f"shard-{number}"
         if self.store is not None and not self.shard:
             # Resumed from a version-1 snapshot, which names no shard: from now on, segments.
             self.shard = shard
-            self.store.log = self.logs(shard)
-            self.store.log.clear()
-            self.store._rebase = True
+            log = self.logs(shard)
+            log.clear()
+            self.store.move_to(log)
         if self.store is None:
             self.shard = shard
             segments = self.logs(shard)

@@ -175,6 +175,11 @@ class JoinStore:
         self._label_ops: list[tuple[str | int, _Label | None]] = []  # in order: dict order counts
         self._rebase = True
 
+    def move_to(self, log: SegmentLog) -> None:
+        """Keep the segments in ``log`` from now on (the next snapshot is a base there)."""
+        self.log = log
+        self._rebase = True
+
     def _touch(self, row: int) -> None:
         """Row ``row`` changed state: the next delta carries it."""
         if row < self._mark:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from flows.errors import SnapshotError
-from flows.parsing.batches import RawBatch, parse_batch
+from flows.parsing.batches import ModelColumns, RawBatch, parse_batch
 from flows.parsing.halves import Halves
 from flows.windows.join_log import (
     DirSegments,
@@ -21,6 +21,7 @@ from flows.windows.join_log import (
     SegmentLog,
     segment_name,
 )
+from flows.windows.join_state import JoinLogic, segment_logs
 from flows.windows.join_store import CHUNK, JoinCounts, JoinResult, JoinSnapshot, JoinStore
 
 T0 = 1_795_341_600_000
@@ -288,3 +289,28 @@ def test_a_job_without_recovery_makes_no_segment() -> None:
     assert snap["segments"] == [] and store.log.written == 0
     with pytest.raises(SnapshotError, match="without recovery"):
         JoinStore.restore(DAY, snap, SegmentLog(NoSegments()))
+
+
+def test_the_operator_resumed_from_version_1_moves_to_segment_files(tmp_path: Path) -> None:
+    store = JoinStore(DAY)
+    store.step(halves([prediction(i) for i in range(50)]))
+    models = {
+        m: (s.pred[:50].copy(), None if s.scores is None else s.scores[:50].copy())
+        for m, s in store.models.items()
+    }
+    v1 = {
+        "v": 1,
+        "labels": list(store.table.labels),
+        "chunks": [pickle.dumps((store.ids[:50], store.ts[:50].copy(), store.state[:50], models))],
+        "models": {m: list(s.keys) for m, s in store.models.items()},
+        "waiting_labels": [],
+        "clock": dict(store.clock),
+    }
+    logic = JoinLogic(DAY, v1, segment_logs(tmp_path))  # type: ignore[arg-type]
+    out, _ = logic.on_batch([(2, "w", halves([label(i) for i in range(10)], "labels"))])
+    assert sum(isinstance(x, ModelColumns) for x in out) == 2  # m1 and m2 joined
+    snap = logic.snapshot()
+    assert snap["shard"] == "shard-2" and snap["inline"] is None
+    assert sorted(p.name for p in (tmp_path / "join" / "shard-2").iterdir()) == snap["segments"]
+    resumed = JoinLogic(DAY, pickle.loads(pickle.dumps(snap)), segment_logs(tmp_path))
+    assert resumed.store is not None and resumed.store.waiting == 40 and resumed.store.shard == 2
