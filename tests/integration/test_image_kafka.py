@@ -27,8 +27,9 @@ import random
 import re
 import signal
 import subprocess
+import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,13 @@ class ImageStatefulSet:
             f"{p.log.read_text(errors='replace')[-3000:] if p.log.exists() else ''}"
             for p in self.pods
         )
+
+
+def newest_write(volumes: Iterable[Path]) -> float:
+    """The newest modification time of any file in ``volumes``."""
+    return max(
+        (f.stat().st_mtime for v in volumes for f in v.rglob("*") if f.is_file()), default=0.0
+    )
 
 
 @pytest.fixture
@@ -354,7 +362,16 @@ def _run(
         pod.job.remove()
 
     # 3. New containers on the same volumes (the heartbeat emptyDir survived): until it polls,
-    #    a new job container is not healthy on its predecessor's heartbeat.
+    #    a new job container is not healthy on its predecessor's heartbeat. The probe allows
+    #    one second of slack (btime is whole seconds), so the new container starts more than
+    #    that after the old job's last write, as any real restart does (a run that restarted
+    #    within the second once saw the old heartbeat as the new job's).
+    wait_for(
+        lambda: time.time() - newest_write(pods[0].volumes.values()) > 2.5,
+        30,
+        "the old job's last write to age past the probe's slack",
+        every=0.2,
+    )
     cluster.init()
     cluster.start(pods[0])
     stale = cluster.probe(pods[0], "startupProbe")
