@@ -121,37 +121,49 @@ def reliability(view: ScoreView) -> tuple[float, dict[str, list[Any]]]:
     """Top-label ECE and the non-empty reliability bins (lower edge, count, confidence, accuracy).
 
     Sums are integers (confidences in units of 2**-31) below 2**53, so every division is one
-    correctly rounded step. Views of one stack share the divisions, done for all of them once.
+    correctly rounded step. Views of one stack share the work, done for all of them at once.
     """
-    if view.stack is None:
-        gaps, confidence, accuracy = _reliability_parts(
-            view.rel_count[None, :], view.rel_correct[None, :], view.rel_conf[None, :]
+    stack, row = view.stack, view.row
+    if stack is None:
+        rows = _reliability_rows(
+            view.rel_count[None, :], view.rel_correct[None, :], view.rel_conf[None, :], view.bins
         )
         row = 0
     else:
-        parts = view.stack.cache.get("reliability")
-        if parts is None:
-            stack = view.stack
-            parts = _reliability_parts(stack.rel_count, stack.rel_correct, stack.rel_conf)
-            stack.cache["reliability"] = parts
-        gaps, confidence, accuracy = parts
-        row = view.row
-    count = view.rel_count
-    held = np.flatnonzero(count)
-    return gaps[row] / (view.scored * CONF_ONE), {
-        "lower": (held / view.bins).tolist(),
-        "count": count[held].tolist(),
-        "confidence": confidence[row, held].tolist(),
-        "accuracy": accuracy[row, held].tolist(),
+        cached: list[_BinRow] | None = stack.cache.get("reliability")
+        if cached is None:
+            cached = _reliability_rows(
+                stack.rel_count, stack.rel_correct, stack.rel_conf, view.bins
+            )
+            stack.cache["reliability"] = cached
+        rows = cached
+    gap, lower, count, confidence, accuracy = rows[row]
+    return gap / (view.scored * CONF_ONE), {
+        "lower": lower,
+        "count": count,
+        "confidence": confidence,
+        "accuracy": accuracy,
     }
 
 
-def _reliability_parts(count: Ints, correct: Ints, conf: Ints) -> tuple[list[int], Floats, Floats]:
-    """Per row of (views, bins) sums: the ECE numerator (units of 2**-31), and per bin the mean
-    confidence and the accuracy (defined where the bin holds records)."""
+_BinRow = tuple[int, list[float], list[int], list[float], list[float]]
+
+
+def _reliability_rows(count: Ints, correct: Ints, conf: Ints, bins: int) -> list[_BinRow]:
+    """Per row of (views, bins) sums: the ECE numerator (units of 2**-31) and, for the bins
+    holding records, lower edge, count, mean confidence and accuracy (fresh lists per row)."""
     gaps: list[int] = np.abs(correct * CONF_ONE - conf).sum(axis=1).tolist()
-    n = np.maximum(count, 1)
-    return gaps, conf / (n * CONF_ONE), correct / n
+    held = count > 0
+    n = count[held]
+    lower: list[float] = (np.nonzero(held)[1] / bins).tolist()
+    counts: list[int] = n.tolist()
+    confidence: list[float] = (conf[held] / (n * CONF_ONE)).tolist()
+    accuracy: list[float] = (correct[held] / n).tolist()
+    ends: list[int] = np.cumsum(held.sum(axis=1)).tolist()
+    return [
+        (gap, lower[lo:hi], counts[lo:hi], confidence[lo:hi], accuracy[lo:hi])
+        for gap, lo, hi in zip(gaps, [0, *ends[:-1]], ends, strict=True)
+    ]
 
 
 SCORE_METRIC_NAMES = ("macro_roc_auc", "macro_average_precision", "brier", "ece")
