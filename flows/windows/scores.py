@@ -17,16 +17,18 @@ from with one and the same tally, so removal is the exact inverse of addition:
 
 Storage is a FIFO ring: records leave oldest first (count and time windows both evict in read
 order), so the caller only says how many leave. Per record: one code per class (one byte up to
-126 bins: ``positive * (bins + 1) + bin``, bin ``bins`` standing for a missing key), a reliability
-code (two bytes), the Brier term (8) and the confidence (4): 17 bytes with 3 classes. Classes are
-the labels seen as truth or as score-map keys; a label missing from a record's map scores 0.
+126 bins: ``positive * (bins + 1) + bin``, bin ``bins`` standing for a missing key), the Brier
+term (8 bytes, carrying the record's two flags, see `pack_terms`) and the confidence (4): 15 bytes
+with 3 classes. The reliability code is not stored: its top bin is the highest bin among the
+class codes, and correct / out of range are the flags. Classes are the labels seen as truth or
+as score-map keys; a label missing from a record's map scores 0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,7 +37,7 @@ from flows.errors import SnapshotError
 from flows.parsing.batches import ModelColumns
 from flows.parsing.labels import LabelTable
 
-SCORE_SNAPSHOT_VERSION = 1
+SCORE_SNAPSHOT_VERSION = 2  # 1: a reliability code per record, terms without flags
 CONF_ONE = 1 << 31  # fixed-point unit of confidences: 1.0 is 2**31
 MAX_BINS = 1000
 
@@ -203,8 +205,8 @@ class ScoreSnapshot(TypedDict):
     classes: list[str]
     prefix: int
     codes: NDArray[Any]
-    rel: NDArray[Any]
-    terms: Floats
+    rel: NotRequired[NDArray[Any]]  # version 1 only
+    terms: Floats  # version 2: packed (`pack_terms`)
     conf: NDArray[Any]
 
 
@@ -223,7 +225,6 @@ class ScoreWindow:
         "_head",
         "_hist",
         "_offsets",
-        "_rel",
         "_rel_count",
         "_terms",
         "bins",
@@ -242,8 +243,7 @@ class ScoreWindow:
         self._head = 0
         capacity = max(capacity, 1)
         self._codes: NDArray[Any] = np.zeros((capacity, 0), dtype=code_dtype(self._slot + 1))
-        self._rel: NDArray[Any] = np.zeros(capacity, dtype=code_dtype(4 * bins + 1))
-        self._terms: Floats = np.zeros(capacity, dtype=np.float64)
+        self._terms: Floats = np.zeros(capacity, dtype=np.float64)  # packed: `pack_terms`
         self._conf: NDArray[np.uint32] = np.zeros(capacity, dtype=np.uint32)
         self._hist: Ints = np.zeros(0, dtype=np.int64)  # class c at c * (slot + 1) + code
         self._offsets: Ints = np.zeros(0, dtype=np.int64)
@@ -255,6 +255,11 @@ class ScoreWindow:
     def _slot(self) -> int:
         """The code of a record without scores; codes below it are per-class histogram slots."""
         return 2 * (self.bins + 1)
+
+    @property
+    def _rel_dtype(self) -> np.dtype[Any]:
+        """The dtype of reliability codes ``0 .. 4 * bins`` in prepared rows."""
+        return code_dtype(4 * self.bins + 1)
 
     @property
     def scored(self) -> int:
@@ -273,7 +278,7 @@ class ScoreWindow:
         if n <= old:
             return
         width, missing = self._slot + 1, self.bins  # a held record lacks the new keys
-        unscored = self._rel == 4 * self.bins
+        unscored = np.isnan(self._terms)
         pad = np.where(unscored, self._slot, missing)[:, None]
         self._codes = np.hstack([self._codes, np.repeat(pad, n - old, axis=1)]).astype(
             self._codes.dtype
@@ -349,7 +354,7 @@ class ScoreWindow:
         rel = np.where(scored, (outside * 2 + (pclass == tclass)) * bins + top, 4 * bins)
         return ScoreRows(
             codes.astype(self._codes.dtype),
-            rel.astype(self._rel.dtype),
+            rel.astype(self._rel_dtype),
             terms,
             conf.astype(np.uint32),
         )
@@ -379,7 +384,7 @@ class ScoreWindow:
         rel = (pclass == tclass) * bins + top
         return ScoreRows(
             codes.astype(self._codes.dtype),
-            rel.astype(self._rel.dtype),
+            rel.astype(self._rel_dtype),
             terms,
             conf.astype(np.uint32),
         )
@@ -405,19 +410,19 @@ class ScoreWindow:
     # -- the FIFO ring -------------------------------------------------------------------------
 
     def _slots(self, start: int, n: int) -> list[tuple[int, int]]:
-        size = len(self._rel)
+        size = len(self._terms)
         lo = start % size
         if lo + n <= size:
             return [(lo, lo + n)]
         return [(lo, size), (0, lo + n - size)]
 
     def _grow_ring(self, need: int) -> None:
-        size = len(self._rel)
+        size = len(self._terms)
         if need <= size:
             return
         new_size = max(need, 2 * size)
         order = (self._head + np.arange(self.held)) % size
-        for name in ("_codes", "_rel", "_terms", "_conf"):
+        for name in ("_codes", "_terms", "_conf"):
             old = getattr(self, name)
             new = np.zeros((new_size, *old.shape[1:]), dtype=old.dtype)
             new[: self.held] = old[order]
@@ -489,7 +494,7 @@ class ScoreWindow:
         self._conf_sum += sums.conf_sum[-1]
         self._brier.add_buckets(sums.first_bucket, sums.high[-1], sums.low[-1])
         self.prefix -= from_prefix
-        self._head = (self._head + from_ring) % len(self._rel)
+        self._head = (self._head + from_ring) % len(self._terms)
         self.held -= from_ring
         self._write(new, from_new)
         return views
@@ -506,11 +511,22 @@ class ScoreWindow:
     def _oldest(self, n: int) -> ScoreRows:
         """The ``n`` oldest held rows (copies), oldest first."""
         parts = [slice(a, b) for a, b in self._slots(self._head, n)] if n else [slice(0, 0)]
-        codes, rel, terms, conf = (
+        codes, packed, conf = (
             np.concatenate([array[part] for part in parts])
-            for array in (self._codes, self._rel, self._terms, self._conf)
+            for array in (self._codes, self._terms, self._conf)
         )
-        return ScoreRows(codes, rel, terms, conf)
+        return self._unpack(codes, packed, conf)
+
+    def _unpack(self, codes: NDArray[Any], packed: Floats, conf: NDArray[Any]) -> ScoreRows:
+        """Held records as prepared rows: the reliability code rebuilt from codes and flags."""
+        bins, width = self.bins, self.bins + 1
+        top = np.zeros(len(codes), dtype=np.int64)
+        for column in codes.T:  # the highest bin among the keys the record's map holds
+            bin_ = column % width
+            top = np.maximum(top, np.where(bin_ < bins, bin_, 0))
+        terms, correct, outside, unscored = unpack_terms(packed)
+        rel = np.where(unscored, 4 * bins, (outside * 2 + correct) * bins + top)
+        return ScoreRows(codes, rel.astype(self._rel_dtype), terms, conf)
 
     def _write(self, rows: ScoreRows, lo: int) -> None:
         """Put rows ``lo ..`` into the ring as the newest records, without tallying them."""
@@ -522,8 +538,7 @@ class ScoreWindow:
         for a, b in self._slots(self._head + self.held, n):
             take = slice(offset, offset + b - a)
             self._codes[a:b] = rows.codes[take]
-            self._rel[a:b] = rows.rel[take]
-            self._terms[a:b] = rows.terms[take]
+            self._terms[a:b] = pack_terms(rows.terms[take], rows.rel[take], self.bins)
             self._conf[a:b] = rows.conf[take]
             offset += b - a
         self.held += n
@@ -579,8 +594,9 @@ class ScoreWindow:
         if n <= 0:
             return
         for a, b in self._slots(self._head, n):
-            self._tally(self._codes[a:b], self._rel[a:b], self._terms[a:b], self._conf[a:b], -1)
-        self._head = (self._head + n) % len(self._rel)
+            rows = self._unpack(self._codes[a:b], self._terms[a:b], self._conf[a:b])
+            self._tally(rows.codes, rows.rel, rows.terms, rows.conf, -1)
+        self._head = (self._head + n) % len(self._terms)
         self.held -= n
 
     # -- reading -------------------------------------------------------------------------------
@@ -614,7 +630,7 @@ class ScoreWindow:
 
     def nbytes(self) -> int:
         """Bytes of state held: the ring, the sums and the class labels."""
-        ring = sum(a.nbytes for a in (self._codes, self._rel, self._terms, self._conf))
+        ring = sum(a.nbytes for a in (self._codes, self._terms, self._conf))
         sums = (
             self._hist.nbytes
             + self._rel_count.nbytes
@@ -626,7 +642,7 @@ class ScoreWindow:
     # -- recovery ------------------------------------------------------------------------------
 
     def _ordered(self, array: NDArray[Any]) -> NDArray[Any]:
-        return array[(self._head + np.arange(self.held)) % len(self._rel)]
+        return array[(self._head + np.arange(self.held)) % len(self._terms)]
 
     def snapshot(self) -> ScoreSnapshot:
         """A versioned copy of the held records; the sums are left out because they recount."""
@@ -636,7 +652,6 @@ class ScoreWindow:
             "classes": list(self.classes.labels),
             "prefix": self.prefix,
             "codes": self._ordered(self._codes),
-            "rel": self._ordered(self._rel),
             "terms": self._ordered(self._terms),
             "conf": self._ordered(self._conf),
         }
@@ -644,20 +659,23 @@ class ScoreWindow:
     @classmethod
     def restore(cls, state: ScoreSnapshot, capacity: int = 64) -> ScoreWindow:
         """Rebuild from `snapshot` by recounting its records."""
-        if state.get("v") != SCORE_SNAPSHOT_VERSION:
+        version = state.get("v")
+        if version not in (1, SCORE_SNAPSHOT_VERSION):
             raise SnapshotError(
-                f"score statistics snapshot has version {state.get('v')!r}, "
-                f"this build reads {SCORE_SNAPSHOT_VERSION}"
+                f"score statistics snapshot has version {version!r}, "
+                f"this build reads 1 and {SCORE_SNAPSHOT_VERSION}"
             )
-        window = cls(state["bins"], max(capacity, len(state["rel"])), state["prefix"])
+        window = cls(state["bins"], max(capacity, len(state["terms"])), state["prefix"])
         window.classes = LabelTable(state["classes"])
         window._grow_classes(len(window.classes))
-        rows = ScoreRows(
-            np.asarray(state["codes"], dtype=window._codes.dtype),
-            np.asarray(state["rel"], dtype=window._rel.dtype),
-            np.asarray(state["terms"], dtype=np.float64),
-            np.asarray(state["conf"], dtype=np.uint32),
-        )
+        codes = np.asarray(state["codes"], dtype=window._codes.dtype)
+        terms = np.asarray(state["terms"], dtype=np.float64)
+        conf = np.asarray(state["conf"], dtype=np.uint32)
+        if version == 1:  # plain terms and a reliability code per record
+            rel = np.asarray(state["rel"], dtype=window._rel_dtype)
+            rows = ScoreRows(codes, rel, terms, conf)
+        else:
+            rows = window._unpack(codes, terms, conf)
         window.push(rows)
         return window
 
@@ -772,6 +790,29 @@ class _StepSums:
                     total += ((h << 26) + lo) << (self.first_bucket + j)
             values.append(total)
         return values
+
+
+def pack_terms(terms: Floats, rel: NDArray[Any], bins: int) -> Floats:
+    """Brier terms carrying their record's flags, for the ring: 8 bytes where 10 were.
+
+    A term is a float >= 0, so its sign is free: negative (-0.0 included) marks a correct top
+    label. A record out of range holds no term (calibration is off while it is held), so it is
+    +-inf; a record without scores is NaN. `unpack_terms` inverts it exactly.
+    """
+    flags = rel.astype(np.int64) // bins  # (out_of_range * 2 + correct), 4 without scores
+    packed = np.where(flags >= 2, np.inf, terms)
+    packed = np.where(flags % 2 == 1, -packed, packed)
+    return np.where(flags == 4, np.nan, packed)
+
+
+def unpack_terms(
+    packed: Floats,
+) -> tuple[Floats, NDArray[np.bool_], NDArray[np.bool_], NDArray[np.bool_]]:
+    """Terms (0 out of range or unscored), correct, out of range, unscored, from `pack_terms`."""
+    unscored = np.isnan(packed)
+    outside = np.isinf(packed)
+    terms = np.where(unscored | outside, 0.0, np.abs(packed))
+    return terms, np.signbit(packed), outside, unscored
 
 
 def _plain(scores: Floats) -> bool:
