@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -22,6 +23,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from flows.confusion import Sinks, build_flow
+from flows.recovery_store import recovery_dir_from
 from flows.settings import load_settings
 
 _BUILT = time.time()
@@ -63,7 +65,7 @@ def make_flow() -> Dataflow:
     sinks = Sinks.from_settings(settings)
     if os.environ.get("BENCH_SINK", "discard") == "discard":
         sinks = replace(sinks, documents=DiscardSink())
-    return build_flow(settings, sinks=sinks)
+    return build_flow(settings, sinks=sinks, recovery_dir=recovery_dir_from(sys.argv) or "off")
 
 
 flow = make_flow()

@@ -12,7 +12,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -35,11 +36,17 @@ from flows.output.summary import Tally
 from flows.parsing.batches import DeadLetter, ModelColumns, ParsedBatch, RawBatch, parse_batch
 from flows.parsing.ensemble import Ensemble
 from flows.parsing.halves import Halves
-from flows.recovery_store import RecoveryStoreError, check_recovery_store, recovery_dir_from
+from flows.recovery_store import (
+    RecoveryStoreError,
+    backup_interval_from,
+    check_recovery_store,
+    recovery_dir_from,
+)
 from flows.settings import Settings, load_settings
 from flows.telemetry import Progress, heartbeat_from_env, job_logger, serve_metrics
 from flows.windows import window_policy
-from flows.windows.join_state import JoinLogic, JoinOut
+from flows.windows.join_order import JoinOrderLogic, JoinPart, reading_worker
+from flows.windows.join_state import SEGMENT_GRACE_S, JoinLogic, JoinOut, segment_logs
 from flows.windows.join_store import JoinCounts
 from flows.windows.model_state import Alert, Alerting, Doc, Emitted, ModelWindowLogic
 
@@ -83,10 +90,19 @@ class Sinks:
 
 
 def build_flow(
-    settings: Settings, *, source: Source[RawBatch] | None = None, sinks: Sinks | None = None
+    settings: Settings,
+    *,
+    source: Source[RawBatch] | None = None,
+    sinks: Sinks | None = None,
+    recovery_dir: Path | Literal["off"] | None = None,
+    backup_interval_s: float = 0.0,
 ) -> Dataflow:
     """Wire the job for ``settings``; ``source`` and ``sinks`` default to those it names.
 
+    ``recovery_dir`` is the Bytewax recovery directory the job runs with: the join keeps its
+    snapshot segments beside it; ``"off"`` says the job runs without recovery (the join then
+    makes no segment); None, not known (the segments ride inline in Bytewax's state). It
+    keeps a segment no snapshot names for at least ``backup_interval_s`` (Bytewax's ``-b``).
     Connectors are built lazily by Bytewax, per partition, so nothing connects here.
     """
     progress = Progress(settings.progress)
@@ -108,14 +124,20 @@ def build_flow(
     def per_model(parsed: ParsedBatch) -> list[tuple[str, ModelColumns]]:
         return list(parsed.by_model.items())
 
-    def by_shard(parsed: ParsedBatch) -> list[tuple[str, Halves]]:
+    def by_shard(parsed: ParsedBatch) -> list[tuple[str, tuple[int, str, Halves]]]:
         if parsed.halves is None:
             return []
-        return [(f"shard-{k}", part) for k, part in parsed.halves.shards(shards)]
+        stream = reading_worker()
+        return [(f"shard-{k}", (k, stream, part)) for k, part in parsed.halves.shards(shards)]
+
+    def by_stream(item: tuple[str, JoinOut]) -> tuple[str, JoinPart]:
+        assert isinstance(item[1], JoinPart)
+        return item[1].stream, item[1]
 
     def joined_by_model(item: tuple[str, JoinOut]) -> tuple[str, ModelColumns | JoinCounts]:
-        assert not isinstance(item[1], DeadLetter)
-        return item[1].model, item[1]
+        value = item[1]
+        assert isinstance(value, ModelColumns | JoinCounts)
+        return value.model, value
 
     def join_letter(item: tuple[str, JoinOut]) -> tuple[str, DeadLetter]:
         assert isinstance(item[1], DeadLetter)
@@ -160,7 +182,17 @@ def build_flow(
         # Delayed labels: halves wait in the join (keyed by shard of the id); joined records
         # and join counts go on to their models' windows, the join's refusals to dead letters.
         halves = op.flat_map("by_shard", parsed, by_shard)
-        joined = op.stateful_batch("join", halves, lambda resume: JoinLogic(ttl_ms, resume))
+        logs = segment_logs(recovery_dir, keep_s=max(SEGMENT_GRACE_S, backup_interval_s))
+        joined: Any = op.stateful_batch(
+            "join", halves, lambda resume: JoinLogic(ttl_ms, resume, logs, parts=shards > 1)
+        )
+        if shards > 1:
+            # One batch's parts from every shard, merged back into the order the worker that
+            # read them sent them in.
+            parts = op.map("join_parts", joined, by_stream)
+            joined = op.stateful_batch(
+                "join_order", parts, lambda resume: JoinOrderLogic(shards, resume)
+            )
         met = op.branch("join_split", joined, lambda item: not isinstance(item[1], DeadLetter))
         keyed = op.merge(
             "with_joined", keyed, op.map("joined_by_model", met.trues, joined_by_model)
@@ -205,7 +237,11 @@ def _flow_from_env() -> Dataflow:
         recovery = recovery_dir_from(sys.argv)
         if recovery is not None:
             check_recovery_store(recovery)
-        flow = build_flow(settings)
+        flow = build_flow(
+            settings,
+            recovery_dir=recovery or "off",
+            backup_interval_s=backup_interval_from(sys.argv),
+        )
         serve_metrics(settings.metrics_port, settings.metrics_addr)
         return flow
     except OSError as exc:

@@ -46,6 +46,23 @@ def recovery_dir_from(argv: Sequence[str], env: Mapping[str, str] | None = None)
     return Path(value) if value else None
 
 
+def backup_interval_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> float:
+    """The ``-b``/``--backup-interval`` seconds of a ``bytewax.run`` command line (or
+    ``BYTEWAX_RECOVERY_BACKUP_INTERVAL``); 0 when absent or not a number (Bytewax refuses it)."""
+    value: str | None = None
+    for i, arg in enumerate(argv):
+        if arg in ("-b", "--backup-interval") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--backup-interval="):
+            value = arg.split("=", 1)[1]
+    if value is None:
+        value = (os.environ if env is None else env).get("BYTEWAX_RECOVERY_BACKUP_INTERVAL")
+    try:
+        return max(0.0, float(value)) if value else 0.0
+    except ValueError:
+        return 0.0
+
+
 def _fail(path: Path, what: str, directory: Path, count: int | str) -> RecoveryStoreError:
     return RecoveryStoreError(
         f"recovery store damaged: {path} {what}. " + _WHAT_TO_DO.format(dir=directory, count=count)

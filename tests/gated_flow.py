@@ -14,6 +14,7 @@ with the same step ids, so the real ``flows.confusion`` resumes from its snapsho
 from __future__ import annotations
 
 import os
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from bytewax.inputs import Source, StatefulSourcePartition
 from flows.confusion import build_flow
 from flows.connectors.files import JsonLinesSource
 from flows.parsing.batches import RawBatch
+from flows.recovery_store import backup_interval_from, recovery_dir_from
 from flows.settings import Settings, load_settings
 from flows.telemetry import heartbeat_from_env
 
@@ -73,4 +75,9 @@ def _gated_source(settings: Settings) -> Source[RawBatch]:
 
 
 _settings = load_settings()
-flow: Dataflow = build_flow(_settings, source=_gated_source(_settings))
+flow: Dataflow = build_flow(
+    _settings,
+    source=_gated_source(_settings),
+    recovery_dir=recovery_dir_from(sys.argv),
+    backup_interval_s=backup_interval_from(sys.argv),
+)

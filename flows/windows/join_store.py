@@ -5,6 +5,9 @@ Waiting predictions are held column by column (a row per record: its time and st
 model a predicted-label code and, for score maps, a row of float64 scores), plus one dict from
 id to row; there is no Python object per waiting record beyond its id, which it arrived with.
 
+Snapshots follow what changed in the epoch: a base and deltas in `flows.windows.join_log`
+segments, the Bytewax state naming them (see that module for why and where they live).
+
 The clock is event time: per origin (file, Kafka partition) the newest record time read from
 it, and the clock is the oldest of those. It is part of the state, so the same input read in
 the same order expires the same halves, with or without a crash in between. A half waiting
@@ -14,8 +17,9 @@ An origin that goes quiet holds the clock back: nothing expires until every orig
 
 from __future__ import annotations
 
+import io
 import pickle
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
@@ -27,19 +31,26 @@ from flows.errors import SnapshotError
 from flows.parsing.batches import DeadLetter, ModelColumns
 from flows.parsing.halves import Halves, LabelHalves, PredictionHalves
 from flows.parsing.labels import LabelTable
+from flows.windows.join_log import InlineSegments, SegmentLog
 
 FREE, WAITING, JOINED = 0, 1, 2
-CHUNK = 4096  # rows per snapshot block
-JOIN_STATE_VERSION: Literal[1] = 1
+CHUNK = 4096  # rows per snapshot block of a version-1 snapshot (read on resume only)
+JOIN_STATE_VERSION: Literal[2] = 2
+REBASE_MIN_BYTES = 1 << 20  # a log under this size never forces a new base
+NEVER = 1 << 62  # the oldest time of an empty set
 
 
 @dataclass(frozen=True, slots=True)
 class JoinCounts:
-    """Predictions a model had accepted into the join, and those that expired unlabeled."""
+    """Predictions of a model that join shard ``shard`` has accepted so far, and those of them
+    that expired unlabeled: running totals, not increments, so a window can take the newest it
+    has from each shard whatever order they reach it in (with several shards, a record joined
+    in one reading worker's batch and its prediction's count from another's travel apart)."""
 
     model: str
     seen: int = 0
     expired: int = 0
+    shard: int = 0
 
 
 @dataclass(slots=True)
@@ -47,7 +58,7 @@ class JoinResult:
     """What one step of the join hands on."""
 
     joined: dict[str, ModelColumns] = field(default_factory=dict)
-    counts: dict[str, JoinCounts] = field(default_factory=dict)
+    counts: dict[tuple[str, int], JoinCounts] = field(default_factory=dict)  # (model, shard)
     dead: list[DeadLetter] = field(default_factory=list)
 
 
@@ -92,13 +103,12 @@ class _ModelSlots:
         return [self.keys.index(k) for k in keys]
 
 
-class JoinSnapshot(TypedDict):
-    """The checkpoint of one join shard.
+class JoinSnapshotV1(TypedDict):
+    """The checkpoint of one join shard before the segment log (still read on resume).
 
     ``chunks`` are the rows in blocks of `CHUNK`, each one pickled blob of ``(ids, ts, state,
-    {model: (pred, scores)})``; a block no batch touched since the last snapshot is the same
-    bytes object as then, so only changed blocks are serialized again. ``models`` gives each
-    model's score-map keys (a block pickled earlier may have fewer columns, or no model entry).
+    {model: (pred, scores)})``. ``models`` gives each model's score-map keys (a block pickled
+    earlier may have fewer columns, or no model entry).
     """
 
     v: Literal[1]
@@ -109,31 +119,74 @@ class JoinSnapshot(TypedDict):
     clock: dict[str, int]
 
 
+class JoinSnapshot(TypedDict):
+    """The checkpoint of one join shard: the manifest of its segments and the small parts.
+
+    ``segments`` (base first, then deltas; ``sizes`` their lengths) hold the rows and the
+    waiting labels; ``seq`` is the last segment number the shard wrote; ``inline`` carries the
+    segments' bytes when they are not kept in files. ``models`` gives each model's score-map
+    keys (a segment written earlier may have fewer columns, or no model entry).
+    """
+
+    v: Literal[2]
+    shard: str
+    seq: int
+    segments: list[str]
+    sizes: list[int]
+    inline: dict[str, bytes] | None
+    labels: list[str]
+    models: dict[str, list[str]]
+    clock: dict[str, int]
+    totals: dict[str, tuple[int, int]]
+
+
+_Label = tuple[str, int, int, str]  # label text, its time, its position, its origin
+_Models = dict[str, tuple[NDArray[np.int32], NDArray[np.float64] | None]]
+
+
 class JoinStore:
     """The waiting halves of one shard and the clock that expires them."""
 
-    def __init__(self, ttl_ms: int) -> None:
+    def __init__(self, ttl_ms: int, log: SegmentLog | None = None) -> None:
         self.ttl = ttl_ms
+        self.log = log if log is not None else SegmentLog(InlineSegments())
         self.table = LabelTable()
         self.index: dict[str | int, int] = {}
         self.ids: list[str | int | None] = []
         self.ts = np.zeros(1024, dtype=np.int64)
         self.state = np.zeros(1024, dtype=np.int8)
         self.models: dict[str, _ModelSlots] = {}
-        self.labels: dict[str | int, tuple[str, int, int, str]] = {}
+        self.labels: dict[str | int, _Label] = {}
         self.clock: dict[str, int] = {}  # origin -> newest event time read from it
         self.live = 0  # rows WAITING or JOINED
         self.waiting = 0  # rows WAITING
-        self._blobs: dict[int, bytes] = {}  # snapshot blocks unchanged since they were pickled
+        self.shard = 0  # the shard's number, which its counts carry
+        self.totals: dict[str, list[int]] = {}  # model -> [seen, expired] so far
+        # Lower bounds of the times of live rows and of waiting labels (None: not known), so a
+        # batch's sweep scans the rows only when something may have expired.
+        self._oldest_row: int | None = None
+        self._oldest_label: int | None = None
+        # What changed since the last snapshot: rows from `_mark` on are new (written whole);
+        # the state of older rows in `_changed`; waiting labels in `_label_ops`. After a
+        # compaction renumbers the rows, the next snapshot is a new base.
+        self._mark = 0
+        self._changed: list[int] = []
+        self._changed_arrays: list[NDArray[np.int64]] = []
+        self._label_ops: list[tuple[str | int, _Label | None]] = []  # in order: dict order counts
+        self._rebase = True
 
-    def _touch(self, lo: int, hi: int | None = None) -> None:
-        """Rows ``lo .. hi - 1`` (or row ``lo``) changed: their snapshot blocks are stale."""
-        for block in range(lo // CHUNK, (lo if hi is None else hi - 1) // CHUNK + 1):
-            self._blobs.pop(block, None)
+    def move_to(self, log: SegmentLog) -> None:
+        """Keep the segments in ``log`` from now on (the next snapshot is a base there)."""
+        self.log = log
+        self._rebase = True
+
+    def _touch(self, row: int) -> None:
+        """Row ``row`` changed state: the next delta carries it."""
+        if row < self._mark:
+            self._changed.append(row)
 
     def _touch_rows(self, rows: NDArray[np.int64]) -> None:
-        for block in set((rows // CHUNK).tolist()):
-            self._blobs.pop(block, None)
+        self._changed_arrays.append(rows[rows < self._mark])
 
     @property
     def now(self) -> int | None:
@@ -161,7 +214,7 @@ class JoinStore:
         return base
 
     def _compact(self) -> None:
-        self._blobs.clear()
+        self._rebase = True
         keep = np.flatnonzero(self.state[: len(self.ids)] != FREE)
         cap = self._cap()
         n = len(keep)
@@ -185,9 +238,10 @@ class JoinStore:
         """Write prediction halves as new rows (state FREE until the join admits them)."""
         n = len(halves)
         base = self._reserve(n)
-        self._touch(base, base + n)
         self.ids.extend(halves.ids)
         self.ts[base : base + n] = halves.ts
+        if self._oldest_row is not None and n:
+            self._oldest_row = min(self._oldest_row, int(halves.ts.min()))
         remap = self.table.encode(halves.labels)
         for model, entry in halves.models.items():
             slots = self.models.get(model)
@@ -221,7 +275,7 @@ class JoinStore:
             for model, slots in self.models.items():
                 n = int((slots.pred[waiting] >= 0).sum())
                 if n:
-                    _count(out, model, expired=n)
+                    self._count(out, model, expired=n)
         for r in rows:
             self._free(r)
 
@@ -243,7 +297,8 @@ class JoinStore:
         base = self._append(preds) if len(preds) else len(self.ids)
         n_pred = len(preds)
         admitted: list[int] = []
-        matched: list[tuple[int, str, int]] = []  # (row, label, label ts) in join order
+        # (row, label, label ts, source position of the half that completed it), in join order
+        matched: list[tuple[int, str, int, int]] = []
         ttl, index, state, ts, waiting = self.ttl, self.index, self.state, self.ts, self.labels
         # The common batches take a vectorized path; what it does not settle goes one by one.
         order: list[int]
@@ -270,6 +325,7 @@ class JoinStore:
                 if label is not None and label[1] + ttl < now:
                     out.dead.append(self._orphan(rid, label, halves.headers))
                     del waiting[rid]
+                    self._label_ops.append((rid, None))
                     label = None
                 index[rid] = row
                 self.live += 1
@@ -279,8 +335,9 @@ class JoinStore:
                     self.waiting += 1
                 else:
                     del waiting[rid]
+                    self._label_ops.append((rid, None))
                     state[row] = JOINED
-                    matched.append((row, label[0], label[1]))
+                    matched.append((row, label[0], label[1], int(preds.positions[k])))
             else:
                 j = k - n_pred
                 rid, now = labels.ids[j], l_clock[j]
@@ -294,7 +351,7 @@ class JoinStore:
                         self._touch(old)
                         state[old] = JOINED
                         self.waiting -= 1
-                        matched.append((old, text, when))
+                        matched.append((old, text, when, int(labels.positions[j])))
                     else:
                         out.dead.append(
                             self._label_letter(
@@ -323,13 +380,16 @@ class JoinStore:
                         )
                     )
                     continue
-                waiting[rid] = (text, when, int(labels.positions[j]), origin)
+                entry = waiting[rid] = (text, when, int(labels.positions[j]), origin)
+                if self._oldest_label is not None and when < self._oldest_label:
+                    self._oldest_label = when
+                self._label_ops.append((rid, entry))
         if admitted:
             arr = np.asarray(admitted, dtype=np.int64)
             for model, slots in self.models.items():
                 n = int((slots.pred[arr] >= 0).sum())
                 if n:
-                    _count(out, model, seen=n)
+                    self._count(out, model, seen=n)
         if matched:
             self._joined(matched, halves, out)
         if halves.batch_max is not None:
@@ -354,7 +414,10 @@ class JoinStore:
         return True
 
     def _labels_at_once(
-        self, labels: LabelHalves, clocks: list[int], matched: list[tuple[int, str, int]]
+        self,
+        labels: LabelHalves,
+        clocks: list[int],
+        matched: list[tuple[int, str, int, int]],
     ) -> list[int]:
         """Join the labels of a batch whose prediction waits (unexpired), all at once; return
         the positions of the others (in order), which join nothing and go one by one."""
@@ -382,6 +445,7 @@ class JoinStore:
                     joined.tolist(),
                     [text[i] for i in hit.tolist()],
                     labels.ts[hit].tolist(),
+                    labels.positions[hit].tolist(),
                     strict=True,
                 )
             )
@@ -394,17 +458,29 @@ class JoinStore:
         if now is None:
             return
         n = len(self.ids)
-        if self.live:
-            old = np.flatnonzero((self.state[:n] != FREE) & (self.ts[:n] + self.ttl < now))
+        horizon = now - self.ttl  # halves older than this expire
+        if self.live and (self._oldest_row is None or self._oldest_row < horizon):
+            live = self.state[:n] != FREE
+            old = np.flatnonzero(live & (self.ts[:n] < horizon))
             if len(old):
                 self._expire(old.tolist(), out)
-        if self.labels:
-            gone = [rid for rid, lab in self.labels.items() if lab[1] + self.ttl < now]
+                live[old] = False
+            self._oldest_row = int(self.ts[:n][live].min()) if live.any() else NEVER
+        if self.labels and (self._oldest_label is None or self._oldest_label < horizon):
+            gone = [rid for rid, lab in self.labels.items() if lab[1] < horizon]
             for rid in gone:
                 out.dead.append(self._orphan(rid, self.labels.pop(rid), headers))
+            self._label_ops.extend((rid, None) for rid in gone)
+            self._oldest_label = min((lab[1] for lab in self.labels.values()), default=NEVER)
 
-    def _joined(self, matched: list[tuple[int, str, int]], halves: Halves, out: JoinResult) -> None:
+    def _joined(
+        self, matched: list[tuple[int, str, int, int]], halves: Halves, out: JoinResult
+    ) -> None:
+        """Joined records per model; their ``positions`` are those of the halves that
+        completed them (so a later refusal names a record of this batch, and shards' parts of
+        one batch merge back into read order)."""
         rows = np.asarray([m[0] for m in matched], dtype=np.int64)
+        positions = np.asarray([m[3] for m in matched], dtype=np.int64)
         truth_all = self.table.encode([m[1] for m in matched])
         label_ts = np.asarray([m[2] for m in matched], dtype=np.int64)
         ts = self.ts[rows]
@@ -431,7 +507,7 @@ class JoinStore:
                 [ids[i] for i in sel.tolist()],
                 ts[sel],
                 halves.origin,
-                None,
+                positions[sel],
                 halves.headers,
                 keys,
                 scores,
@@ -489,50 +565,190 @@ class JoinStore:
         )
         return self._label_letter(rid, label[0], label[1], reason, label[2], None, label[3])
 
+    def _count(self, out: JoinResult, model: str, seen: int = 0, expired: int = 0) -> None:
+        totals = self.totals.setdefault(model, [0, 0])
+        totals[0] += seen
+        totals[1] += expired
+        out.counts[(model, self.shard)] = JoinCounts(model, totals[0], totals[1], self.shard)
+
+    def all_counts(self) -> list[JoinCounts]:
+        """The running totals of every model this shard has seen."""
+        return [JoinCounts(m, t[0], t[1], self.shard) for m, t in self.totals.items()]
+
     def waiting_by_model(self) -> dict[str, int]:
         """Predictions waiting for their label, per model."""
         n = len(self.ids)
         rows = self.state[:n] == WAITING
         return {m: int((rows & (s.pred[:n] >= 0)).sum()) for m, s in self.models.items()}
 
-    def _block(self, block: int) -> bytes:
-        lo, hi = block * CHUNK, min((block + 1) * CHUNK, len(self.ids))
-        models = {
+    def _models_of(self, lo: int, hi: int) -> _Models:
+        return {
             m: (s.pred[lo:hi].copy(), None if s.scores is None else s.scores[lo:hi].copy())
             for m, s in self.models.items()
         }
-        parts = (self.ids[lo:hi], self.ts[lo:hi].copy(), self.state[lo:hi].copy(), models)
+
+    def _base(self) -> bytes:
+        """Every row (freed ones too: row numbers stay those of the deltas after it) and every
+        waiting label."""
+        n = len(self.ids)
+        parts = (
+            "base",
+            n,
+            self.ids[:n],
+            self.ts[:n].copy(),
+            self.state[:n].copy(),
+            self._models_of(0, n),
+            list(self.labels.items()),
+        )
         return pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def snapshot(self) -> JoinSnapshot:
-        """The rows in blocks (only blocks changed since the last snapshot are pickled again),
-        the waiting labels and the clock."""
-        blocks = -(-len(self.ids) // CHUNK)
-        for block in list(self._blobs):
-            if block >= blocks:
-                del self._blobs[block]
-        chunks = []
-        for block in range(blocks):
-            blob = self._blobs.get(block)
-            if blob is None:
-                blob = self._blobs[block] = self._block(block)
-            chunks.append(blob)
+    def _delta(self) -> bytes | None:
+        """What changed since the last snapshot (None: nothing did)."""
+        mark, n = self._mark, len(self.ids)
+        arrays = [np.asarray(self._changed, dtype=np.int64), *self._changed_arrays]
+        rows = np.unique(np.concatenate(arrays))
+        if n == mark and not len(rows) and not self._label_ops:
+            return None
+        parts = (
+            "delta",
+            mark,
+            n,
+            rows,
+            self.state[rows],
+            self.ids[mark:n],
+            self.ts[mark:n].copy(),
+            self.state[mark:n].copy(),
+            self._models_of(mark, n),
+            self._label_ops,
+        )
+        return pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def snapshot(self, shard: str = "") -> JoinSnapshot:
+        """Write what changed since the last snapshot as one segment (a delta, or a new base
+        when the rows were renumbered or the log outgrew the base) and return the manifest."""
+        log = self.log
+        if not log.keeps:
+            pass  # the job runs without recovery: nothing will resume from this snapshot
+        elif self._rebase or not log.names:
+            log.rebase(self._base())
+        else:
+            delta = self._delta()
+            if delta is None:
+                pass
+            elif log.log_bytes + len(delta) > max(log.base_bytes, REBASE_MIN_BYTES):
+                log.rebase(self._base())
+            else:
+                log.append(delta)
+        log.collect()
+        self._mark = len(self.ids)
+        self._changed, self._changed_arrays = [], []
+        self._label_ops = []
+        self._rebase = False
         return {
             "v": JOIN_STATE_VERSION,
+            "shard": shard,
+            "seq": log.seq,
+            "segments": list(log.names),
+            "sizes": list(log.sizes),
+            "inline": log.store.inline(log.names),
             "labels": list(self.table.labels),
-            "chunks": chunks,
             "models": {m: list(s.keys) for m, s in self.models.items()},
-            "waiting_labels": [(rid, *lab) for rid, lab in self.labels.items()],
             "clock": dict(self.clock),
+            "totals": {m: (t[0], t[1]) for m, t in self.totals.items()},
         }
 
     @classmethod
-    def restore(cls, ttl_ms: int, snap: JoinSnapshot) -> JoinStore:
-        if snap.get("v") != JOIN_STATE_VERSION:
+    def restore(
+        cls, ttl_ms: int, snap: JoinSnapshot | JoinSnapshotV1, log: SegmentLog | None = None
+    ) -> JoinStore:
+        """The store a snapshot describes; ``log`` is where its segments are (inline when None)."""
+        version = snap.get("v")
+        if version == 1:
+            return cls._restore_v1(ttl_ms, snap, log)  # type: ignore[arg-type]
+        if version != JOIN_STATE_VERSION:
             raise SnapshotError(
-                f"join state has version {snap.get('v')!r}, this build reads {JOIN_STATE_VERSION}"
+                f"join state has version {version!r}, this build reads 1 and {JOIN_STATE_VERSION}"
             )
-        store = cls(ttl_ms)
+        manifest: JoinSnapshot = snap  # type: ignore[assignment]
+        if not manifest["segments"]:  # a kept log always starts with a base
+            raise SnapshotError(
+                "this join checkpoint was taken by a job running without recovery (no -r): it "
+                "holds no rows to resume from"
+            )
+        if log is None:
+            log = SegmentLog(InlineSegments(manifest["inline"]))
+        log.adopt(manifest["seq"], manifest["segments"], manifest["sizes"])
+        store = cls(ttl_ms, log)
+        store.table = LabelTable(manifest["labels"])
+        parts = list(_unpickled(log.read_all()))
+        n = parts[-1][2] if parts[-1][0] == "delta" else parts[0][1]
+        store._reserve(n)
+        for model, keys in manifest["models"].items():
+            slots = store.models[model] = _ModelSlots(store._cap())
+            if keys:
+                slots.key_columns(keys, store._cap())
+        ids: list[str | int | None] = []
+        for part in parts:
+            if part[0] == "base":
+                _, count, base_ids, ts, state, models, labels = part
+                ids = list(base_ids)
+                store._rows(0, count, ts, state, models)
+                store.labels = dict(labels)
+                continue
+            _, mark, count, rows, states, new_ids, ts, state, models, changed = part
+            if mark != len(ids):
+                raise SnapshotError(
+                    f"join segments do not follow each other: a delta starts at row {mark}, "
+                    f"the rows before it end at {len(ids)}"
+                )
+            store.state[rows] = states
+            for r in rows[states == FREE].tolist():
+                ids[r] = None
+            ids.extend(new_ids)
+            store._rows(mark, count, ts, state, models)
+            for rid, label in changed:
+                if label is None:
+                    del store.labels[rid]
+                else:
+                    store.labels[rid] = label
+        store.ids = ids
+        store._resumed(snap["clock"])
+        store.totals = {m: [seen, expired] for m, (seen, expired) in manifest["totals"].items()}
+        return store
+
+    def _rows(
+        self,
+        lo: int,
+        hi: int,
+        ts: NDArray[np.int64],
+        state: NDArray[np.int8],
+        models: _Models,
+    ) -> None:
+        self.ts[lo:hi] = ts
+        self.state[lo:hi] = state
+        for model, (pred, scores) in models.items():
+            slots = self.models[model]
+            slots.pred[lo:hi] = pred
+            if scores is not None and slots.scores is not None:
+                slots.scores[lo:hi, : scores.shape[1]] = scores
+
+    def _resumed(self, clock: dict[str, int]) -> None:
+        """Counters, index and change marks of rows just restored."""
+        n = len(self.ids)
+        live = self.state[:n] != FREE
+        self.index = {rid: r for r, rid in enumerate(self.ids) if rid is not None and live[r]}
+        self.live = int(live.sum())
+        self.waiting = int((self.state[:n] == WAITING).sum())
+        self.clock = dict(clock)
+        self._mark = n
+        self._rebase = False
+
+    @classmethod
+    def _restore_v1(cls, ttl_ms: int, snap: JoinSnapshotV1, log: SegmentLog | None) -> JoinStore:
+        """A snapshot of the block layout (before the segment log); its next snapshot is a base."""
+        if log is not None:
+            log.clear()
+        store = cls(ttl_ms, log)
         store.table = LabelTable(snap["labels"])
         blocks = [pickle.loads(blob) for blob in snap["chunks"]]
         n = sum(len(b[0]) for b in blocks)
@@ -545,26 +761,19 @@ class JoinStore:
         for ids, ts, state, models in blocks:
             hi = lo + len(ids)
             store.ids.extend(ids)
-            store.ts[lo:hi] = ts
-            store.state[lo:hi] = state
-            for model, (pred, scores) in models.items():
-                slots = store.models[model]
-                slots.pred[lo:hi] = pred
-                if scores is not None and slots.scores is not None:
-                    slots.scores[lo:hi, : scores.shape[1]] = scores
+            store._rows(lo, hi, ts, state, models)
             lo = hi
-        live = store.state[:n] != FREE
-        store.index = {rid: r for r, rid in enumerate(store.ids) if rid is not None and live[r]}
-        store.live = int(live.sum())
-        store.waiting = int((store.state[:n] == WAITING).sum())
         store.labels = {
             item[0]: (item[1], item[2], item[3], item[4]) for item in snap["waiting_labels"]
         }
-        store.clock = dict(snap["clock"])
-        store._blobs = dict(enumerate(snap["chunks"]))
+        store._resumed(snap["clock"])
+        store._rebase = True
         return store
 
 
-def _count(out: JoinResult, model: str, seen: int = 0, expired: int = 0) -> None:
-    old = out.counts.get(model) or JoinCounts(model)
-    out.counts[model] = JoinCounts(model, old.seen + seen, old.expired + expired)
+def _unpickled(blobs: Iterable[bytes]) -> Iterator[Any]:
+    """Each pickled part of each segment (a merged delta is several pickles back to back)."""
+    for blob in blobs:
+        stream = io.BytesIO(blob)
+        while stream.tell() < len(blob):
+            yield pickle.load(stream)

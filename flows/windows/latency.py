@@ -9,7 +9,7 @@ that came combined (prediction and label together) has no latency.
 from __future__ import annotations
 
 import math
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,9 +22,10 @@ LATENCY_KEYS = ("count", "p50", "p95", "max")  # ... and its latency_ms
 class LatencySnapshot(TypedDict):
     start: int  # seq of the first logged record minus one
     values: NDArray[np.int64]
-    seen: int
+    seen: int  # combined records, plus the totals of checkpoints older than ``shards``
     joined: int
     expired: int
+    shards: NotRequired[dict[int, tuple[int, int]]]  # shard -> newest (seen, expired) totals
 
 
 def nearest_rank(values: NDArray[np.int64], q: float) -> int:
@@ -36,10 +37,13 @@ def nearest_rank(values: NDArray[np.int64], q: float) -> int:
 class JoinLedger:
     """Per model: predictions seen, joined, expired, and the latencies of the window's records."""
 
-    __slots__ = ("_combined", "_start", "_values", "expired", "joined", "seen")
+    __slots__ = ("_combined", "_shards", "_start", "_values", "base_expired", "base_seen", "joined")
 
     def __init__(self, snap: LatencySnapshot | None = None) -> None:
-        self.seen = self.joined = self.expired = 0
+        self.base_seen = self.joined = self.base_expired = 0
+        # The newest running totals from each join shard: the largest, since totals from one
+        # shard may arrive out of order (see flows.windows.join_store.JoinCounts).
+        self._shards: dict[int, tuple[int, int]] = {}
         # Whether the last logged batch was combined records: a document part way through a
         # batch counts that batch's records up to its own only.
         self._combined = False
@@ -48,13 +52,28 @@ class JoinLedger:
         if snap is not None:
             self._start = snap["start"]
             self._values = np.asarray(snap["values"], dtype=np.int64)
-            self.seen, self.joined, self.expired = snap["seen"], snap["joined"], snap["expired"]
+            self.base_seen, self.joined = snap["seen"], snap["joined"]
+            self.base_expired = snap["expired"]
+            self._shards = dict(snap.get("shards", {}))
+
+    @property
+    def seen(self) -> int:
+        return self.base_seen + sum(seen for seen, _ in self._shards.values())
+
+    @property
+    def expired(self) -> int:
+        return self.base_expired + sum(expired for _, expired in self._shards.values())
+
+    def totals(self, shard: int, seen: int, expired: int) -> None:
+        """A join shard's running totals for this model (ignored if older than what we have)."""
+        old = self._shards.get(shard, (0, 0))
+        self._shards[shard] = (max(old[0], seen), max(old[1], expired))
 
     def arrived(self, n: int, combined: bool) -> None:
         """Count ``n`` records that reached the window step: joined ones, or combined ones
         (prediction and label together), which are seen and joined at once."""
         if combined:
-            self.seen += n
+            self.base_seen += n
         self.joined += n
 
     def log(self, n: int, latency: NDArray[np.int64] | None) -> None:
@@ -88,11 +107,12 @@ class JoinLedger:
         ahead = max(self._start + len(self._values) - seq, 0)  # logged records after this one
         joined = self.joined - ahead
         seen = self.seen - (ahead if self._combined else 0)
+        expired = self.expired
         return {
             "seen": seen,
             "joined": joined,
-            "expired": self.expired,
-            "waiting": seen - joined - self.expired,
+            "expired": expired,
+            "waiting": seen - joined - expired,
             "latency_ms": latency,
         }
 
@@ -100,7 +120,8 @@ class JoinLedger:
         return {
             "start": self._start,
             "values": self._values.copy(),
-            "seen": self.seen,
+            "seen": self.base_seen,
             "joined": self.joined,
-            "expired": self.expired,
+            "expired": self.base_expired,
+            "shards": dict(self._shards),
         }

@@ -214,8 +214,7 @@ class ModelWindowLogic(StatefulBatchLogic[ModelColumns | JoinCounts, Emitted, Mo
             self.model = self.book.model = batch.model
             if isinstance(batch, JoinCounts):
                 if self.ledger is not None:
-                    self.ledger.seen += batch.seen
-                    self.ledger.expired += batch.expired
+                    self.ledger.totals(batch.shard, batch.seen, batch.expired)
                 continue
             arrived = len(batch)
             refused = over_class_limit(self.window.codes, batch, self.max_classes)

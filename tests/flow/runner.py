@@ -119,7 +119,7 @@ def execute(
 
     ``source`` and ``sinks`` default to the ones ``settings`` names.
     """
-    flow = build_flow(settings, source=source, sinks=sinks)
+    flow = build_flow(settings, source=source, sinks=sinks, recovery_dir=recovery_dir or "off")
     recovery = (
         RecoveryConfig(str(recovery_dir))  # type: ignore[no-untyped-call]
         if recovery_dir is not None

@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from flows.recovery_store import RecoveryStoreError, check_recovery_store, recovery_dir_from
+from flows.recovery_store import (
+    RecoveryStoreError,
+    backup_interval_from,
+    check_recovery_store,
+    recovery_dir_from,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -114,3 +119,12 @@ def test_the_recovery_directory_is_read_as_bytewax_reads_it() -> None:
     assert recovery_dir_from(["x", "--recovery-directory=r2"], {}) == Path("r2")
     assert recovery_dir_from(["x"], {"BYTEWAX_RECOVERY_DIRECTORY": "r3"}) == Path("r3")
     assert recovery_dir_from(["x"], {}) is None
+
+
+def test_the_backup_interval_is_read_as_bytewax_reads_it() -> None:
+    """It sets how long the join keeps segments no snapshot names any more."""
+    assert backup_interval_from(["run.py", "-r", "rec", "-s", "5", "-b", "3600"], {}) == 3600
+    assert backup_interval_from(["x", "--backup-interval=90"], {}) == 90
+    assert backup_interval_from(["x"], {"BYTEWAX_RECOVERY_BACKUP_INTERVAL": "7.5"}) == 7.5
+    assert backup_interval_from(["x"], {}) == 0
+    assert backup_interval_from(["x", "-b", "soon"], {}) == 0

@@ -146,10 +146,9 @@ def test_split_streams_joined_give_the_combined_windows(tmp_path: Path, workers:
     assert any("scores" in d for d in docs)  # joined records keep their score maps
 
 
-def test_labels_interleaved_with_delays_and_before_their_predictions(tmp_path: Path) -> None:
-    """Labels late by varying delays, some before their prediction, a share never labeled;
-    two origins, so the clock is the older of their newest times."""
-    lines = records()
+def delayed_events(lines: list[bytes]) -> list[tuple[str, bytes]]:
+    """Labels late by varying delays, some before their prediction, a share never labeled,
+    in time order on two origins."""
     events: list[tuple[int, str, bytes]] = []
     for k, line in enumerate(lines):
         p, lab = split(line)
@@ -161,10 +160,30 @@ def test_labels_interleaved_with_delays_and_before_their_predictions(tmp_path: P
         label["ts"] = T0 + 250 * k + delay
         events.append((label["ts"], "labels", json.dumps(label).encode()))
     events.sort(key=lambda e: e[0])
-    ordered = [(origin, line) for _, origin, line in events]
+    return [(origin, line) for _, origin, line in events]
+
+
+def test_labels_interleaved_with_delays_and_before_their_predictions(tmp_path: Path) -> None:
+    """Labels late by varying delays, some before their prediction, a share never labeled;
+    two origins, so the clock is the older of their newest times."""
+    ordered = delayed_events(records())
     docs, letters = run_join(tmp_path, ordered, ttl="30s")
     outcome = join_oracle(ordered, 30_000)
     assert sum(outcome.expired.values()) > 0
+    assert_documents_match(without_join(docs), expected_docs(outcome))
+    check_join_fields(docs, outcome)
+    assert letter_kinds(letters) == Counter(outcome.dead)
+
+
+@pytest.mark.parametrize(("shards", "workers"), [(3, 1), (4, 2)])
+def test_join_shards_keep_the_labels_read_order(tmp_path: Path, shards: int, workers: int) -> None:
+    """With several shards each joins its part of a batch, and the parts are merged back into
+    read order: the count windows are the one-shard oracle's, document for document."""
+    ordered = delayed_events(records())
+    docs, letters = run_join(
+        tmp_path, ordered, ttl="30s", shards=shards, workers=workers, sizes=(1, 7, 64, 300)
+    )
+    outcome = join_oracle(ordered, 30_000)
     assert_documents_match(without_join(docs), expected_docs(outcome))
     check_join_fields(docs, outcome)
     assert letter_kinds(letters) == Counter(outcome.dead)
@@ -214,20 +233,15 @@ def test_duplicates_go_to_the_dead_letters_with_their_reason(tmp_path: Path) -> 
 
 
 def test_join_shards_and_two_workers_count_every_record_once(tmp_path: Path) -> None:
-    """With several shards the joined records of one batch reach a window shard by shard,
-    so compare what does not depend on that order: the counts of a window holding them all."""
+    """Every label before its prediction, 3 shards, 2 workers: each record joined once."""
     lines = records(900)
     halves = [split(line) for line in lines]
     events = [("labels", lab) for _, lab in halves] + [("predictions", p) for p, _ in halves]
-    docs, letters = run_join(tmp_path, events, workers=2, shards=3, window=10_000)
+    docs, letters = run_join(tmp_path, events, workers=2, shards=3)
     assert letters == []
-    combined = expected_run(lines, window_size=10_000, emit_every=EVERY).documents
-    final = {d["model"]: d for d in docs if d["seq"] == len(lines)}
-    for (model, seq), want in combined.items():
-        if seq == len(lines):
-            assert final[model]["matrix"] == want["matrix"]
-            assert final[model]["join"]["joined"] == len(lines)
-            assert final[model]["join"]["waiting"] == 0
+    outcome = join_oracle(events, 7 * 86_400_000)
+    assert_documents_match(without_join(docs), expected_docs(outcome))
+    check_join_fields(docs, outcome)
 
 
 def test_file_source_with_a_labels_file(tmp_path: Path) -> None:

@@ -55,9 +55,12 @@ def mixed_lines() -> list[bytes]:
 
 @dataclass(frozen=True, slots=True)
 class JoinJob(Job):
+    shards: int = 1
+
     def env(self) -> dict[str, str]:
         env = Job.env(self)
         env["CONFUSION_LABEL_TTL"] = "15m"
+        env["CONFUSION_JOIN_SHARDS"] = str(self.shards)
         env["CONFUSION_WINDOW_SIZE"] = "500"
         return env
 
@@ -81,16 +84,20 @@ def uninterrupted(
     return output, _size(job.output)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize(("workers", "shards"), [(1, 1), (2, 1), (2, 3)])
 def test_sigkill_with_halves_waiting_then_resume(
-    tmp_path: Path, input_path: Path, uninterrupted: tuple[FlowOutput, int], workers: int
+    tmp_path: Path,
+    input_path: Path,
+    uninterrupted: tuple[FlowOutput, int],
+    workers: int,
+    shards: int,
 ) -> None:
     full, full_size = uninterrupted
     last = {d["model"]: d for d in full.documents}
     assert all(d["join"]["expired"] > 0 for d in last.values())
     assert any("has no prediction" in letter["reason"] for letter in full.dead_letters)
     lines = len(mixed_lines())
-    job = JoinJob(tmp_path, input_path)
+    job = JoinJob(tmp_path, input_path, shards)
     job.init()
     process = job.start(workers, gate=int(0.38 * lines))
     deadline = time.monotonic() + TIMEOUT_S
@@ -102,6 +109,10 @@ def test_sigkill_with_halves_waiting_then_resume(
     process.wait(timeout=30)
     killed = job.output_now().documents
     assert killed and killed[-1]["join"]["waiting"] >= WAIT_FIRST * 0.8  # halves were waiting
+    # The waiting halves are in segment files beside the partitions (a base, maybe deltas).
+    for shard in range(shards):
+        segments = sorted(p.name for p in (job.recovery / "join" / f"shard-{shard}").iterdir())
+        assert segments and segments[0].endswith(".base"), segments
 
     job.run(workers)
     resumed = job.output_now()

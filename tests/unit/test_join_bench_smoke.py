@@ -26,6 +26,10 @@ def test_join_bench_runs_and_reports(tmp_path: Path) -> None:
     state = report["data"]["state"]
     assert state["waiting"] == 3000 and state["memory_per_waiting"] > 0
     assert state["snapshot_per_waiting"] > 0
+    tenth = report["data"]["state_tenth"]
+    assert tenth["waiting"] == 300 and state["next_epoch_bytes"] > 0 < tenth["next_epoch_bytes"]
+    (follows,) = (t for t in report["targets"] if t["goal"].startswith("a snapshot's cost"))
+    assert follows["met"] is None  # 3,000 and 300 waiting see epochs of different sizes
     flow = report["data"]["throughput"]
     assert flow["documents"]["join"] == flow["documents"]["combined"] > 0
     assert flow["join_over_combined"] > 0
