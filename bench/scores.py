@@ -309,8 +309,9 @@ def main(argv: list[str] | None = None) -> Report:
                 ],
             ),
             [
-                "Per scored record: one byte per class (bin and truth), two for the reliability "
-                "bin, 8 for the exact Brier term, 4 for the top-label confidence."
+                "Per scored record: one byte per class (bin and truth), 8 for the exact Brier "
+                "term (its sign and inf/NaN carry the correct and out-of-range flags), 4 for the "
+                "top-label confidence; the reliability bin is derived from the class codes."
             ],
         )
     )

@@ -32,12 +32,20 @@ def _nulls(values: Floats, defined: NDArray[np.bool_]) -> list[float | None]:
 
 
 def ranking(positives: Ints, negatives: Ints) -> tuple[list[float | None], list[float | None]]:
-    """ROC-AUC and average precision of every class (rows of (classes, bins) histograms).
+    """ROC-AUC and average precision of every class (rows of (classes, bins) histograms)."""
+    auc, ap, auc_defined, ap_defined = _ranked(positives, negatives)
+    return _nulls(auc, auc_defined), _nulls(ap, ap_defined)
+
+
+def _ranked(
+    positives: Ints, negatives: Ints
+) -> tuple[Floats, Floats, NDArray[np.bool_], NDArray[np.bool_]]:
+    """ROC-AUC and average precision of each row, and where each is defined.
 
     ROC-AUC is ``sum_b neg_b * (2 * pos_above_b + pos_b) / (2 * P * N)``: integers up to the
     division, exact below 2**53 (any window of up to 10**7 records per class pair). Average
     precision adds, from the top bin down, each bin's share of positives times the precision at
-    that bin's threshold.
+    that bin's threshold. Rows are independent, so many views' classes go in one call.
     """
     n_pos, n_neg = positives.sum(axis=1), negatives.sum(axis=1)
     down_pos = np.cumsum(positives[:, ::-1], axis=1)
@@ -47,7 +55,27 @@ def ranking(positives: Ints, negatives: Ints) -> tuple[list[float | None], list[
     auc = twice / np.maximum(2 * n_pos * n_neg, 1)
     precision = down_pos / np.maximum(down_pos + down_neg, 1)
     ap = (positives[:, ::-1] * precision).sum(axis=1) / np.maximum(n_pos, 1)
-    return _nulls(auc, (n_pos > 0) & (n_neg > 0)), _nulls(ap, n_pos > 0)
+    return auc, ap, (n_pos > 0) & (n_neg > 0), n_pos > 0
+
+
+def _view_ranking(view: ScoreView, order: list[int]) -> tuple[list[float | None], ...]:
+    """`ranking` of the classes ``order`` of a view; once for all views of its stack."""
+    stack = view.stack
+    if stack is None:
+        return ranking(view.positives[order], view.negatives[order])
+    ranked = stack.cache.get("ranked")
+    if ranked is None:
+        n_views, n_classes, bins = stack.positives.shape
+        auc, ap, auc_defined, ap_defined = _ranked(
+            stack.positives.reshape(-1, bins), stack.negatives.reshape(-1, bins)
+        )
+        ranked = [
+            [row[k : k + n_classes] for k in range(0, n_views * n_classes, n_classes)]
+            for row in (_nulls(auc, auc_defined), _nulls(ap, ap_defined))
+        ]
+        stack.cache["ranked"] = ranked
+    auc_row, ap_row = ranked[0][view.row], ranked[1][view.row]
+    return [auc_row[k] for k in order], [ap_row[k] for k in order]
 
 
 def roc_auc(positives: Ints, negatives: Ints) -> float | None:
@@ -93,18 +121,49 @@ def reliability(view: ScoreView) -> tuple[float, dict[str, list[Any]]]:
     """Top-label ECE and the non-empty reliability bins (lower edge, count, confidence, accuracy).
 
     Sums are integers (confidences in units of 2**-31) below 2**53, so every division is one
-    correctly rounded step.
+    correctly rounded step. Views of one stack share the work, done for all of them at once.
     """
-    count, correct, conf = view.rel_count, view.rel_correct, view.rel_conf
-    gap = int(np.abs(correct * CONF_ONE - conf).sum())
-    held = np.flatnonzero(count)
-    n = count[held]
+    stack, row = view.stack, view.row
+    if stack is None:
+        rows = _reliability_rows(
+            view.rel_count[None, :], view.rel_correct[None, :], view.rel_conf[None, :], view.bins
+        )
+        row = 0
+    else:
+        cached: list[_BinRow] | None = stack.cache.get("reliability")
+        if cached is None:
+            cached = _reliability_rows(
+                stack.rel_count, stack.rel_correct, stack.rel_conf, view.bins
+            )
+            stack.cache["reliability"] = cached
+        rows = cached
+    gap, lower, count, confidence, accuracy = rows[row]
     return gap / (view.scored * CONF_ONE), {
-        "lower": (held / view.bins).tolist(),
-        "count": n.tolist(),
-        "confidence": (conf[held] / (n * CONF_ONE)).tolist(),
-        "accuracy": (correct[held] / n).tolist(),
+        "lower": lower,
+        "count": count,
+        "confidence": confidence,
+        "accuracy": accuracy,
     }
+
+
+_BinRow = tuple[int, list[float], list[int], list[float], list[float]]
+
+
+def _reliability_rows(count: Ints, correct: Ints, conf: Ints, bins: int) -> list[_BinRow]:
+    """Per row of (views, bins) sums: the ECE numerator (units of 2**-31) and, for the bins
+    holding records, lower edge, count, mean confidence and accuracy (fresh lists per row)."""
+    gaps: list[int] = np.abs(correct * CONF_ONE - conf).sum(axis=1).tolist()
+    held = count > 0
+    n = count[held]
+    lower: list[float] = (np.nonzero(held)[1] / bins).tolist()
+    counts: list[int] = n.tolist()
+    confidence: list[float] = (conf[held] / (n * CONF_ONE)).tolist()
+    accuracy: list[float] = (correct[held] / n).tolist()
+    ends: list[int] = np.cumsum(held.sum(axis=1)).tolist()
+    return [
+        (gap, lower[lo:hi], counts[lo:hi], confidence[lo:hi], accuracy[lo:hi])
+        for gap, lo, hi in zip(gaps, [0, *ends[:-1]], ends, strict=True)
+    ]
 
 
 SCORE_METRIC_NAMES = ("macro_roc_auc", "macro_average_precision", "brier", "ece")
@@ -120,7 +179,7 @@ def compute(view: ScoreView) -> dict[str, Any] | None:
         return None
     order = sorted(np.flatnonzero(view.present).tolist(), key=view.classes.__getitem__)
     support = view.truth_counts[order]
-    auc, ap = ranking(view.positives[order], view.negatives[order])
+    auc, ap = _view_ranking(view, order)
     per_class = {
         view.classes[k]: {"roc_auc": a, "average_precision": p, "support": s}
         for k, a, p, s in zip(order, auc, ap, support.tolist(), strict=True)

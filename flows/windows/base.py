@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import ClassVar, Generic, Literal, NotRequired, TypedDict, TypeVar
 
@@ -22,7 +22,7 @@ from flows.errors import SnapshotError
 from flows.parsing.batches import ModelColumns
 from flows.windows.pairs import Codes, Counts, LabelCodes, code_dtype, pair_counts
 from flows.windows.record_log import RecordLog, RecordLogSnapshot
-from flows.windows.scores import ScoreSnapshot, ScoreView, ScoreWindow, batch_rows
+from flows.windows.scores import ScoreSnapshot, ScoreView, ScoreWindow, Step, batch_rows
 
 SNAPSHOT_VERSION: Literal[1] = 1
 
@@ -108,21 +108,38 @@ class SlidingWindow(ABC):
         self.scores, rows = batch_rows(
             self.scores, self.score_bins, batch, self.held, len(self._pairs)
         )
+        scores, self.scores = self.scores, None  # views in the loop leave the scores out
+        try:
+            views, steps = self._walk(pairs, batch.ts, every)
+        finally:
+            self.scores = scores
+        self._log.forget_before(self._first_logged())
+        if rows is None or scores is None:
+            return views
+        # The score state follows all steps at once; each view gets the scores of its step.
+        score_views = iter(scores.advance_steps(rows, steps))
+        return [replace(view, scores=next(score_views)) for view in views]
+
+    def _walk(
+        self, pairs: Codes, ts: NDArray[np.int64], every: int
+    ) -> tuple[list[WindowView], list[Step]]:
+        """Push the records step by step (a step ends where a document is due); return the
+        views at those steps and, per step, what the score state must follow: the rows that
+        arrived, how many records left, which the window took in, whether a view is due."""
         views: list[WindowView] = []
-        pos = 0
+        steps: list[Step] = []
+        n, pos = len(pairs), 0
         while pos < n:
             end = n if every <= 0 else pos + min(n - pos, every - self.seq % every)
             held = self.held
-            kept = self._push(pairs[pos:end], batch.ts[pos:end])
-            if rows is not None and self.scores is not None:
-                # The score state follows the same step: what arrived and what left.
-                arrived = end - pos if kept is None else int(kept.sum())
-                self.scores.advance(rows, pos, end, held + arrived - self.held, kept)
+            kept = self._push(pairs[pos:end], ts[pos:end])
+            due = every > 0 and self.seq % every == 0
+            arrived = end - pos if kept is None else int(kept.sum())
+            steps.append((pos, end, held + arrived - self.held, kept, due))
             pos = end
-            if every > 0 and self.seq % every == 0:
+            if due:
                 views.append(self.view())
-        self._log.forget_before(self._first_logged())
-        return views
+        return views, steps
 
     @abstractmethod
     def _push(self, pairs: Codes, ts: NDArray[np.int64]) -> NDArray[np.bool_] | None:

@@ -17,16 +17,18 @@ from with one and the same tally, so removal is the exact inverse of addition:
 
 Storage is a FIFO ring: records leave oldest first (count and time windows both evict in read
 order), so the caller only says how many leave. Per record: one code per class (one byte up to
-126 bins: ``positive * (bins + 1) + bin``, bin ``bins`` standing for a missing key), a reliability
-code (two bytes), the Brier term (8) and the confidence (4): 17 bytes with 3 classes. Classes are
-the labels seen as truth or as score-map keys; a label missing from a record's map scores 0.
+126 bins: ``positive * (bins + 1) + bin``, bin ``bins`` standing for a missing key), the Brier
+term (8 bytes, carrying the record's two flags, see `pack_terms`) and the confidence (4): 15 bytes
+with 3 classes. The reliability code is not stored: its top bin is the highest bin among the
+class codes, and correct / out of range are the flags. Classes are the labels seen as truth or
+as score-map keys; a label missing from a record's map scores 0.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,7 +37,7 @@ from flows.errors import SnapshotError
 from flows.parsing.batches import ModelColumns
 from flows.parsing.labels import LabelTable
 
-SCORE_SNAPSHOT_VERSION = 1
+SCORE_SNAPSHOT_VERSION = 2  # 1: a reliability code per record, terms without flags
 CONF_ONE = 1 << 31  # fixed-point unit of confidences: 1.0 is 2**31
 MAX_BINS = 1000
 
@@ -103,6 +105,11 @@ class ExactSum:
             self._flow -= np.bincount(bucket, low, _EXP_BUCKETS)
         self._pending += len(values)
 
+    def add_buckets(self, first: int, high: Ints, low: Ints) -> None:
+        """Add integer mantissa sums of buckets ``first ..`` (as `bucket_sums` gives them)."""
+        self.high[first : first + len(high)] += high
+        self.low[first : first + len(low)] += low
+
     def _flush(self) -> None:
         self.high += self._fhigh.astype(np.int64)
         self.low += self._flow.astype(np.int64)
@@ -169,6 +176,25 @@ class ScoreView:
     rel_correct: Ints
     rel_conf: Ints
     brier_sum: int  # units of 2**-BRIER_UNIT (`ExactSum.value`)
+    stack: ViewStack | None = None  # the views of one batch, when made together (row ``row``)
+    row: int = 0
+
+
+@dataclass(slots=True)
+class ViewStack:
+    """The sums of the views one batch made, stacked: histograms (views, classes, bins), etc.
+
+    A document of one of them computes ranking metrics and reliability divisions for all of
+    them in one vectorized pass (kept in ``cache``): per view, work on 100 bins is mostly
+    numpy's per-call cost.
+    """
+
+    positives: Ints
+    negatives: Ints
+    rel_count: Ints  # (views, bins), as `ScoreView` has them
+    rel_correct: Ints
+    rel_conf: Ints
+    cache: dict[str, Any]
 
 
 class ScoreSnapshot(TypedDict):
@@ -179,8 +205,8 @@ class ScoreSnapshot(TypedDict):
     classes: list[str]
     prefix: int
     codes: NDArray[Any]
-    rel: NDArray[Any]
-    terms: Floats
+    rel: NotRequired[NDArray[Any]]  # version 1 only
+    terms: Floats  # version 2: packed (`pack_terms`)
     conf: NDArray[Any]
 
 
@@ -199,7 +225,6 @@ class ScoreWindow:
         "_head",
         "_hist",
         "_offsets",
-        "_rel",
         "_rel_count",
         "_terms",
         "bins",
@@ -218,8 +243,7 @@ class ScoreWindow:
         self._head = 0
         capacity = max(capacity, 1)
         self._codes: NDArray[Any] = np.zeros((capacity, 0), dtype=code_dtype(self._slot + 1))
-        self._rel: NDArray[Any] = np.zeros(capacity, dtype=code_dtype(4 * bins + 1))
-        self._terms: Floats = np.zeros(capacity, dtype=np.float64)
+        self._terms: Floats = np.zeros(capacity, dtype=np.float64)  # packed: `pack_terms`
         self._conf: NDArray[np.uint32] = np.zeros(capacity, dtype=np.uint32)
         self._hist: Ints = np.zeros(0, dtype=np.int64)  # class c at c * (slot + 1) + code
         self._offsets: Ints = np.zeros(0, dtype=np.int64)
@@ -231,6 +255,11 @@ class ScoreWindow:
     def _slot(self) -> int:
         """The code of a record without scores; codes below it are per-class histogram slots."""
         return 2 * (self.bins + 1)
+
+    @property
+    def _rel_dtype(self) -> np.dtype[Any]:
+        """The dtype of reliability codes ``0 .. 4 * bins`` in prepared rows."""
+        return code_dtype(4 * self.bins + 1)
 
     @property
     def scored(self) -> int:
@@ -249,7 +278,7 @@ class ScoreWindow:
         if n <= old:
             return
         width, missing = self._slot + 1, self.bins  # a held record lacks the new keys
-        unscored = self._rel == 4 * self.bins
+        unscored = np.isnan(self._terms)
         pad = np.where(unscored, self._slot, missing)[:, None]
         self._codes = np.hstack([self._codes, np.repeat(pad, n - old, axis=1)]).astype(
             self._codes.dtype
@@ -286,13 +315,18 @@ class ScoreWindow:
         remap = np.full(len(labels), -1, dtype=np.int64)
         remap[used] = [self.classes.code(labels[i]) for i in used.tolist()]
         key_class = np.asarray([self.classes.code(k) for k in keys], dtype=np.int64)
-        for code in np.unique(pred).tolist():  # a scored record predicts one of its keys
+        pred = np.asarray(pred, dtype=np.int64)
+        low = min(int(pred.min()), 0) if n else 0  # codes below 0: no prediction
+        for code in (np.flatnonzero(np.bincount(pred - low)) + low).tolist():
+            # a scored record predicts one of its keys
             if code >= 0 and remap[code] < 0 and labels[code] in self.classes.index:
                 remap[code] = self.classes.index[labels[code]]
         self._grow_classes(len(self.classes))
         tclass = remap[truth]
-        pclass = remap[np.asarray(pred, dtype=np.int64)]
+        pclass = remap[pred]
 
+        if len(keys) == len(self.classes) and n and _plain(scores):
+            return self._plain_rows(tclass, pclass, key_class, keys, scores)
         missing = np.isnan(scores)
         scored = ~missing.all(axis=1) if len(keys) else np.zeros(n, dtype=bool)
         filled = np.where(missing, 0.0, scores)
@@ -320,7 +354,37 @@ class ScoreWindow:
         rel = np.where(scored, (outside * 2 + (pclass == tclass)) * bins + top, 4 * bins)
         return ScoreRows(
             codes.astype(self._codes.dtype),
-            rel.astype(self._rel.dtype),
+            rel.astype(self._rel_dtype),
+            terms,
+            conf.astype(np.uint32),
+        )
+
+    def _plain_rows(
+        self, tclass: Ints, pclass: Ints, key_class: Ints, keys: Sequence[str], scores: Floats
+    ) -> ScoreRows:
+        """`prepare` for the common batch: every record maps every class to a score in [0, 1].
+
+        The same values as the general path, without its steps for missing keys, bare labels
+        and scores out of range (each a few numpy calls on the whole batch).
+        """
+        bins = self.bins
+        binned = bin_of(scores, bins)
+        codes = np.empty((len(scores), len(self.classes)), dtype=np.int64)
+        codes[:, key_class] = binned
+        codes += (np.arange(len(self.classes))[None, :] == tclass[:, None]) * (bins + 1)
+        # Column by column: numpy's reductions along a short axis cost more than the columns.
+        # Every class is a key, so each record's map holds its true label: no term of 1.
+        terms = np.zeros(len(scores))
+        for j in sorted(range(len(keys)), key=keys.__getitem__):  # keys in label order
+            terms += (scores[:, j] - (tclass == key_class[j])) ** 2
+        top, highest = binned[:, 0], scores[:, 0]
+        for j in range(1, len(keys)):
+            top, highest = np.maximum(top, binned[:, j]), np.maximum(highest, scores[:, j])
+        conf = np.rint(np.clip(highest, 0.0, 1.0) * CONF_ONE)
+        rel = (pclass == tclass) * bins + top
+        return ScoreRows(
+            codes.astype(self._codes.dtype),
+            rel.astype(self._rel_dtype),
             terms,
             conf.astype(np.uint32),
         )
@@ -346,19 +410,19 @@ class ScoreWindow:
     # -- the FIFO ring -------------------------------------------------------------------------
 
     def _slots(self, start: int, n: int) -> list[tuple[int, int]]:
-        size = len(self._rel)
+        size = len(self._terms)
         lo = start % size
         if lo + n <= size:
             return [(lo, lo + n)]
         return [(lo, size), (0, lo + n - size)]
 
     def _grow_ring(self, need: int) -> None:
-        size = len(self._rel)
+        size = len(self._terms)
         if need <= size:
             return
         new_size = max(need, 2 * size)
         order = (self._head + np.arange(self.held)) % size
-        for name in ("_codes", "_rel", "_terms", "_conf"):
+        for name in ("_codes", "_terms", "_conf"):
             old = getattr(self, name)
             new = np.zeros((new_size, *old.shape[1:]), dtype=old.dtype)
             new[: self.held] = old[order]
@@ -372,26 +436,11 @@ class ScoreWindow:
         outgrows the window; a time window pushes first and the ring doubles when it must.
         """
         hi = len(rows) if hi is None else hi
-        n = hi - lo
-        if n <= 0:
+        if hi <= lo:
             return
-        self._grow_ring(self.held + n)
-        codes, rel = rows.codes[lo:hi], rows.rel[lo:hi]
-        width = self._codes.shape[1]
-        if codes.shape[1] < width:  # classes joined after this batch was prepared
-            pad = np.where(rel == 4 * self.bins, self._slot, self.bins)[:, None]
-            codes = np.hstack([codes, np.repeat(pad, width - codes.shape[1], axis=1)])
-        terms, conf = rows.terms[lo:hi], rows.conf[lo:hi]
-        offset = 0
-        for a, b in self._slots(self._head + self.held, n):
-            take = slice(offset, offset + b - a)
-            self._codes[a:b] = codes[take]
-            self._rel[a:b] = rel[take]
-            self._terms[a:b] = terms[take]
-            self._conf[a:b] = conf[take]
-            offset += b - a
-        self.held += n
-        self._tally(codes, rel, terms, conf, 1)
+        part = self._widen(rows.select(np.arange(lo, hi)) if (lo, hi) != (0, len(rows)) else rows)
+        self._write(part, 0)
+        self._tally(part.codes, part.rel, part.terms, part.conf, 1)
 
     def advance(
         self, rows: ScoreRows, lo: int, hi: int, leaving: int, keep: NDArray[np.bool_] | None = None
@@ -399,17 +448,143 @@ class ScoreWindow:
         """Follow one step of the window: rows ``lo .. hi - 1`` arrive, ``leaving`` records go.
 
         ``keep`` (over the step's rows) leaves out records the window never held (a time
-        window's late records). The oldest records go before the new ones are written, so a
-        count window's ring never outgrows the window; if the step itself overflows the window,
-        the rest goes afterwards.
+        window's late records); the oldest records go first, some of the step's own if the
+        step itself overflows the window. One step of `advance_steps`.
         """
-        if keep is not None and not keep.all():
-            rows = rows.select(np.flatnonzero(keep) + lo)
-            lo, hi = 0, len(rows)
-        first = min(leaving, self.count)
-        self.evict(first)
-        self.push(rows, lo, hi)
-        self.evict(leaving - first)
+        self.advance_steps(rows, [(lo, hi, leaving, keep, False)])
+
+    def advance_steps(self, rows: ScoreRows, steps: Sequence[Step]) -> list[ScoreView | None]:
+        """Follow a batch's steps at once; return the view after each step marked due.
+
+        The same as `advance` step by step with a `view` (None when nothing scored is held)
+        after each due step, but every sum is tallied for all steps in one pass per group of
+        steps and the views are cut from running sums: at emit 100 a step is 100 records, where
+        numpy's per-call cost, not the records, would decide the time.
+        """
+        views: list[ScoreView | None] = []
+        for start in range(0, len(steps), _GROUP):
+            views += self._advance_group(rows, steps[start : start + _GROUP])
+        return views
+
+    def _advance_group(self, rows: ScoreRows, steps: Sequence[Step]) -> list[ScoreView | None]:
+        new, arrived = _arrivals(rows, steps)
+        new = self._widen(new)
+        n_steps = len(steps)
+        leaving = np.asarray([step[2] for step in steps], dtype=np.int64)
+        total = min(int(leaving.sum()), self.count + len(new))
+        from_prefix = min(total, self.prefix)
+        from_ring = min(total - from_prefix, self.held)
+        from_new = total - from_prefix - from_ring
+        out_step = np.repeat(np.arange(n_steps), leaving)[from_prefix:total]
+        in_step = np.repeat(np.arange(n_steps), arrived)
+        ring = self._oldest(from_ring)
+        # Every row that moves, once as it arrives and once as it leaves: slot s arrives at
+        # step s, slot n_steps + s leaves at step s.
+        moving = ScoreRows(
+            np.concatenate([new.codes, ring.codes, new.codes[:from_new]]),
+            np.concatenate([new.rel, ring.rel, new.rel[:from_new]]),
+            np.concatenate([new.terms, ring.terms, new.terms[:from_new]]),
+            np.concatenate([new.conf, ring.conf, new.conf[:from_new]]),
+        )
+        sums = _StepSums.of(self, n_steps, np.concatenate([in_step, out_step + n_steps]), moving)
+        due = [i for i, step in enumerate(steps) if step[4]]
+        views = self._views(sums, due) if due else []
+        self._hist += sums.hist[-1]
+        self._rel_count += sums.rel_count[-1]
+        self._conf_sum += sums.conf_sum[-1]
+        self._brier.add_buckets(sums.first_bucket, sums.high[-1], sums.low[-1])
+        self.prefix -= from_prefix
+        self._head = (self._head + from_ring) % len(self._terms)
+        self.held -= from_ring
+        self._write(new, from_new)
+        return views
+
+    def _widen(self, rows: ScoreRows) -> ScoreRows:
+        """``rows`` with codes for classes that joined after they were prepared (missing)."""
+        width = self._codes.shape[1]
+        if rows.codes.shape[1] >= width:
+            return rows
+        pad = np.where(rows.rel == 4 * self.bins, self._slot, self.bins)[:, None]
+        codes = np.hstack([rows.codes, np.repeat(pad, width - rows.codes.shape[1], axis=1)])
+        return ScoreRows(codes.astype(self._codes.dtype), rows.rel, rows.terms, rows.conf)
+
+    def _oldest(self, n: int) -> ScoreRows:
+        """The ``n`` oldest held rows (copies), oldest first."""
+        parts = [slice(a, b) for a, b in self._slots(self._head, n)] if n else [slice(0, 0)]
+        codes, packed, conf = (
+            np.concatenate([array[part] for part in parts])
+            for array in (self._codes, self._terms, self._conf)
+        )
+        return self._unpack(codes, packed, conf)
+
+    def _unpack(self, codes: NDArray[Any], packed: Floats, conf: NDArray[Any]) -> ScoreRows:
+        """Held records as prepared rows: the reliability code rebuilt from codes and flags."""
+        bins, width = self.bins, self.bins + 1
+        top = np.zeros(len(codes), dtype=np.int64)
+        for column in codes.T:  # the highest bin among the keys the record's map holds
+            bin_ = column % width
+            top = np.maximum(top, np.where(bin_ < bins, bin_, 0))
+        terms, correct, outside, unscored = unpack_terms(packed)
+        rel = np.where(unscored, 4 * bins, (outside * 2 + correct) * bins + top)
+        return ScoreRows(codes, rel.astype(self._rel_dtype), terms, conf)
+
+    def _write(self, rows: ScoreRows, lo: int) -> None:
+        """Put rows ``lo ..`` into the ring as the newest records, without tallying them."""
+        n = len(rows) - lo
+        if n <= 0:
+            return
+        self._grow_ring(self.held + n)
+        offset = lo
+        for a, b in self._slots(self._head + self.held, n):
+            take = slice(offset, offset + b - a)
+            self._codes[a:b] = rows.codes[take]
+            self._terms[a:b] = pack_terms(rows.terms[take], rows.rel[take], self.bins)
+            self._conf[a:b] = rows.conf[take]
+            offset += b - a
+        self.held += n
+
+    def _views(self, sums: _StepSums, due: list[int]) -> list[ScoreView | None]:
+        """The views after steps ``due``, cut from the running sums all at once."""
+        bins = self.bins
+        hist = (self._hist + sums.hist[due]).reshape(len(due), -1, self._slot + 1)
+        negatives = hist[:, :, :bins].copy()
+        negatives[:, :, 0] += hist[:, :, bins]
+        positives = hist[:, :, bins + 1 : 2 * bins + 1].copy()
+        positives[:, :, 0] += hist[:, :, 2 * bins + 1]
+        keyed = (
+            hist[:, :, :bins].sum(axis=2) + hist[:, :, bins + 1 : 2 * bins + 1].sum(axis=2)
+        ) > 0
+        truth_counts = positives.sum(axis=2)
+        present = keyed | (truth_counts > 0)
+        rel = (self._rel_count + sums.rel_count[due])[:, : 4 * bins].reshape(len(due), 4, bins)
+        conf = (self._conf_sum + sums.conf_sum[due])[:, : 4 * bins].reshape(len(due), 4, bins)
+        scored = rel.sum(axis=(1, 2)).tolist()
+        out_of_range = rel[:, 2:].sum(axis=(1, 2)).tolist()
+        rel_count, rel_correct, rel_conf = rel.sum(axis=1), rel[:, 1] + rel[:, 3], conf.sum(axis=1)
+        brier = sums.brier_values(self._brier.value, due)
+        stack = ViewStack(positives, negatives, rel_count, rel_correct, rel_conf, {})
+        labels = self.classes.labels
+        return [
+            ScoreView(
+                bins,
+                list(labels),
+                scored[v],
+                out_of_range[v],
+                positives[v],
+                negatives[v],
+                truth_counts[v],
+                present[v],
+                rel_count[v],
+                rel_correct[v],
+                rel_conf[v],
+                brier[v],
+                stack,
+                v,
+            )
+            if scored[v]
+            else None
+            for v in range(len(due))
+        ]
 
     def evict(self, n: int) -> None:
         """Let the ``n`` oldest records of the window go (those of the prefix first)."""
@@ -419,8 +594,9 @@ class ScoreWindow:
         if n <= 0:
             return
         for a, b in self._slots(self._head, n):
-            self._tally(self._codes[a:b], self._rel[a:b], self._terms[a:b], self._conf[a:b], -1)
-        self._head = (self._head + n) % len(self._rel)
+            rows = self._unpack(self._codes[a:b], self._terms[a:b], self._conf[a:b])
+            self._tally(rows.codes, rows.rel, rows.terms, rows.conf, -1)
+        self._head = (self._head + n) % len(self._terms)
         self.held -= n
 
     # -- reading -------------------------------------------------------------------------------
@@ -454,7 +630,7 @@ class ScoreWindow:
 
     def nbytes(self) -> int:
         """Bytes of state held: the ring, the sums and the class labels."""
-        ring = sum(a.nbytes for a in (self._codes, self._rel, self._terms, self._conf))
+        ring = sum(a.nbytes for a in (self._codes, self._terms, self._conf))
         sums = (
             self._hist.nbytes
             + self._rel_count.nbytes
@@ -466,7 +642,7 @@ class ScoreWindow:
     # -- recovery ------------------------------------------------------------------------------
 
     def _ordered(self, array: NDArray[Any]) -> NDArray[Any]:
-        return array[(self._head + np.arange(self.held)) % len(self._rel)]
+        return array[(self._head + np.arange(self.held)) % len(self._terms)]
 
     def snapshot(self) -> ScoreSnapshot:
         """A versioned copy of the held records; the sums are left out because they recount."""
@@ -476,7 +652,6 @@ class ScoreWindow:
             "classes": list(self.classes.labels),
             "prefix": self.prefix,
             "codes": self._ordered(self._codes),
-            "rel": self._ordered(self._rel),
             "terms": self._ordered(self._terms),
             "conf": self._ordered(self._conf),
         }
@@ -484,22 +659,165 @@ class ScoreWindow:
     @classmethod
     def restore(cls, state: ScoreSnapshot, capacity: int = 64) -> ScoreWindow:
         """Rebuild from `snapshot` by recounting its records."""
-        if state.get("v") != SCORE_SNAPSHOT_VERSION:
+        version = state.get("v")
+        if version not in (1, SCORE_SNAPSHOT_VERSION):
             raise SnapshotError(
-                f"score statistics snapshot has version {state.get('v')!r}, "
-                f"this build reads {SCORE_SNAPSHOT_VERSION}"
+                f"score statistics snapshot has version {version!r}, "
+                f"this build reads 1 and {SCORE_SNAPSHOT_VERSION}"
             )
-        window = cls(state["bins"], max(capacity, len(state["rel"])), state["prefix"])
+        window = cls(state["bins"], max(capacity, len(state["terms"])), state["prefix"])
         window.classes = LabelTable(state["classes"])
         window._grow_classes(len(window.classes))
-        rows = ScoreRows(
-            np.asarray(state["codes"], dtype=window._codes.dtype),
-            np.asarray(state["rel"], dtype=window._rel.dtype),
-            np.asarray(state["terms"], dtype=np.float64),
-            np.asarray(state["conf"], dtype=np.uint32),
-        )
+        codes = np.asarray(state["codes"], dtype=window._codes.dtype)
+        terms = np.asarray(state["terms"], dtype=np.float64)
+        conf = np.asarray(state["conf"], dtype=np.uint32)
+        if version == 1:  # plain terms and a reliability code per record
+            rel = np.asarray(state["rel"], dtype=window._rel_dtype)
+            rows = ScoreRows(codes, rel, terms, conf)
+        else:
+            rows = window._unpack(codes, terms, conf)
         window.push(rows)
         return window
+
+
+Step = tuple[int, int, int, NDArray[np.bool_] | None, bool]
+"""One step of a batch: rows ``lo .. hi - 1`` arrive (those ``keep`` marks, when given),
+``leaving`` records go, and whether a view is due after it."""
+
+_GROUP = 32  # steps tallied together: bounds the (steps, sums) arrays of a batch
+
+
+def _arrivals(rows: ScoreRows, steps: Sequence[Step]) -> tuple[ScoreRows, Ints]:
+    """The rows the steps take in, in order, and how many each step takes."""
+    if all(step[3] is None for step in steps):
+        lo, hi = steps[0][0], steps[-1][1]
+        arrived = np.asarray([step[1] - step[0] for step in steps], dtype=np.int64)
+        if lo == 0 and hi == len(rows):
+            return rows, arrived
+        return ScoreRows(
+            rows.codes[lo:hi], rows.rel[lo:hi], rows.terms[lo:hi], rows.conf[lo:hi]
+        ), arrived
+    index = [
+        np.arange(lo, hi) if keep is None else np.flatnonzero(keep) + lo
+        for lo, hi, _, keep, _ in steps
+    ]
+    arrived = np.asarray([len(i) for i in index], dtype=np.int64)
+    return rows.select(np.concatenate(index)), arrived
+
+
+def _running(signed: Ints) -> Ints:
+    """Running totals over steps of ``signed[0] - signed[1]`` ((2, steps, n) in, (steps, n) out).
+
+    Row by row: numpy's cumsum along the first axis is several times slower for so few rows.
+    """
+    out: Ints = signed[0] - signed[1]
+    for i in range(1, len(out)):
+        out[i] += out[i - 1]
+    return out
+
+
+def _brier_parts(terms: Floats) -> tuple[Ints, Floats, Floats]:
+    """Each term's exponent bucket and its mantissa's high and low parts (see `ExactSum`)."""
+    fraction, exponent = np.frexp(terms)
+    high = np.floor(fraction * 134217728.0)
+    low = fraction * 9007199254740992.0 - high * 67108864.0
+    return exponent + 1074, high, low
+
+
+@dataclass(frozen=True, slots=True)
+class _StepSums:
+    """What each step of a group adds to the window's sums, running (row s: steps 0 .. s).
+
+    The Brier parts cover buckets ``first_bucket ..`` only: those of the group's non-zero terms.
+    """
+
+    hist: Ints
+    rel_count: Ints
+    conf_sum: Ints
+    first_bucket: int
+    high: Ints
+    low: Ints
+
+    @classmethod
+    def of(cls, window: ScoreWindow, n_steps: int, slot: Ints, rows: ScoreRows) -> _StepSums:
+        """Per step, running: the sums of rows arriving minus those of rows leaving.
+
+        Two bincounts do it all: counts (histogram codes, then reliability codes) and integer
+        weights (confidence by reliability code, then the Brier mantissa halves by bucket),
+        each over ``2 * n_steps`` slots of arrivals and departures.
+        """
+        bucket, high, low = _brier_parts(rows.terms)
+        used = bucket[rows.terms != 0.0]
+        first = int(used.min()) if len(used) else 0
+        span = int(used.max()) - first + 1 if len(used) else 1
+        spot = np.clip(bucket - first, 0, span - 1)
+        n_hist, n_rel = len(window._hist), len(window._rel_count)
+        # Indexes are built class-major: numpy's loops along a 3-wide axis cost more than
+        # the rows. Counts: slot * width + (class offset + code | n_hist + reliability code).
+        width = n_hist + n_rel
+        base = slot * width
+        counted = rows.codes.T + (window._offsets[:, None] + base[None, :])
+        counts = np.bincount(
+            np.concatenate([counted.ravel(), rows.rel + (base + n_hist)]),
+            minlength=2 * n_steps * width,
+        )
+        # Weights: slot * heft + (reliability code | n_rel + spot | n_rel + span + spot).
+        heft = n_rel + 2 * span
+        base = slot * heft + n_rel + spot
+        sums = _int_bincount(
+            np.concatenate([rows.rel + slot * heft, base, base + span]),
+            np.concatenate([rows.conf, high, low]),
+            2 * n_steps * heft,
+        )
+        running_counts = _running(counts.reshape(2, n_steps, width))
+        running_sums = _running(sums.reshape(2, n_steps, heft))
+        return cls(
+            running_counts[:, :n_hist],
+            running_counts[:, n_hist:],
+            running_sums[:, :n_rel],
+            first,
+            running_sums[:, n_rel : n_rel + span],
+            running_sums[:, n_rel + span :],
+        )
+
+    def brier_values(self, base: int, due: list[int]) -> list[int]:
+        """The exact Brier sums after steps ``due``, from the sum ``base`` before the group."""
+        values = []
+        for high, low in zip(self.high[due].tolist(), self.low[due].tolist(), strict=True):
+            total = base
+            for j, (h, lo) in enumerate(zip(high, low, strict=True)):
+                if h or lo:
+                    total += ((h << 26) + lo) << (self.first_bucket + j)
+            values.append(total)
+        return values
+
+
+def pack_terms(terms: Floats, rel: NDArray[Any], bins: int) -> Floats:
+    """Brier terms carrying their record's flags, for the ring: 8 bytes where 10 were.
+
+    A term is a float >= 0, so its sign is free: negative (-0.0 included) marks a correct top
+    label. A record out of range holds no term (calibration is off while it is held), so it is
+    +-inf; a record without scores is NaN. `unpack_terms` inverts it exactly.
+    """
+    flags = rel.astype(np.int64) // bins  # (out_of_range * 2 + correct), 4 without scores
+    packed = np.where(flags >= 2, np.inf, terms)
+    packed = np.where(flags % 2 == 1, -packed, packed)
+    return np.where(flags == 4, np.nan, packed)
+
+
+def unpack_terms(
+    packed: Floats,
+) -> tuple[Floats, NDArray[np.bool_], NDArray[np.bool_], NDArray[np.bool_]]:
+    """Terms (0 out of range or unscored), correct, out of range, unscored, from `pack_terms`."""
+    unscored = np.isnan(packed)
+    outside = np.isinf(packed)
+    terms = np.where(unscored | outside, 0.0, np.abs(packed))
+    return terms, np.signbit(packed), outside, unscored
+
+
+def _plain(scores: Floats) -> bool:
+    """Whether every score is present and in [0, 1] (NaN fails both comparisons)."""
+    return bool(scores.min() >= 0.0) and bool(scores.max() <= 1.0)
 
 
 def _int_bincount(index: NDArray[Any], weights: NDArray[Any], length: int) -> Ints:

@@ -299,6 +299,18 @@ def test_snapshot_round_trip_continues_identically() -> None:
         ScoreWindow.restore(state)
 
 
+def test_version_1_snapshot_restores_identically() -> None:
+    """A checkpoint of version 1 (a stored reliability code, plain terms) still restores."""
+    stream = random_stream(11, 200, LABELS[:3], p_bare=0.1, p_outside=0.02)
+    window = ScoreWindow(20, capacity=50)
+    for i in range(0, 200, 13):
+        feed(window, stream[i : i + 13], 50)
+    state = window.snapshot()
+    rows = window._unpack(state["codes"], state["terms"], state["conf"])
+    old = {**state, "v": 1, "rel": rows.rel, "terms": rows.terms}
+    assert _state(ScoreWindow.restore(old, capacity=50)) == _state(window)  # type: ignore[arg-type]
+
+
 def test_snapshot_is_a_copy() -> None:
     window = ScoreWindow(10, capacity=4)
     feed(window, [("A", {"A": 0.9, "B": 0.1})] * 4, 4)
