@@ -280,6 +280,7 @@ def main(argv: list[str] | None = None) -> Report:
             most < 300 if waiting == 1_000_000 else None,
         )
     )
+    shutil.rmtree(scratch, ignore_errors=True)  # the run's documents and segments
     finish(report, args, started)
     return report
 
