@@ -32,31 +32,33 @@ class RecoveryStoreError(ConfigError):
     """The recovery store cannot be resumed; the message names the file and what to do."""
 
 
+def _cli_value(
+    argv: Sequence[str], short: str, long: str, variable: str, env: Mapping[str, str] | None
+) -> str | None:
+    """An option of a ``python -m bytewax.run`` command line (``-x V``, ``--long V`` or
+    ``--long=V``, the last one winning), else its environment variable, as Bytewax reads it."""
+    value: str | None = None
+    for i, arg in enumerate(argv):
+        if arg in (short, long) and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(long + "="):
+            value = arg.split("=", 1)[1]
+    if value is None:
+        value = (os.environ if env is None else env).get(variable)
+    return value
+
+
 def recovery_dir_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Path | None:
     """The ``-r``/``--recovery-directory`` of a ``python -m bytewax.run`` command line (or
     ``BYTEWAX_RECOVERY_DIRECTORY``), as Bytewax's CLI reads it; None without recovery."""
-    value: str | None = None
-    for i, arg in enumerate(argv):
-        if arg in ("-r", "--recovery-directory") and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--recovery-directory="):
-            value = arg.split("=", 1)[1]
-    if value is None:
-        value = (os.environ if env is None else env).get("BYTEWAX_RECOVERY_DIRECTORY")
+    value = _cli_value(argv, "-r", "--recovery-directory", "BYTEWAX_RECOVERY_DIRECTORY", env)
     return Path(value) if value else None
 
 
 def backup_interval_from(argv: Sequence[str], env: Mapping[str, str] | None = None) -> float:
     """The ``-b``/``--backup-interval`` seconds of a ``bytewax.run`` command line (or
     ``BYTEWAX_RECOVERY_BACKUP_INTERVAL``); 0 when absent or not a number (Bytewax refuses it)."""
-    value: str | None = None
-    for i, arg in enumerate(argv):
-        if arg in ("-b", "--backup-interval") and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--backup-interval="):
-            value = arg.split("=", 1)[1]
-    if value is None:
-        value = (os.environ if env is None else env).get("BYTEWAX_RECOVERY_BACKUP_INTERVAL")
+    value = _cli_value(argv, "-b", "--backup-interval", "BYTEWAX_RECOVERY_BACKUP_INTERVAL", env)
     try:
         return max(0.0, float(value)) if value else 0.0
     except ValueError:
