@@ -26,7 +26,7 @@ as score-map keys; a label missing from a record's map scores 0.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict
 
@@ -67,6 +67,23 @@ def code_dtype(values: int) -> np.dtype[Any]:
     return np.dtype(np.uint32)
 
 
+def mantissa_parts(values: Floats) -> tuple[Ints, Floats, Floats]:
+    """Each finite value's exponent bucket and the high and low parts of its mantissa, both
+    integers held in float64: the top 27 bits of 53 and the rest (see `ExactSum`)."""
+    fraction, exponent = np.frexp(values)
+    high = np.floor(fraction * 134217728.0)  # 2**27
+    low = fraction * 9007199254740992.0 - high * 67108864.0  # 2**53, 2**26
+    return exponent + 1074, high, low
+
+
+def bucket_total(buckets: Iterable[int], high: Iterable[int], low: Iterable[int]) -> int:
+    """The exact sum, in units of 2**-1127, of integer mantissa sums per exponent bucket."""
+    total = 0
+    for bucket, h, lo in zip(buckets, high, low, strict=True):
+        total += ((h << 26) + lo) << bucket
+    return total
+
+
 class ExactSum:
     """An exact sum of float64 values: integer mantissa sums per binary exponent.
 
@@ -93,10 +110,7 @@ class ExactSum:
                 for start in range(0, len(values), _FLUSH_AFTER):
                     self.add(values[start : start + _FLUSH_AFTER], sign)
                 return
-        fraction, exponent = np.frexp(values)
-        high = np.floor(fraction * 134217728.0)  # 2**27: the top 27 bits of 53
-        low = fraction * 9007199254740992.0 - high * 67108864.0  # 2**53, 2**26: the rest
-        bucket = exponent + 1074
+        bucket, high, low = mantissa_parts(values)
         if sign > 0:
             self._fhigh += np.bincount(bucket, high, _EXP_BUCKETS)
             self._flow += np.bincount(bucket, low, _EXP_BUCKETS)
@@ -106,7 +120,7 @@ class ExactSum:
         self._pending += len(values)
 
     def add_buckets(self, first: int, high: Ints, low: Ints) -> None:
-        """Add integer mantissa sums of buckets ``first ..`` (as `bucket_sums` gives them)."""
+        """Add integer mantissa sums of buckets ``first ..`` (as `_StepSums` holds them)."""
         self.high[first : first + len(high)] += high
         self.low[first : first + len(low)] += low
 
@@ -123,12 +137,7 @@ class ExactSum:
         high = self.high + self._fhigh.astype(np.int64)
         low = self.low + self._flow.astype(np.int64)
         used = np.flatnonzero(high | low)
-        total = 0
-        for bucket, h, lo in zip(
-            used.tolist(), high[used].tolist(), low[used].tolist(), strict=True
-        ):
-            total += ((h << 26) + lo) << bucket
-        return total
+        return bucket_total(used.tolist(), high[used].tolist(), low[used].tolist())
 
 
 @dataclass(frozen=True, slots=True)
@@ -716,14 +725,6 @@ def _running(signed: Ints) -> Ints:
     return out
 
 
-def _brier_parts(terms: Floats) -> tuple[Ints, Floats, Floats]:
-    """Each term's exponent bucket and its mantissa's high and low parts (see `ExactSum`)."""
-    fraction, exponent = np.frexp(terms)
-    high = np.floor(fraction * 134217728.0)
-    low = fraction * 9007199254740992.0 - high * 67108864.0
-    return exponent + 1074, high, low
-
-
 @dataclass(frozen=True, slots=True)
 class _StepSums:
     """What each step of a group adds to the window's sums, running (row s: steps 0 .. s).
@@ -746,7 +747,7 @@ class _StepSums:
         weights (confidence by reliability code, then the Brier mantissa halves by bucket),
         each over ``2 * n_steps`` slots of arrivals and departures.
         """
-        bucket, high, low = _brier_parts(rows.terms)
+        bucket, high, low = mantissa_parts(rows.terms)
         used = bucket[rows.terms != 0.0]
         first = int(used.min()) if len(used) else 0
         span = int(used.max()) - first + 1 if len(used) else 1
@@ -782,14 +783,11 @@ class _StepSums:
 
     def brier_values(self, base: int, due: list[int]) -> list[int]:
         """The exact Brier sums after steps ``due``, from the sum ``base`` before the group."""
-        values = []
-        for high, low in zip(self.high[due].tolist(), self.low[due].tolist(), strict=True):
-            total = base
-            for j, (h, lo) in enumerate(zip(high, low, strict=True)):
-                if h or lo:
-                    total += ((h << 26) + lo) << (self.first_bucket + j)
-            values.append(total)
-        return values
+        buckets = range(self.first_bucket, self.first_bucket + self.high.shape[1])
+        return [
+            base + bucket_total(buckets, high, low)
+            for high, low in zip(self.high[due].tolist(), self.low[due].tolist(), strict=True)
+        ]
 
 
 def pack_terms(terms: Floats, rel: NDArray[Any], bins: int) -> Floats:
