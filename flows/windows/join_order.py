@@ -6,10 +6,10 @@ outputs arrive). Every shard answers every batch with exactly one `JoinPart` (em
 the order it received them. Batches that one worker read reach every shard in the order that
 worker sent them (Bytewax's channels between two workers keep order), so a stateful step keyed
 by the reading worker (`reading_worker`) pairs the parts up (the n-th part of each shard is that
-worker's n-th batch) and hands on one merged result, in the worker's read order: join
-counts summed per model, each model's joined records merged and ordered by the position of the
-half that completed them (the order one shard would have joined them in), and dead letters shard
-by shard. Parts of a batch arrive in the epoch of the batch, so the step holds nothing across
+worker's n-th batch) and hands on one merged result, in the worker's read order: every shard's
+running join totals (`JoinCounts`), each model's joined records merged and ordered by the
+position of the half that completed them (the order one shard would have joined them in), and
+dead letters shard by shard. Parts of a batch arrive in the epoch of the batch, so the step holds nothing across
 epochs; its snapshot is whatever is pending anyway.
 """
 
@@ -24,6 +24,7 @@ from bytewax.operators import StatefulBatchLogic
 from numpy.typing import NDArray
 
 from flows.parsing.batches import DeadLetter, ModelColumns
+from flows.parsing.labels import LabelTable
 from flows.windows.join_store import JoinCounts, JoinResult
 
 JoinOut = ModelColumns | JoinCounts | DeadLetter
@@ -71,17 +72,11 @@ def merge_columns(columns: list[ModelColumns]) -> ModelColumns:
     """One model's joined records from several shards, ordered by position (stable)."""
     if len(columns) == 1:
         return columns[0]
-    labels: list[str] = []
-    code: dict[str, int] = {}
-    for cols in columns:
-        for text in cols.labels:
-            if text not in code:
-                code[text] = len(labels)
-                labels.append(text)
+    table = LabelTable()  # the shards' label tables in one
     keys = list(dict.fromkeys(k for cols in columns for k in cols.score_keys))
     truth, pred, scores = [], [], []
     for cols in columns:
-        remap = np.asarray([code[t] for t in cols.labels], dtype=np.int32)
+        remap = table.encode(cols.labels)
         truth.append(remap[cols.truth])
         pred.append(np.where(cols.pred >= 0, remap[np.maximum(cols.pred, 0)], cols.pred))
         block = np.full((len(cols), len(keys)), np.nan)
@@ -95,7 +90,7 @@ def merge_columns(columns: list[ModelColumns]) -> ModelColumns:
     first = columns[0]
     return ModelColumns(
         first.model,
-        labels,
+        table.labels,
         np.concatenate(truth)[order],
         np.concatenate(pred)[order],
         [ids[i] for i in order.tolist()],
