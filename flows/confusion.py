@@ -46,7 +46,7 @@ from flows.settings import Settings, load_settings
 from flows.telemetry import Progress, heartbeat_from_env, job_logger, serve_metrics
 from flows.windows import window_policy
 from flows.windows.join_order import JoinOrderLogic, JoinPart, reading_worker
-from flows.windows.join_state import SEGMENT_GRACE_S, JoinLogic, JoinOut, segment_logs
+from flows.windows.join_state import JoinLogic, JoinOut, segment_logs
 from flows.windows.join_store import JoinCounts
 from flows.windows.model_state import Alert, Alerting, Doc, Emitted, ModelWindowLogic
 
@@ -182,7 +182,7 @@ def build_flow(
         # Delayed labels: halves wait in the join (keyed by shard of the id); joined records
         # and join counts go on to their models' windows, the join's refusals to dead letters.
         halves = op.flat_map("by_shard", parsed, by_shard)
-        logs = segment_logs(recovery_dir, keep_s=max(SEGMENT_GRACE_S, backup_interval_s))
+        logs = segment_logs(recovery_dir, backup_interval_s)
         joined: Any = op.stateful_batch(
             "join", halves, lambda resume: JoinLogic(ttl_ms, resume, logs, parts=shards > 1)
         )

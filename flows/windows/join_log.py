@@ -36,14 +36,22 @@ from flows.errors import SnapshotError
 
 _NAME = re.compile(r"^(\d{12})\.(base|delta)$")
 RETIRE_SNAPSHOTS = 3  # a retired segment outlives this many snapshots, whatever its age
+# ... and this many seconds at least (or Bytewax's backup interval, if longer): the epoch a
+# resume starts from may lag the newest snapshot.
+GRACE_S = 600.0
+
+
+def shard_name(shard: int) -> str:
+    """A join shard's name: its state key, its segment directory, its manifest's ``shard``."""
+    return f"shard-{shard}"
+
+
+def shard_number(name: str) -> int:
+    return int(name.removeprefix("shard-"))
 
 
 def segment_name(seq: int, kind: str) -> str:
     return f"{seq:012d}.{kind}"
-
-
-def segment_seq(name: str) -> int:
-    return int(name.split(".", 1)[0])
 
 
 class Segments(Protocol):
@@ -159,7 +167,7 @@ class SegmentLog:
     """The segments one manifest names (base first), and those retired from it."""
 
     store: Segments
-    keep_s: float = 600.0
+    keep_s: float = GRACE_S
     seq: int = 0
     names: list[str] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)

@@ -20,31 +20,38 @@ from bytewax.operators import StatefulBatchLogic
 from flows.parsing.batches import DeadLetter, ModelColumns
 from flows.parsing.halves import Halves
 from flows.telemetry import job_logger
-from flows.windows.join_log import DirSegments, InlineSegments, NoSegments, SegmentLog
+from flows.windows.join_log import (
+    GRACE_S,
+    DirSegments,
+    InlineSegments,
+    NoSegments,
+    SegmentLog,
+    shard_name,
+    shard_number,
+)
 from flows.windows.join_order import JoinPart, flatten
 from flows.windows.join_store import JoinCounts, JoinSnapshot, JoinSnapshotV1, JoinStore
 
 JoinOut = ModelColumns | JoinCounts | DeadLetter | JoinPart
 log = job_logger("join")
-SegmentLogFor = Callable[[str], SegmentLog]
-# A segment no snapshot names is kept this long (and for Bytewax's backup interval, if longer):
-# the epoch a resume starts from may lag the newest snapshot.
-SEGMENT_GRACE_S = 600.0
+SegmentLogFor = Callable[[int], SegmentLog]
 
 
 def segment_logs(
-    recovery_dir: Path | Literal["off"] | None, keep_s: float = SEGMENT_GRACE_S
+    recovery_dir: Path | Literal["off"] | None, backup_interval_s: float = 0.0
 ) -> SegmentLogFor:
-    """Where each shard keeps its segments: files under ``<recovery_dir>/join/<shard>/``;
+    """Where each shard keeps its segments: files under ``<recovery_dir>/join/shard-N/``;
     nowhere when the job runs without recovery (``"off"``); inline in the Bytewax state when
-    the recovery directory is not known (None)."""
+    the recovery directory is not known (None). A segment no snapshot names is kept for the
+    grace or Bytewax's backup interval, whichever is longer."""
+    keep_s = max(GRACE_S, backup_interval_s)
 
-    def make(shard: str) -> SegmentLog:
+    def make(shard: int) -> SegmentLog:
         if recovery_dir == "off":
             return SegmentLog(NoSegments(), keep_s)
         if recovery_dir is None:
             return SegmentLog(InlineSegments(), keep_s)
-        return SegmentLog(DirSegments(recovery_dir / "join" / shard), keep_s)
+        return SegmentLog(DirSegments(recovery_dir / "join" / shard_name(shard)), keep_s)
 
     return make
 
@@ -52,8 +59,10 @@ def segment_logs(
 class JoinLogic(StatefulBatchLogic[tuple[int, str, Halves], JoinOut, JoinSnapshot]):
     """One shard's waiting halves.
 
-    Bytewax's builder does not pass the key, so a fresh shard learns its name (and so its
-    segment directory) from its first item; a resumed one from its manifest.
+    Bytewax's builder does not pass the key, so a fresh shard learns its number (and so its
+    segment directory) from its first item; a resumed one from its manifest. A store resumed
+    from segments carried inline, or from a version-1 snapshot, moves to its shard's segments
+    at its first item (the next snapshot is a base there).
     """
 
     def __init__(
@@ -66,30 +75,23 @@ class JoinLogic(StatefulBatchLogic[tuple[int, str, Halves], JoinOut, JoinSnapsho
         self.ttl = ttl_ms
         self.parts = parts
         self.logs = logs if logs is not None else segment_logs(None)
-        self.shard = ""
         self.store: JoinStore | None = None
+        self.placed = False  # whether the store keeps its segments where its shard's go
         if resume is not None:
-            self.shard = str(resume.get("shard", ""))
-            inline = resume.get("inline") if resume.get("v") == 2 else None
-            segments = None if inline is not None or not self.shard else self.logs(self.shard)
-            self.store = JoinStore.restore(ttl_ms, resume, segments)
-            if self.shard.startswith("shard-"):
-                self.store.shard = int(self.shard.removeprefix("shard-"))
+            in_files = resume["v"] == 2 and resume.get("inline") is None
+            shard = shard_number(resume["shard"]) if in_files else 0  # type: ignore[typeddict-item]
+            self.store = JoinStore.restore(ttl_ms, resume, self.logs(shard) if in_files else None)
+            self.placed = in_files
 
-    def _store(self, number: int) -> JoinStore:
-        shard = f"shard-{number}"
-        if self.store is not None and not self.shard:
-            # Resumed from a version-1 snapshot, which names no shard: from now on, segments.
-            self.shard = shard
-            log = self.logs(shard)
-            log.clear()
-            self.store.move_to(log)
+    def _store(self, shard: int) -> JoinStore:
         if self.store is None:
-            self.shard = shard
-            segments = self.logs(shard)
-            segments.clear()  # nothing to resume: what the directory holds is another run's
-            self.store = JoinStore(self.ttl, segments)
-        self.store.shard = number
+            self.store = JoinStore(self.ttl)
+        if not self.placed:
+            log = self.logs(shard)
+            log.clear()  # nothing resumes from it: what the directory holds is another run's
+            self.store.move_to(log)
+            self.store.shard = shard
+            self.placed = True
         return self.store
 
     def on_batch(self, values: list[tuple[int, str, Halves]]) -> tuple[list[JoinOut], bool]:
@@ -119,4 +121,4 @@ class JoinLogic(StatefulBatchLogic[tuple[int, str, Halves], JoinOut, JoinSnapsho
 
     def snapshot(self) -> JoinSnapshot:
         assert self.store is not None, "Bytewax snapshots a key only after its first item"
-        return self.store.snapshot(self.shard)
+        return self.store.snapshot()

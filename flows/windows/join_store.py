@@ -31,7 +31,7 @@ from flows.errors import SnapshotError
 from flows.parsing.batches import DeadLetter, ModelColumns
 from flows.parsing.halves import Halves, LabelHalves, PredictionHalves
 from flows.parsing.labels import LabelTable
-from flows.windows.join_log import InlineSegments, SegmentLog
+from flows.windows.join_log import InlineSegments, SegmentLog, shard_name, shard_number
 
 FREE, WAITING, JOINED = 0, 1, 2
 CHUNK = 4096  # rows per snapshot block of a version-1 snapshot (read on resume only)
@@ -623,22 +623,26 @@ class JoinStore:
         )
         return pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def snapshot(self, shard: str = "") -> JoinSnapshot:
+    def _write_changes(self, log: SegmentLog) -> None:
+        """One segment with what changed: a delta, or a new base when the rows were renumbered
+        or the log would outgrow the base (nothing when nothing changed)."""
+        if self._rebase or not log.names:
+            log.rebase(self._base())
+            return
+        delta = self._delta()
+        if delta is None:
+            return
+        if log.log_bytes + len(delta) > max(log.base_bytes, REBASE_MIN_BYTES):
+            log.rebase(self._base())
+        else:
+            log.append(delta)
+
+    def snapshot(self) -> JoinSnapshot:
         """Write what changed since the last snapshot as one segment (a delta, or a new base
         when the rows were renumbered or the log outgrew the base) and return the manifest."""
         log = self.log
-        if not log.keeps:
-            pass  # the job runs without recovery: nothing will resume from this snapshot
-        elif self._rebase or not log.names:
-            log.rebase(self._base())
-        else:
-            delta = self._delta()
-            if delta is None:
-                pass
-            elif log.log_bytes + len(delta) > max(log.base_bytes, REBASE_MIN_BYTES):
-                log.rebase(self._base())
-            else:
-                log.append(delta)
+        if log.keeps:  # else the job runs without recovery: nothing resumes from it
+            self._write_changes(log)
         log.collect()
         self._mark = len(self.ids)
         self._changed, self._changed_arrays = [], []
@@ -646,7 +650,7 @@ class JoinStore:
         self._rebase = False
         return {
             "v": JOIN_STATE_VERSION,
-            "shard": shard,
+            "shard": shard_name(self.shard),
             "seq": log.seq,
             "segments": list(log.names),
             "sizes": list(log.sizes),
@@ -679,6 +683,7 @@ class JoinStore:
             log = SegmentLog(InlineSegments(manifest["inline"]))
         log.adopt(manifest["seq"], manifest["segments"], manifest["sizes"])
         store = cls(ttl_ms, log)
+        store.shard = shard_number(manifest["shard"])
         store.table = LabelTable(manifest["labels"])
         parts = list(_unpickled(log.read_all()))
         n = parts[-1][2] if parts[-1][0] == "delta" else parts[0][1]
