@@ -108,16 +108,12 @@ class SlidingWindow(ABC):
         self.scores, rows = batch_rows(
             self.scores, self.score_bins, batch, self.held, len(self._pairs)
         )
-        scores, self.scores = self.scores, None  # views in the loop leave the scores out
-        try:
-            views, steps = self._walk(pairs, batch.ts, every)
-        finally:
-            self.scores = scores
+        views, steps = self._walk(pairs, batch.ts, every)
         self._log.forget_before(self._first_logged())
-        if rows is None or scores is None:
+        if rows is None or self.scores is None:
             return views
         # The score state follows all steps at once; each view gets the scores of its step.
-        score_views = iter(scores.advance_steps(rows, steps))
+        score_views = iter(self.scores.advance_steps(rows, steps))
         return [replace(view, scores=next(score_views)) for view in views]
 
     def _walk(
@@ -138,7 +134,7 @@ class SlidingWindow(ABC):
             steps.append((pos, end, held + arrived - self.held, kept, due))
             pos = end
             if due:
-                views.append(self.view())
+                views.append(self.view(scores=False))  # its scores come after the walk
         return views, steps
 
     @abstractmethod
@@ -151,8 +147,9 @@ class SlidingWindow(ABC):
         """The number of the oldest record whose id and time a view may still need."""
 
     @abstractmethod
-    def view(self) -> WindowView:
-        """The window as a document needs it: labels seen so far, and their matrix."""
+    def view(self, scores: bool = True) -> WindowView:
+        """The window as a document needs it: labels seen so far, and their matrix (and the
+        score statistics, unless ``scores`` is False)."""
 
     @abstractmethod
     def snapshot(self) -> WindowSnapshot:
@@ -225,9 +222,9 @@ class SlidingWindow(ABC):
             "scores": None if self.scores is None else self.scores.snapshot(),
         }
 
-    def _score_view(self) -> ScoreView | None:
-        """The score statistics for a view, when the window holds any scored record."""
-        if self.scores is None or self.scores.scored == 0:
+    def _score_view(self, scores: bool = True) -> ScoreView | None:
+        """The score statistics for a view, when asked and the window holds a scored record."""
+        if not scores or self.scores is None or self.scores.scored == 0:
             return None
         return self.scores.view()
 

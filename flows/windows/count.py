@@ -85,7 +85,7 @@ class CountWindow(SlidingWindow):
     def _first_logged(self) -> int:
         return self.seq - self.held
 
-    def view(self) -> WindowView:
+    def view(self, scores: bool = True) -> WindowView:
         labels, matrix = self._seen()
         return WindowView(
             self.size,
@@ -97,7 +97,7 @@ class CountWindow(SlidingWindow):
             self._log.get(self.seq - 1),
             self.kind,
             self.held == self.size,
-            self._score_view(),
+            self._score_view(scores),
         )
 
     def _held_pairs(self) -> Codes:

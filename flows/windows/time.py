@@ -132,7 +132,7 @@ class TimeWindow(SlidingWindow):
         self._head = (self._head + gone) % len(self._pairs)
         self.held -= gone
 
-    def view(self) -> WindowView:
+    def view(self, scores: bool = True) -> WindowView:
         """The window as a document needs it; an empty window reports its newest record."""
         labels, matrix = self._seen()
         last = self._log.get(self.seq - 1)
@@ -147,7 +147,7 @@ class TimeWindow(SlidingWindow):
             last,
             self.kind,
             self.full,
-            self._score_view(),
+            self._score_view(scores),
         )
 
     def nbytes(self) -> int:
