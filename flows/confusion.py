@@ -115,9 +115,10 @@ def build_flow(
     alerting = Alerting(settings.drift_config(), settings.alert_policy())
     gauges = window_gauges(settings)
     join, shards, ttl_ms = settings.join, settings.join_shards, settings.label_ttl_ms
+    accel = settings.use_accel
 
     def parse(batch: RawBatch) -> ParsedBatch:
-        parsed = parse_batch(batch, ensemble, limits, join)
+        parsed = parse_batch(batch, ensemble, limits, join, accel)
         progress.parsed(parsed)
         return parsed
 

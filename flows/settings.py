@@ -8,6 +8,7 @@ that refuses to start.
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import math
 import os
 import sys
@@ -79,6 +80,9 @@ class Settings(AlertSettings, BaseModel):
     ensemble_weights: str = ""
     ensemble_name: str = Field("ensemble", min_length=1)
     batch_size: int = Field(1000, ge=1, le=100_000)
+    # The compiled batch decoder (accel/): used when installed (auto), never (off), or required
+    # (on: its absence stops the job at start instead of a silent fallback to Python).
+    accel: Literal["auto", "on", "off"] = "auto"
     max_record_bytes: int = Field(MAX_RECORD_BYTES, ge=64, le=1 << 30)
     max_models: int = Field(MAX_MODELS, ge=1, le=100_000)
     max_classes: int = Field(MAX_CLASSES, ge=2, le=100_000)
@@ -143,6 +147,21 @@ class Settings(AlertSettings, BaseModel):
     def _weights_parse(cls, value: str) -> str:
         parse_weights(value)
         return value
+
+    @field_validator("accel")
+    @classmethod
+    def _accel_installed(cls, value: str) -> str:
+        if value == "on" and not accel_available():
+            raise ValueError(
+                "CONFUSION_ACCEL=on but the compiled decoder (confusion_accel) is not installed: "
+                "run scripts/install-accel (needs a Rust toolchain) or set CONFUSION_ACCEL=auto"
+            )
+        return value
+
+    @property
+    def use_accel(self) -> bool:
+        """Whether parsing uses the compiled decoder (installed and not turned off)."""
+        return self.accel != "off" and accel_available()
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -268,6 +287,11 @@ class Settings(AlertSettings, BaseModel):
     @property
     def dead_letter_topic(self) -> str:
         return self.dlq_topic or f"{self.kafka_topics[0]}.dead-letter"
+
+
+def accel_available() -> bool:
+    """Whether the compiled decoder is installed (found, not imported: settings stay light)."""
+    return importlib.util.find_spec("confusion_accel") is not None
 
 
 def _reads_own_output(pattern: str, index: str) -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from flows.limits import Limits
+from flows.parsing.accel import decode as accel_decode
 from flows.parsing.checks import (
     ID_MAX,
     ID_MIN,
@@ -266,18 +267,18 @@ def _ids_out_of_range(ids: list[str | int]) -> NDArray[np.bool_] | bool:
 
 
 def _ensemble_columns(
-    ensemble: Ensemble, table: LabelTable, preds: list[dict[str, Any]], cols: PredictedCodes
+    ensemble: Ensemble, table: LabelTable, shape: tuple[str, ...] | None, cols: PredictedCodes
 ) -> NDArray[np.bool_] | bool:
     """Add the ensemble to ``cols`` as one more model; the rows to judge one by one instead.
 
-    When the batch is not regular enough for the column ensemble, every row goes one by one.
+    ``shape``: the models every record names, in one order (None when records differ). When the
+    batch is not regular enough for the column ensemble, every row goes one by one.
     """
-    shapes = set(map(tuple, preds))
-    if len(shapes) != 1:
+    if shape is None:
         return True
     maps = {model: (order, *cols.scores[model]) for model, order in cols.key_order.items()}
     bare = {model: cols.pred[model] for model in cols.bare}
-    voted = ensemble_columns(ensemble.weights, len(preds), table, next(iter(shapes)), bare, maps)
+    voted = ensemble_columns(ensemble.weights, len(cols.bad), table, shape, bare, maps)
     if voted is None:
         return True
     cols.pred[ensemble.name] = voted.pred
@@ -298,20 +299,25 @@ def _judge(
 DEFAULT_LIMITS = Limits()
 
 
-def parse_batch(
-    batch: RawBatch,
-    ensemble: Ensemble | None = None,
-    limits: Limits = DEFAULT_LIMITS,
-    join: bool = False,
-) -> ParsedBatch:
-    """Parse a batch into per-model columns, keeping read order within each model.
+_PythonColumns = tuple[
+    list[Any],
+    list[int],
+    list[int],
+    LabelTable,
+    list[str | int],
+    NDArray[np.int32],
+    NDArray[np.int64],
+    NDArray[np.bool_],
+    PredictedCodes,
+    tuple[str, ...] | None,
+]
 
-    Well-formed records take the columnar fast path (`flows.parsing.fast_path`, with the
-    ensemble as a weighted sum of score matrices, `flows.parsing.ensemble_columns`); the rest are
-    judged by `parse_record`, which gives the reason for each refusal. Both paths reach the same
-    verdict on every record. With ``join`` (delayed labels), prediction and label halves come
-    out apart, in ``halves``; an ensemble then judges every record one by one.
-    """
+
+def _python_columns(
+    batch: RawBatch, ensemble: Ensemble | None, limits: Limits, join: bool, reserved: str | None
+) -> _PythonColumns:
+    """The fast path in Python: decoded wires, the rows it takes, their columns, and the rows
+    it refuses to judge (``bad``); label halves' rows apart (with ``join``)."""
     values = batch.values
     wires = decode_batch(values, limits.record_bytes, join)
     table = LabelTable()
@@ -346,13 +352,48 @@ def parse_batch(
     if int in set(map(type, labels)):
         labels = [label if type(label) is str else str(label) for label in labels]
     truth = table.encode(labels)
-    cols = predicted_codes(table, preds, None if ensemble is None else ensemble.name)
+    cols = predicted_codes(table, preds, reserved)
     bad |= cols.bad
     if len(cols.pred) > limits.models:  # some record may have too many entries
         bad |= np.asarray([len(p) > limits.models for p in preds], dtype=bool)
+    shapes = set(map(tuple, preds)) if ensemble is not None else set()
+    shape = next(iter(shapes)) if len(shapes) == 1 else None
+    return wires, label_rows, fast, table, ids, truth, ts, bad, cols, shape
+
+
+def parse_batch(
+    batch: RawBatch,
+    ensemble: Ensemble | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    join: bool = False,
+    accel: bool = False,
+) -> ParsedBatch:
+    """Parse a batch into per-model columns, keeping read order within each model.
+
+    Well-formed records take the columnar fast path (`flows.parsing.fast_path`, with the
+    ensemble as a weighted sum of score matrices, `flows.parsing.ensemble_columns`); the rest are
+    judged by `parse_record`, which gives the reason for each refusal. Both paths reach the same
+    verdict on every record. With ``join`` (delayed labels), prediction and label halves come
+    out apart, in ``halves``; an ensemble then judges every record one by one. With ``accel``
+    the compiled decoder (`flows.parsing.accel`) reads a plain batch's columns in one call; a
+    batch it does not take whole is parsed here as without it.
+    """
+    values = batch.values
+    reserved = None if ensemble is None else ensemble.name
+    got = None if join or not accel else accel_decode(values, batch.fallback_ts, limits, reserved)
+    if got is not None:
+        wires: list[Any] = []
+        label_rows: list[int] = []
+        fast = list(range(len(values)))
+        table, ids, truth, ts, cols = got.table, got.ids, got.truth, got.ts, got.cols
+        bad, shape = np.zeros(len(ids), dtype=bool), got.shape
+    else:
+        wires, label_rows, fast, table, ids, truth, ts, bad, cols, shape = _python_columns(
+            batch, ensemble, limits, join, reserved
+        )
     bad |= _ids_out_of_range(ids)
-    if ensemble is not None and ws:
-        bad |= _ensemble_columns(ensemble, table, preds, cols)
+    if ensemble is not None and fast:
+        bad |= _ensemble_columns(ensemble, table, shape, cols)
     rows = np.asarray(fast, dtype=np.int64)
     keep = ~bad
 
