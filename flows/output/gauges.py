@@ -9,17 +9,25 @@ process exports at most ``models x (6 + 2 x (classes + 1))`` window series (4 mo
 delayed labels), plus alert counters per ``(model, source, status)``. An undefined value (e.g.
 MCC of a one-class window, the recall of a class absent from the window) is NaN, which no
 alerting comparison matches.
+
+The gauges are set when Prometheus scrapes, from each model's latest document, not once per
+document: a job emits thousands of documents between two scrapes, and only the last of each
+model is ever read. `observe` keeps the document (and admits its model and classes, so which ones
+get series does not depend on when scrapes happen); a collector registered before the gauges
+sets them at the start of every collection.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.registry import REGISTRY
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import REGISTRY, Collector
 
 from flows.output.alerts import window_fill
 
@@ -27,6 +35,24 @@ HEADLINE_GAUGES = ("accuracy", "balanced_accuracy", "macro_f1", "mcc")
 OTHER = "other"
 
 log = logging.getLogger("confusion.gauges")
+
+
+class _SetOnCollect(Collector):
+    """Sets the window gauges from the latest documents when a collection starts.
+
+    Registered before the gauges, so the registry (which collects in registration order)
+    reaches it first; it reports no metric of its own.
+    """
+
+    def __init__(self, gauges: WindowGauges) -> None:
+        self.gauges = gauges
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterable[Metric]:
+        self.gauges.flush()
+        return []
 
 
 class WindowGauges:
@@ -37,6 +63,10 @@ class WindowGauges:
     ) -> None:
         self.max_models = max_models
         self.max_classes = max_classes
+        # Latest document per model since the last collection; workers of one process share it.
+        self._latest: dict[str, Mapping[str, Any]] = {}
+        self._lock = threading.Lock()
+        registry.register(_SetOnCollect(self))
         self.headline = {
             name: Gauge(
                 f"confusion_window_{name}",
@@ -124,10 +154,27 @@ class WindowGauges:
         return True
 
     def observe(self, doc: Mapping[str, Any]) -> None:
-        """Set the gauges of ``doc``'s model from its window."""
+        """Keep ``doc`` as its model's latest window; the gauges take it at the next scrape."""
         model = doc["model"]
-        if not self._admitted(model):
-            return
+        with self._lock:
+            if not self._admitted(model):
+                return
+            named = self._classes[model]
+            if len(named) < self.max_classes:
+                for cls in doc["metrics"].get("per_class") or {}:
+                    if cls not in named and cls != OTHER and len(named) < self.max_classes:
+                        named.append(cls)
+            self._latest[model] = doc
+
+    def flush(self) -> None:
+        """Set the gauges from every model's latest document observed since the last flush."""
+        with self._lock:
+            latest, self._latest = self._latest, {}
+            for doc in latest.values():
+                self._set(doc)
+
+    def _set(self, doc: Mapping[str, Any]) -> None:
+        model = doc["model"]
         metrics = doc["metrics"]
         children = self._model_children.get(model)
         if children is None:
@@ -149,10 +196,7 @@ class WindowGauges:
             self.latency_p95.labels(model).set(math.nan if p95 is None else p95 / 1000)
 
     def _per_class(self, model: str, per_class: Mapping[str, Mapping[str, Any]]) -> None:
-        named = self._classes[model]
-        for cls in per_class:
-            if cls not in named and cls != OTHER and len(named) < self.max_classes:
-                named.append(cls)
+        named = self._classes[model]  # admitted by `observe`, in the order first seen
         rest_tp = rest_support = rest_predicted = 0
         for cls, counts in per_class.items():
             if cls not in named:
@@ -183,8 +227,9 @@ class WindowGauges:
     def alerted(self, alert: Mapping[str, Any]) -> None:
         """Count one alert document."""
         model = alert["model"]
-        if not self._admitted(model):
-            return
+        with self._lock:
+            if not self._admitted(model):
+                return
         self.alerts.labels(model, alert["source"], alert["status"]).inc()
 
 
