@@ -13,6 +13,35 @@ pub struct Scanner<'a> {
     pub i: usize,
 }
 
+const PLAIN: u8 = 0;
+const QUOTE: u8 = 1;
+const HIGH: u8 = 2; // a byte of a multi-byte UTF-8 character
+const REFUSED: u8 = 3; // a backslash or a control character
+
+/// What each byte is inside a string.
+const BYTE: [u8; 256] = {
+    let mut t = [PLAIN; 256];
+    let mut c = 0;
+    while c < 256 {
+        t[c] = if c < 0x20 || c == b'\\' as usize {
+            REFUSED
+        } else if c == b'"' as usize {
+            QUOTE
+        } else if c >= 0x80 {
+            HIGH
+        } else {
+            PLAIN
+        };
+        c += 1;
+    }
+    t
+};
+
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
 /// A JSON number as written: an integer literal, or anything with a fraction or an exponent.
 pub enum Number {
     Int(i64),
@@ -59,88 +88,121 @@ impl<'a> Scanner<'a> {
     /// A string without escapes or control characters, as valid UTF-8.
     pub fn string(&mut self) -> Result<&'a str, Refusal> {
         self.eat(b'"')?;
-        let start = self.i;
         let b = self.b;
+        let start = self.i;
+        let mut i = start;
         let mut ascii = true;
-        while self.i < b.len() {
-            let c = b[self.i];
-            if c == b'"' {
-                let raw = &b[start..self.i];
-                self.i += 1;
-                if ascii {
-                    // SAFETY: every byte is below 0x80, so the bytes are valid UTF-8.
-                    return Ok(unsafe { std::str::from_utf8_unchecked(raw) });
+        loop {
+            // One table lookup per byte: most bytes are plain ASCII and only move on.
+            while i < b.len() && BYTE[b[i] as usize] == PLAIN {
+                i += 1;
+            }
+            match b.get(i).map(|&c| BYTE[c as usize]) {
+                Some(QUOTE) => break,
+                Some(HIGH) => {
+                    ascii = false;
+                    i += 1;
                 }
-                return std::str::from_utf8(raw).map_err(|_| "bad utf-8");
+                Some(_) => return Err("escape or control character in a string"),
+                None => return Err("unterminated string"),
             }
-            if c == b'\\' {
-                return Err("escape in a string");
-            }
-            if c < 0x20 {
-                return Err("control character in a string");
-            }
-            ascii &= c < 0x80;
-            self.i += 1;
         }
-        Err("unterminated string")
+        let raw = &b[start..i];
+        self.i = i + 1;
+        if ascii {
+            // SAFETY: every byte is below 0x80, so the bytes are valid UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(raw) });
+        }
+        std::str::from_utf8(raw).map_err(|_| "bad utf-8")
     }
 
     /// A number by RFC 8259's grammar; integers must fit in 64 bits, floats must be finite.
+    ///
+    /// A decimal without exponent whose digits fit in 2**53 with at most 22 fraction digits is
+    /// the quotient of two exact doubles, which IEEE division rounds correctly (Clinger's fast
+    /// path): the same double as Python's float() of the text. Others go to Rust's parser,
+    /// also correctly rounded.
     pub fn number(&mut self) -> Result<Number, Refusal> {
         self.ws();
         let b = self.b;
         let start = self.i;
-        if b.get(self.i) == Some(&b'-') {
+        let negative = b.get(self.i) == Some(&b'-');
+        if negative {
             self.i += 1;
         }
+        let mut mantissa: u64 = 0;
+        let mut digits = 0u32;
         match b.get(self.i) {
             Some(b'0') => self.i += 1,
             Some(c) if c.is_ascii_digit() => {
-                while matches!(b.get(self.i), Some(c) if c.is_ascii_digit()) {
+                while let Some(&c) = b.get(self.i) {
+                    if !c.is_ascii_digit() {
+                        break;
+                    }
+                    mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+                    digits += 1;
                     self.i += 1;
                 }
             }
             _ => return Err("not a number"),
         }
+        let mut fraction = 0u32;
         let mut float = false;
         if b.get(self.i) == Some(&b'.') {
             float = true;
             self.i += 1;
-            let digits = self.i;
-            while matches!(b.get(self.i), Some(c) if c.is_ascii_digit()) {
+            while let Some(&c) = b.get(self.i) {
+                if !c.is_ascii_digit() {
+                    break;
+                }
+                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+                fraction += 1;
                 self.i += 1;
             }
-            if self.i == digits {
+            if fraction == 0 {
                 return Err("fraction without digits");
             }
         }
+        let mut exponent = false;
         if matches!(b.get(self.i), Some(b'e') | Some(b'E')) {
             float = true;
+            exponent = true;
             self.i += 1;
             if matches!(b.get(self.i), Some(b'+') | Some(b'-')) {
                 self.i += 1;
             }
-            let digits = self.i;
+            let at = self.i;
             while matches!(b.get(self.i), Some(c) if c.is_ascii_digit()) {
                 self.i += 1;
             }
-            if self.i == digits {
+            if self.i == at {
                 return Err("exponent without digits");
             }
         }
-        // The bytes are ASCII digits and signs: valid UTF-8.
-        let text = std::str::from_utf8(&b[start..self.i]).map_err(|_| "bad number")?;
-        if float {
-            let value: f64 = text.parse().map_err(|_| "bad float")?;
-            if !value.is_finite() {
-                return Err("float not finite");
+        // Leading zeros of a fraction ("0.0001") count as digits here: still exact.
+        let exact = digits + fraction <= 19 && mantissa < (1u64 << 53);
+        if !float {
+            if digits <= 18 {
+                let v = mantissa as i64; // < 10**18: fits
+                return Ok(Number::Int(if negative { -v } else { v }));
             }
-            Ok(Number::Float(value))
-        } else {
-            text.parse::<i64>()
+            // The bytes are ASCII digits and a sign: valid UTF-8.
+            let text = std::str::from_utf8(&b[start..self.i]).map_err(|_| "bad number")?;
+            return text
+                .parse::<i64>()
                 .map(Number::Int)
-                .map_err(|_| "integer beyond 64 bits")
+                .map_err(|_| "integer beyond 64 bits");
         }
+        if !exponent && exact && fraction <= 22 {
+            let v = mantissa as f64 / POW10[fraction as usize];
+            return Ok(Number::Float(if negative { -v } else { v }));
+        }
+        let text = std::str::from_utf8(&b[start..self.i]).map_err(|_| "bad number")?;
+        let value: f64 = text.parse().map_err(|_| "bad float")?;
+        if !value.is_finite() {
+            return Err("float not finite");
+        }
+        Ok(Number::Float(value))
     }
 
     /// Skip ``null`` if it is next.
