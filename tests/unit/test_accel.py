@@ -228,3 +228,29 @@ def test_settings_choose_the_decoder() -> None:
     assert load_settings({}).use_accel
     assert load_settings({"CONFUSION_ACCEL": "on"}).use_accel
     assert not load_settings({"CONFUSION_ACCEL": "off"}).use_accel
+
+
+def _number_texts(rng: random.Random) -> list[str]:
+    x = rng.random() * 10 ** rng.randint(-8, 8)
+    return [
+        repr(x),
+        f"{x:.{rng.randint(0, 25)}f}",
+        f"{x:.{rng.randint(1, 17)}e}",
+        f"{rng.randint(0, 2**60)}",
+        f"{rng.randint(0, 2**53)}.{rng.randint(0, 10**6):06d}",
+        f"0.{'0' * rng.randint(0, 20)}{rng.randint(1, 10**15)}",
+        f"-{rng.randint(0, 9)}.{rng.randint(0, 10**18)}E{rng.randint(-300, 300)}",
+    ]
+
+
+@needs_accel
+def test_every_score_is_the_double_python_reads() -> None:
+    """Scores written every which way (long fractions, exponents, big integers) decode to the
+    same doubles on both paths: the compiled decoder's fast path is exact, not approximate."""
+    rng = random.Random(17)
+    lines = []
+    for i in range(3000):
+        a, b = rng.sample(_number_texts(rng), 2)
+        lines.append(f'{{"id":{i},"label":"x","predictions":{{"m":{{"x":{a},"y":{b}}}}}}}'.encode())
+    assert _compare(lines, 1) > 1500  # the rest hold integers over 2**53 or overflow
+    _compare(lines, 100)
