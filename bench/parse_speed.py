@@ -49,6 +49,7 @@ from bench.common import (
     table,
     wide_records,
 )
+from flows.settings import accel_available
 
 WINDOW = 1000
 EMIT = 100
@@ -135,9 +136,14 @@ def job_env(shape: Shape, path: Path, scratch: Path, **extra: object) -> dict[st
     )
 
 
-def run_job(shape: Shape, path: Path, scratch: Path, code: Path | None = None) -> Run:
-    """The job; ``code``: another checkout's ``flows`` instead of this one (an A/B baseline)."""
+def run_job(
+    shape: Shape, path: Path, scratch: Path, code: Path | None = None, accel: str = "auto"
+) -> Run:
+    """The job; ``code``: another checkout's ``flows`` instead of this one (an A/B baseline);
+    ``accel``: its CONFUSION_ACCEL (``off``: the pure-Python parser)."""
     env = job_env(shape, path, scratch)
+    if code is None:
+        env["CONFUSION_ACCEL"] = accel
     if code is not None:
         env["PYTHONPATH"] = str(code)
     wall, cpu, _ = _timed([PYTHON, "-m", "bytewax.run", "flows.confusion"], env, code)
@@ -270,17 +276,26 @@ def main(argv: list[str] | None = None) -> Report:
         for path in paths.values():  # warm the page cache: every contender reads from memory
             path.read_bytes()
         runs: dict[tuple[str, str], list[Run]] = {}
-        kinds = ("job", "decode", "naive") + (("baseline",) if args.baseline else ())
+        # With the compiled decoder installed the job runs with it (CONFUSION_ACCEL=on: its
+        # absence would stop the run) and again without it, the pure-Python reference.
+        compiled = accel_available()
+        kinds = (
+            ("job", "decode", "naive")
+            + (("pure",) if compiled else ())
+            + (("baseline",) if args.baseline else ())
+        )
         todo = [(s, kind) for s in shapes for kind in kinds]
         for r in range(repeats):
             for shape, kind in todo if r % 2 == 0 else todo[::-1]:
                 path = paths[shape.name]
                 if kind == "job":
-                    run = run_job(shape, path, scratch)
+                    run = run_job(shape, path, scratch, accel="on" if compiled else "off")
                     if args.quick and shape.name not in checked:
                         checked[shape.name] = same_work(shape, path, scratch)
                 elif kind == "baseline":
                     run = run_job(shape, path, scratch, args.baseline)
+                elif kind == "pure":
+                    run = run_job(shape, path, scratch, accel="off")
                 elif kind == "decode":
                     run = run_decode(path)
                 else:
@@ -302,24 +317,31 @@ def main(argv: list[str] | None = None) -> Report:
                     f"{naive[0].documents}"
                 )
             (jw, jc), (dw, dc), (nw, nc) = (_rate(n, x) for x in (job, decode, naive))
+            pw, pc = _rate(n, runs[shape.name, "pure"]) if compiled else (jw, jc)
             rows.append(
                 (
                     shape.title,
                     f"{n:,}",
                     num(jw),
+                    num(pw),
                     num(dw),
                     num(nw),
                     f"{jw / dw:.2f}x",
                     f"{jw / nw:.2f}x",
+                    f"{pw / dw:.2f}x",
+                    f"{pw / nw:.2f}x",
                     f"{jc / dc:.2f}x",
                     f"{jc / nc:.2f}x",
                 )
             )
             data[shape.name] = {
                 "job": jw,
+                "job_python_parser": pw,
+                "compiled_decoder": compiled,
                 "decode": dw,
                 "naive": nw,
                 "job_cpu": jc,
+                "job_python_parser_cpu": pc,
                 "decode_cpu": dc,
                 "naive_cpu": nc,
             }
@@ -350,10 +372,13 @@ def main(argv: list[str] | None = None) -> Report:
                         "shape",
                         "records",
                         "job",
+                        "job, Python parser",
                         "decode only",
                         "naive loop",
                         "job / decode",
                         "job / naive",
+                        "Python parser / decode",
+                        "Python parser / naive",
                         "job / decode (CPU)",
                         "job / naive (CPU)",
                     ),
@@ -363,6 +388,14 @@ def main(argv: list[str] | None = None) -> Report:
                     "Each contender is its own process, timed from spawn to exit (start-up and "
                     "imports included); CPU columns compare records per CPU-second of the "
                     "process, which a busy machine disturbs less.",
+                    (
+                        "The job runs with the compiled decoder (accel/, CONFUSION_ACCEL=on); "
+                        "'job, Python parser' is the same job with CONFUSION_ACCEL=off, the "
+                        "pure-Python reference and the default where no Rust toolchain is."
+                        if compiled
+                        else "The compiled decoder is not installed here: the job ran with the "
+                        "pure-Python parser (both job columns are that run)."
+                    ),
                     "The job: file -> JSON-lines documents, CONFUSION_BATCH_SIZE=1000, score "
                     "statistics, drift detectors and alert rules off (the naive loop computes "
                     "none of them); the naive loop builds the same documents but writes none.",
