@@ -124,9 +124,7 @@ fn entry<'a>(s: &mut Scanner<'a>, arena: &mut Arena<'a>) -> Result<Entry<'a>, Re
                 if key.is_empty() {
                     return Err("empty score label");
                 }
-                if arena.scores[start..].iter().any(|(k, _)| *k == key) {
-                    return Err("duplicate score label");
-                }
+                // A repeated label is found in `model_columns`, once per distinct key order.
                 s.eat(b':')?;
                 let value = score(s)?;
                 arena.scores.push((key, value));
@@ -329,6 +327,20 @@ fn best<'a>(map: &[(&'a str, f64)]) -> &'a str {
     top.0
 }
 
+/// Whether a score map names a label twice (msgspec would keep the last score; Python's path
+/// then judges the record, so this path refuses the batch).
+fn repeats_a_label(map: &[(&str, f64)]) -> bool {
+    if map.len() < 8 {
+        return map
+            .iter()
+            .enumerate()
+            .any(|(i, (k, _))| map[..i].iter().any(|(j, _)| j == k));
+    }
+    let mut keys: Vec<&str> = map.iter().map(|(k, _)| *k).collect();
+    keys.sort_unstable();
+    keys.windows(2).any(|w| w[0] == w[1])
+}
+
 fn same_keys(a: &[(&str, f64)], b: &[(&str, f64)]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|((x, _), (y, _))| x == y)
 }
@@ -338,7 +350,7 @@ fn model_columns<'a>(
     entries: &[Option<&Entry<'a>>],
     arena: &Arena<'a>,
     table: &mut Table<'a>,
-) -> ModelOut<'a> {
+) -> Result<ModelOut<'a>, Refusal> {
     let n = entries.len();
     let present = entries.iter().flatten().count();
     let maps = entries
@@ -367,7 +379,7 @@ fn model_columns<'a>(
         }
         // `predicted_codes` calls a model bare only when every entry is a string.
         out.bare = present == n && !ints;
-        return out;
+        return Ok(out);
     }
     let first: &[(&'a str, f64)] = entries
         .iter()
@@ -383,6 +395,9 @@ fn model_columns<'a>(
             _ => false,
         });
     if uniform {
+        if repeats_a_label(first) {
+            return Err("a score map repeats a label");
+        }
         // `_argmax_codes`: every key interned in label order, the first maximum in that order.
         let k = first.len();
         let mut order: Vec<usize> = (0..k).collect();
@@ -411,7 +426,7 @@ fn model_columns<'a>(
         if present == n {
             out.key_order = Some(first.iter().map(|(key, _)| *key).collect());
         }
-        return out;
+        return Ok(out);
     }
     // `_one_by_one` then `_score_matrix`: best labels interned in row order; score columns the
     // sorted union of every map's labels.
@@ -422,6 +437,9 @@ fn model_columns<'a>(
             Some(Entry::Int(l)) => out.pred[row] = table.code(&Cow::Owned(l.clone())),
             Some(Entry::Map { start, len }) => {
                 let m = arena.map(*start, *len);
+                if repeats_a_label(m) {
+                    return Err("a score map repeats a label");
+                }
                 out.pred[row] = table.code(&Cow::Borrowed(best(m)));
                 names.extend(m.iter().map(|(key, _)| *key));
             }
@@ -441,7 +459,7 @@ fn model_columns<'a>(
         }
     }
     out.scores = Some((names, scores));
-    out
+    Ok(out)
 }
 
 /// The batch as columns, or why it goes to the Python parser instead.
@@ -483,7 +501,7 @@ pub fn columns<'a>(values: &[&'a [u8]], rules: &Rules) -> Result<BatchOut<'a>, R
     let models = per_model
         .iter()
         .map(|(name, entries)| model_columns(name, entries, &arena, &mut table))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let shape = (shape && n > 0).then(|| {
         arena
             .entries_of(&records[0])
