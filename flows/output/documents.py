@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, NotRequired, TypedDict
@@ -61,7 +62,8 @@ def iso_ms(epoch_ms: int) -> str:
 
 
 def now_ms() -> int:
-    return int(datetime.now(tz=UTC).timestamp() * 1000)
+    """Wall-clock epoch milliseconds (one per document: no datetime object)."""
+    return time.time_ns() // 1_000_000
 
 
 def document(model: str, view: WindowView, emitted_at_ms: int) -> Document:
@@ -71,12 +73,13 @@ def document(model: str, view: WindowView, emitted_at_ms: int) -> Document:
     matrix = view.matrix
     if order != list(range(len(order))):
         matrix = matrix[order][:, order]
+    rows = matrix.tolist()
     doc: Document = {
         "model": model,
         "window": window_info(view),
         "labels": labels,
-        "matrix": matrix.tolist(),
-        "metrics": metrics.compute(labels, matrix),
+        "matrix": rows,
+        "metrics": metrics.of_rows(labels, rows),
         "seq": view.seq,
         "emitted_at": iso_ms(emitted_at_ms),
     }

@@ -122,7 +122,14 @@ def _summary(rows: list[list[int]]) -> dict[str, float | None]:
 
 def compute(labels: Sequence[str], matrix: Counts) -> Metrics:
     """The ``metrics`` object of an output document."""
-    rows = matrix.tolist()
+    return of_rows(labels, matrix.tolist())
+
+
+def of_rows(labels: Sequence[str], rows: list[list[int]]) -> Metrics:
+    """`compute` of a matrix already turned into lists (the document holds them too).
+
+    The lists are only read: the document shares them as its ``matrix``.
+    """
     metrics = cast(Metrics, _summary(rows))
     metrics["per_class"] = _per_class(labels, rows)
     return metrics

@@ -122,8 +122,7 @@ class TimeWindow(SlidingWindow):
         """Let out the oldest read records while their time is at or before ``cutoff``."""
         gone = 0
         for lo, hi in self._slots(self._head, self.held):
-            inside = np.flatnonzero(self._ts[lo:hi] > cutoff)
-            stop = lo + (int(inside[0]) if len(inside) else hi - lo)
+            stop = _first_after(self._ts, lo, hi, cutoff)
             if stop > lo:
                 self.matrix -= self._counts(self._pairs[lo:stop])
                 gone += stop - lo
@@ -200,3 +199,20 @@ class TimePolicy(WindowPolicy[TimeWindow, TimeSnapshot]):
 
     def restore(self, state: TimeSnapshot) -> TimeWindow:
         return TimeWindow.restore(state, self.duration_ms, self.score_bins)
+
+
+def _first_after(ts: NDArray[np.int64], lo: int, hi: int, cutoff: int) -> int:
+    """The first index in ``lo .. hi - 1`` whose time is after ``cutoff`` (``hi`` when none).
+
+    Looks at a growing prefix (64, 128, ... rows) instead of the whole held range: a step lets
+    out about as many records as it takes in, so the answer is near ``lo``.
+    """
+    start, span = lo, 64
+    while start < hi:
+        end = min(start + span, hi)
+        after = ts[start:end] > cutoff
+        first = int(after.argmax())
+        if after[first]:
+            return start + first
+        start, span = end, span * 2
+    return hi
