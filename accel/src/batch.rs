@@ -165,7 +165,7 @@ fn predictions<'a>(
         if model.is_empty() || Some(model) == rules.reserved {
             return Err("empty or reserved model name");
         }
-        if arena.entries[start..].iter().any(|(m, _)| *m == model) {
+        if arena.entries[start..].iter().any(|(m, _)| same(m, model)) {
             return Err("duplicate model");
         }
         s.eat(b':')?;
@@ -206,8 +206,8 @@ pub fn record<'a>(
     loop {
         let key = s.string()?;
         s.eat(b':')?;
-        match key {
-            "id" if id.is_none() => {
+        match key.as_bytes() {
+            b"id" if id.is_none() => {
                 id = Some(match s.peek() {
                     Some(b'"') => {
                         let v = s.string()?;
@@ -222,7 +222,7 @@ pub fn record<'a>(
                     },
                 })
             }
-            "label" if label.is_none() => {
+            b"label" if label.is_none() => {
                 label = Some(match s.peek() {
                     Some(b'"') => {
                         let v = s.string()?;
@@ -237,7 +237,7 @@ pub fn record<'a>(
                     },
                 })
             }
-            "ts" if !ts_seen => {
+            b"ts" if !ts_seen => {
                 ts_seen = true;
                 ts = match s.peek() {
                     Some(b'"') => Some(rfc3339_ms(s.string()?).ok_or("ts not in the strict form")?),
@@ -248,7 +248,7 @@ pub fn record<'a>(
                     },
                 }
             }
-            "predictions" if preds.is_none() => preds = Some(predictions(&mut s, rules, arena)?),
+            b"predictions" if preds.is_none() => preds = Some(predictions(&mut s, rules, arena)?),
             _ => return Err("unknown or repeated field"),
         }
         match s.peek() {
@@ -327,6 +327,26 @@ fn best<'a>(map: &[(&'a str, f64)]) -> &'a str {
     top.0
 }
 
+/// String equality without a call to memcmp: the labels and model names compared here are
+/// short, where the call costs more than the bytes.
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i + 8 <= a.len() {
+        let x = u64::from_ne_bytes(a[i..i + 8].try_into().expect("8 bytes"));
+        let y = u64::from_ne_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        if x != y {
+            return false;
+        }
+        i += 8;
+    }
+    a[i..].iter().zip(&b[i..]).all(|(x, y)| x == y)
+}
+
 /// Whether a score map names a label twice (msgspec would keep the last score; Python's path
 /// then judges the record, so this path refuses the batch).
 fn repeats_a_label(map: &[(&str, f64)]) -> bool {
@@ -342,7 +362,7 @@ fn repeats_a_label(map: &[(&str, f64)]) -> bool {
 }
 
 fn same_keys(a: &[(&str, f64)], b: &[(&str, f64)]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|((x, _), (y, _))| x == y)
+    a.len() == b.len() && a.iter().zip(b).all(|((x, _), (y, _))| same(x, y))
 }
 
 fn model_columns<'a>(
@@ -484,7 +504,7 @@ pub fn columns<'a>(values: &[&'a [u8]], rules: &Rules) -> Result<BatchOut<'a>, R
         }
         for (place, (model, e)) in entries.iter().enumerate() {
             let m = match per_model.get(place) {
-                Some((name, _)) if name == model => place,
+                Some((name, _)) if same(name, model) => place,
                 _ => {
                     if row > 0 {
                         shape = false;
