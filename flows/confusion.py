@@ -209,14 +209,15 @@ def build_flow(
         ),
     )
     # The window step also refuses records over CONFUSION_MAX_CLASSES: those join the others;
-    # and it raises alerts, which go to their own sinks.
-    split = op.branch("split", out, lambda item: not isinstance(item[1], DeadLetter))
-    by_kind = op.branch("alerts_apart", split.trues, lambda item: isinstance(item[1], Alert))
-    docs: Any = by_kind.falses
+    # and it raises alerts, which go to their own sinks. Documents (plain dicts, the most
+    # items by far) are set apart first, so each passes one branch, not two.
+    split = op.branch("split", out, lambda item: type(item[1]) is dict)
+    docs: Any = split.trues
+    by_kind = op.branch("alerts_apart", split.falses, lambda item: isinstance(item[1], Alert))
     alerts = op.map("alerts_out", by_kind.trues, alert_doc)
     for k, sink in enumerate(sinks.alerts):
         op.output("alerts" if k == 0 else f"alerts_{k}", alerts, sink)
-    limited = op.map("over_limit", split.falses, over_limit)
+    limited = op.map("over_limit", by_kind.falses, over_limit)
     op.output("dead_letters", op.merge("all_rejected", rejected, limited), sinks.dead_letters)
     op.inspect("count", docs, lambda _step, item: counted(item))
     op.output("documents", docs, sinks.documents)
