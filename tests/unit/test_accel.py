@@ -12,18 +12,30 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from bytewax.testing import TestingSink, TestingSource
 
+from flows.confusion import Sinks
 from flows.demo import demo_lines, sample_lines
 from flows.limits import Limits
 from flows.parsing import accel
-from flows.parsing.batches import DEFAULT_LIMITS, ParsedBatch, RawBatch, parse_batch
+from flows.parsing import batches as batches_module
+from flows.parsing.batches import (
+    DEFAULT_LIMITS,
+    DeadLetter,
+    ParsedBatch,
+    RawBatch,
+    parse_batch,
+)
 from flows.parsing.ensemble import Ensemble
 from flows.settings import load_settings
+from tests.flow.runner import execute, job_env, raw_batches
 from tests.hostile import hostile_lines
 from tests.streams import (
     ENSEMBLE_WEIGHTS,
@@ -254,3 +266,59 @@ def test_every_score_is_the_double_python_reads() -> None:
         lines.append(f'{{"id":{i},"label":"x","predictions":{{"m":{{"x":{a},"y":{b}}}}}}}'.encode())
     assert _compare(lines, 1) > 1500  # the rest hold integers over 2**53 or overflow
     _compare(lines, 100)
+
+
+def test_install_without_rust_skips_the_decoder(tmp_path: Path) -> None:
+    """The README's commands work where there is no Rust: scripts/install-accel says so and
+    exits 0 when cargo is not on the PATH."""
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for name in ("bash", "cat", "sha256sum", "cut", "dirname"):
+        found = shutil.which(name)
+        assert found is not None
+        (tools / name).symlink_to(found)
+    env = {"PATH": str(tools), "HOME": str(tmp_path)}
+    script = Path(__file__).resolve().parents[2] / "scripts" / "install-accel"
+    done = subprocess.run(
+        [str(tools / "bash"), str(script)], env=env, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "no Rust toolchain" in done.stderr
+
+
+@needs_accel
+def test_the_job_writes_the_same_with_and_without_the_decoder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole dataflow, CONFUSION_ACCEL=on against off: the same documents (but their
+    emission time) and the same dead letters, on a stream with bad lines and missing times."""
+    taken: list[int] = []
+    real = batches_module.accel_decode
+
+    def counting(*args: Any) -> accel.Columns | None:
+        got = real(*args)
+        taken.append(got is not None)
+        return got
+
+    monkeypatch.setattr(batches_module, "accel_decode", counting)
+    lines = adversarial_stream(600, 3).lines + sample_lines(total=3000)
+    fallback = [1_795_000_000_000 + 100 * i for i in range(len(lines))]
+    outputs = []
+    for mode in ("on", "off"):
+        env = job_env(tmp_path, window_size=50, emit_every=7)
+        env["CONFUSION_ACCEL"] = mode
+        settings = load_settings(env)
+        assert settings.use_accel is (mode == "on")
+        documents: list[tuple[str, dict[str, Any]]] = []
+        letters: list[tuple[str, DeadLetter]] = []
+        execute(
+            settings,
+            source=TestingSource(raw_batches(lines, fallback, (100,))),
+            sinks=Sinks(TestingSink(documents), TestingSink(letters)),
+        )
+        for _, doc in documents:
+            doc.pop("emitted_at")
+        outputs.append(([doc for _, doc in documents], [d.to_json() for _, d in letters]))
+    assert outputs[0] == outputs[1]
+    assert len(outputs[0][0]) > 500 and len(outputs[0][1]) > 10
+    assert sum(taken) >= 30  # the sample's batches went through the decoder (only when on)
