@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from flows.limits import Limits
+from flows.parsing.accel import Columns
 from flows.parsing.accel import decode as accel_decode
 from flows.parsing.checks import (
     ID_MAX,
@@ -299,25 +300,32 @@ def _judge(
 DEFAULT_LIMITS = Limits()
 
 
-_PythonColumns = tuple[
-    list[Any],
-    list[int],
-    list[int],
-    LabelTable,
-    list[str | int],
-    NDArray[np.int32],
-    NDArray[np.int64],
-    NDArray[np.bool_],
-    PredictedCodes,
-    tuple[str, ...] | None,
-]
+@dataclass(slots=True)
+class _FastColumns:
+    """What the columnar path makes of a batch, before the rows it refuses are judged.
+
+    ``fast`` lists the rows it took (``ids`` .. ``cols`` are aligned with them), ``bad`` those of
+    them it hands back to be judged one by one; ``wires`` are the decoded records and
+    ``label_rows`` the label halves (with the join); ``shape`` is the models every record names,
+    in one order, when they all do (the column ensemble needs it).
+    """
+
+    wires: list[Any]
+    label_rows: list[int]
+    fast: list[int]
+    table: LabelTable
+    ids: list[str | int]
+    truth: NDArray[np.int32]
+    ts: NDArray[np.int64]
+    bad: NDArray[np.bool_]
+    cols: PredictedCodes
+    shape: tuple[str, ...] | None
 
 
 def _python_columns(
     batch: RawBatch, ensemble: Ensemble | None, limits: Limits, join: bool, reserved: str | None
-) -> _PythonColumns:
-    """The fast path in Python: decoded wires, the rows it takes, their columns, and the rows
-    it refuses to judge (``bad``); label halves' rows apart (with ``join``)."""
+) -> _FastColumns:
+    """The columnar path in Python: msgspec's batch decode, then column by column."""
     values = batch.values
     wires = decode_batch(values, limits.record_bytes, join)
     table = LabelTable()
@@ -358,7 +366,24 @@ def _python_columns(
         bad |= np.asarray([len(p) > limits.models for p in preds], dtype=bool)
     shapes = set(map(tuple, preds)) if ensemble is not None else set()
     shape = next(iter(shapes)) if len(shapes) == 1 else None
-    return wires, label_rows, fast, table, ids, truth, ts, bad, cols, shape
+    return _FastColumns(wires, label_rows, fast, table, ids, truth, ts, bad, cols, shape)
+
+
+def _compiled_columns(got: Columns) -> _FastColumns:
+    """The compiled decoder's columns: it took every row and hands none back."""
+    n = len(got.ids)
+    return _FastColumns(
+        [],
+        [],
+        list(range(n)),
+        got.table,
+        got.ids,
+        got.truth,
+        got.ts,
+        np.zeros(n, dtype=bool),
+        got.cols,
+        got.shape,
+    )
 
 
 def parse_batch(
@@ -381,16 +406,13 @@ def parse_batch(
     values = batch.values
     reserved = None if ensemble is None else ensemble.name
     got = None if join or not accel else accel_decode(values, batch.fallback_ts, limits, reserved)
-    if got is not None:
-        wires: list[Any] = []
-        label_rows: list[int] = []
-        fast = list(range(len(values)))
-        table, ids, truth, ts, cols = got.table, got.ids, got.truth, got.ts, got.cols
-        bad, shape = np.zeros(len(ids), dtype=bool), got.shape
-    else:
-        wires, label_rows, fast, table, ids, truth, ts, bad, cols, shape = _python_columns(
-            batch, ensemble, limits, join, reserved
-        )
+    c = (
+        _compiled_columns(got)
+        if got is not None
+        else _python_columns(batch, ensemble, limits, join, reserved)
+    )
+    wires, label_rows, fast, bad, shape = c.wires, c.label_rows, c.fast, c.bad, c.shape
+    table, ids, truth, ts, cols = c.table, c.ids, c.truth, c.ts, c.cols
     bad |= _ids_out_of_range(ids)
     if ensemble is not None and fast:
         bad |= _ensemble_columns(ensemble, table, shape, cols)
