@@ -10,29 +10,35 @@ use std::collections::HashMap;
 use crate::json::{Number, Refusal, Scanner};
 use crate::times::{rfc3339_ms, MAX_MS, MIN_MS};
 
-/// A record's id as decoded: msgspec gives a `str` or an `int`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Id<'a> {
+/// An id, a label or a bare prediction as decoded: msgspec's `str | int` (a string never empty).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scalar<'a> {
     Str(&'a str),
     Int(i64),
+}
+
+impl<'a> Scalar<'a> {
+    /// As a label: an integer stands for its decimal string.
+    pub fn label(self) -> Cow<'a, str> {
+        match self {
+            Scalar::Str(s) => Cow::Borrowed(s),
+            Scalar::Int(v) => Cow::Owned(v.to_string()),
+        }
+    }
 }
 
 /// A model's entry in one record.
 #[derive(Debug)]
 pub enum Entry<'a> {
-    Label(&'a str),
-    /// An integer label, standing for its decimal string (never a bare-label model then).
-    Int(String),
+    /// A bare label (an integer one keeps its model from being bare, as in Python).
+    Label(Scalar<'a>),
     /// A score map: `len` (label, score) pairs from `start` in the batch's `Arena::scores`.
-    Map {
-        start: u32,
-        len: u32,
-    },
+    Map { start: u32, len: u32 },
 }
 
 #[derive(Debug)]
 pub struct Record<'a> {
-    pub id: Id<'a>,
+    pub id: Scalar<'a>,
     pub label: Cow<'a, str>,
     pub ts: Option<i64>,
     /// `len` (model, entry) pairs from `start` in the batch's `Arena::entries`.
@@ -95,6 +101,22 @@ pub struct Rules<'r> {
     pub reserved: Option<&'r str>,
 }
 
+/// A non-empty string or an integer (a float, `true` or an empty string refuses).
+fn scalar<'a>(s: &mut Scanner<'a>) -> Result<Scalar<'a>, Refusal> {
+    if s.peek() == Some(b'"') {
+        let v = s.string()?;
+        return if v.is_empty() {
+            Err("empty string")
+        } else {
+            Ok(Scalar::Str(v))
+        };
+    }
+    match s.number()? {
+        Number::Int(v) => Ok(Scalar::Int(v)),
+        Number::Float(_) => Err("a float where a string or an integer goes"),
+    }
+}
+
 fn score(s: &mut Scanner) -> Result<f64, Refusal> {
     Ok(match s.number()? {
         // An integer score is converted as Python's float(int) does: -0 is 0, so +0.0.
@@ -105,47 +127,27 @@ fn score(s: &mut Scanner) -> Result<f64, Refusal> {
 }
 
 fn entry<'a>(s: &mut Scanner<'a>, arena: &mut Arena<'a>) -> Result<Entry<'a>, Refusal> {
-    match s.peek() {
-        Some(b'"') => {
-            let label = s.string()?;
-            if label.is_empty() {
-                return Err("empty label");
-            }
-            Ok(Entry::Label(label))
+    if s.peek() != Some(b'{') {
+        return Ok(Entry::Label(scalar(s)?));
+    }
+    s.open_object()?;
+    let start = arena.scores.len();
+    loop {
+        let key = s.string()?;
+        if key.is_empty() {
+            return Err("empty score label");
         }
-        Some(b'{') => {
-            s.eat(b'{')?;
-            let start = arena.scores.len();
-            if s.peek() == Some(b'}') {
-                return Err("empty score map");
-            }
-            loop {
-                let key = s.string()?;
-                if key.is_empty() {
-                    return Err("empty score label");
-                }
-                // A repeated label is found in `model_columns`, once per distinct key order.
-                s.eat(b':')?;
-                let value = score(s)?;
-                arena.scores.push((key, value));
-                match s.peek() {
-                    Some(b',') => s.i += 1,
-                    Some(b'}') => {
-                        s.i += 1;
-                        let len = (arena.scores.len() - start) as u32;
-                        return Ok(Entry::Map {
-                            start: start as u32,
-                            len,
-                        });
-                    }
-                    _ => return Err("bad score map"),
-                }
-            }
+        // A repeated label is found in `model_columns`, once per distinct key order.
+        s.eat(b':')?;
+        let value = score(s)?;
+        arena.scores.push((key, value));
+        if !s.next_member()? {
+            let len = (arena.scores.len() - start) as u32;
+            return Ok(Entry::Map {
+                start: start as u32,
+                len,
+            });
         }
-        _ => match s.number()? {
-            Number::Int(v) => Ok(Entry::Int(v.to_string())),
-            Number::Float(_) => Err("float entry"),
-        },
     }
 }
 
@@ -155,11 +157,8 @@ fn predictions<'a>(
     rules: &Rules,
     arena: &mut Arena<'a>,
 ) -> Result<(u32, u32), Refusal> {
-    s.eat(b'{')?;
+    s.open_object()?;
     let start = arena.entries.len();
-    if s.peek() == Some(b'}') {
-        return Err("no predictions");
-    }
     loop {
         let model = s.string()?;
         if model.is_empty() || Some(model) == rules.reserved {
@@ -171,13 +170,8 @@ fn predictions<'a>(
         s.eat(b':')?;
         let e = entry(s, arena)?;
         arena.entries.push((model, e));
-        match s.peek() {
-            Some(b',') => s.i += 1,
-            Some(b'}') => {
-                s.i += 1;
-                break;
-            }
-            _ => return Err("bad predictions"),
+        if !s.next_member()? {
+            break;
         }
     }
     let len = arena.entries.len() - start;
@@ -197,46 +191,15 @@ pub fn record<'a>(
         return Err("record too long");
     }
     let mut s = Scanner::new(value);
-    s.eat(b'{')?;
+    s.open_object()?;
     let (mut id, mut label, mut ts, mut preds) = (None, None, None, None);
     let mut ts_seen = false;
-    if s.peek() == Some(b'}') {
-        return Err("empty record");
-    }
     loop {
         let key = s.string()?;
         s.eat(b':')?;
         match key.as_bytes() {
-            b"id" if id.is_none() => {
-                id = Some(match s.peek() {
-                    Some(b'"') => {
-                        let v = s.string()?;
-                        if v.is_empty() {
-                            return Err("empty id");
-                        }
-                        Id::Str(v)
-                    }
-                    _ => match s.number()? {
-                        Number::Int(v) => Id::Int(v),
-                        Number::Float(_) => return Err("float id"),
-                    },
-                })
-            }
-            b"label" if label.is_none() => {
-                label = Some(match s.peek() {
-                    Some(b'"') => {
-                        let v = s.string()?;
-                        if v.is_empty() {
-                            return Err("empty label");
-                        }
-                        Cow::Borrowed(v)
-                    }
-                    _ => match s.number()? {
-                        Number::Int(v) => Cow::Owned(v.to_string()),
-                        Number::Float(_) => return Err("float label"),
-                    },
-                })
-            }
+            b"id" if id.is_none() => id = Some(scalar(&mut s)?),
+            b"label" if label.is_none() => label = Some(scalar(&mut s)?.label()),
             b"ts" if !ts_seen => {
                 ts_seen = true;
                 ts = match s.peek() {
@@ -251,13 +214,8 @@ pub fn record<'a>(
             b"predictions" if preds.is_none() => preds = Some(predictions(&mut s, rules, arena)?),
             _ => return Err("unknown or repeated field"),
         }
-        match s.peek() {
-            Some(b',') => s.i += 1,
-            Some(b'}') => {
-                s.i += 1;
-                break;
-            }
-            _ => return Err("bad record"),
+        if !s.next_member()? {
+            break;
         }
     }
     if !s.at_end() {
@@ -388,13 +346,9 @@ fn model_columns<'a>(
     if maps == 0 {
         let mut ints = false;
         for (row, e) in entries.iter().enumerate() {
-            match e {
-                Some(Entry::Label(l)) => out.pred[row] = table.code(&Cow::Borrowed(*l)),
-                Some(Entry::Int(l)) => {
-                    ints = true;
-                    out.pred[row] = table.code(&Cow::Owned(l.clone()));
-                }
-                _ => {}
+            if let Some(Entry::Label(l)) = e {
+                ints |= matches!(l, Scalar::Int(_));
+                out.pred[row] = table.code(&l.label());
             }
         }
         // `predicted_codes` calls a model bare only when every entry is a string.
@@ -453,8 +407,7 @@ fn model_columns<'a>(
     let mut names: Vec<&'a str> = Vec::new();
     for (row, e) in entries.iter().enumerate() {
         match e {
-            Some(Entry::Label(l)) => out.pred[row] = table.code(&Cow::Borrowed(*l)),
-            Some(Entry::Int(l)) => out.pred[row] = table.code(&Cow::Owned(l.clone())),
+            Some(Entry::Label(l)) => out.pred[row] = table.code(&l.label()),
             Some(Entry::Map { start, len }) => {
                 let m = arena.map(*start, *len);
                 if repeats_a_label(m) {

@@ -79,6 +79,45 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Open an object that must hold at least one member (an empty one refuses).
+    pub fn open_object(&mut self) -> Result<(), Refusal> {
+        self.eat(b'{')?;
+        if self.peek() == Some(b'}') {
+            return Err("empty object");
+        }
+        Ok(())
+    }
+
+    /// After an object's member: true if another follows (its comma taken), false at the
+    /// closing brace (taken).
+    pub fn next_member(&mut self) -> Result<bool, Refusal> {
+        match self.peek() {
+            Some(b',') => {
+                self.i += 1;
+                Ok(true)
+            }
+            Some(b'}') => {
+                self.i += 1;
+                Ok(false)
+            }
+            _ => Err("neither ',' nor '}' after a member"),
+        }
+    }
+
+    /// Digits from here, each folded into ``acc`` (decimal, wrapping); how many there were.
+    fn digit_run(&mut self, acc: &mut u64) -> u32 {
+        let mut n = 0;
+        while let Some(&c) = self.b.get(self.i) {
+            if !c.is_ascii_digit() {
+                break;
+            }
+            *acc = acc.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
+            n += 1;
+            self.i += 1;
+        }
+        n
+    }
+
     /// Whether only whitespace is left.
     pub fn at_end(&mut self) -> bool {
         self.ws();
@@ -118,10 +157,10 @@ impl<'a> Scanner<'a> {
 
     /// A number by RFC 8259's grammar; integers must fit in 64 bits, floats must be finite.
     ///
-    /// A decimal without exponent whose digits fit in 2**53 with at most 22 fraction digits is
-    /// the quotient of two exact doubles, which IEEE division rounds correctly (Clinger's fast
-    /// path): the same double as Python's float() of the text. Others go to Rust's parser,
-    /// also correctly rounded.
+    /// A decimal without exponent, of at most 19 digits that fit in 2**53, is the quotient of
+    /// two exact doubles (powers of ten are exact up to 10**22), which IEEE division rounds
+    /// correctly (Clinger's fast path): the same double as Python's float() of the text. Others
+    /// go to Rust's parser, also correctly rounded.
     pub fn number(&mut self) -> Result<Number, Refusal> {
         self.ws();
         let b = self.b;
@@ -131,34 +170,20 @@ impl<'a> Scanner<'a> {
             self.i += 1;
         }
         let mut mantissa: u64 = 0;
-        let mut digits = 0u32;
-        match b.get(self.i) {
-            Some(b'0') => self.i += 1,
-            Some(c) if c.is_ascii_digit() => {
-                while let Some(&c) = b.get(self.i) {
-                    if !c.is_ascii_digit() {
-                        break;
-                    }
-                    mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
-                    digits += 1;
-                    self.i += 1;
-                }
+        let digits = match b.get(self.i) {
+            Some(b'0') => {
+                self.i += 1;
+                0
             }
+            Some(c) if c.is_ascii_digit() => self.digit_run(&mut mantissa),
             _ => return Err("not a number"),
-        }
+        };
         let mut fraction = 0u32;
         let mut float = false;
         if b.get(self.i) == Some(&b'.') {
             float = true;
             self.i += 1;
-            while let Some(&c) = b.get(self.i) {
-                if !c.is_ascii_digit() {
-                    break;
-                }
-                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(c - b'0'));
-                fraction += 1;
-                self.i += 1;
-            }
+            fraction = self.digit_run(&mut mantissa);
             if fraction == 0 {
                 return Err("fraction without digits");
             }
@@ -171,11 +196,7 @@ impl<'a> Scanner<'a> {
             if matches!(b.get(self.i), Some(b'+') | Some(b'-')) {
                 self.i += 1;
             }
-            let at = self.i;
-            while matches!(b.get(self.i), Some(c) if c.is_ascii_digit()) {
-                self.i += 1;
-            }
-            if self.i == at {
+            if self.digit_run(&mut 0) == 0 {
                 return Err("exponent without digits");
             }
         }
@@ -193,7 +214,7 @@ impl<'a> Scanner<'a> {
                 .map(Number::Int)
                 .map_err(|_| "integer beyond 64 bits");
         }
-        if !exponent && exact && fraction <= 22 {
+        if !exponent && exact {
             let v = mantissa as f64 / POW10[fraction as usize];
             return Ok(Number::Float(if negative { -v } else { v }));
         }

@@ -13,7 +13,7 @@ mod times;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyList, PyString, PyTuple};
 
-use batch::{columns, Id, Rules};
+use batch::{columns, Rules, Scalar};
 
 fn raw<T: Copy>(values: &[T]) -> &[u8] {
     // Plain numbers (i32, i64, f64): their bytes in native order, as numpy's frombuffer reads them.
@@ -57,8 +57,8 @@ fn decode_columns<'py>(
     let ids = PyList::new(
         py,
         out.records.iter().map(|r| match r.id {
-            Id::Str(s) => PyString::new(py, s).into_any(),
-            Id::Int(i) => {
+            Scalar::Str(s) => PyString::new(py, s).into_any(),
+            Scalar::Int(i) => {
                 let Ok(int) = i.into_pyobject(py);
                 int.into_any()
             }
