@@ -144,7 +144,7 @@ def run_job(
     env = job_env(shape, path, scratch)
     if code is None:
         env["CONFUSION_ACCEL"] = accel
-    if code is not None:
+    else:
         env["PYTHONPATH"] = str(code)
     wall, cpu, _ = _timed([PYTHON, "-m", "bytewax.run", "flows.confusion"], env, code)
     with (scratch / "documents.jsonl").open("rb") as f:

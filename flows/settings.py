@@ -8,7 +8,7 @@ that refuses to start.
 from __future__ import annotations
 
 import difflib
-import importlib.util
+import importlib
 import math
 import os
 import sys
@@ -290,8 +290,16 @@ class Settings(AlertSettings, BaseModel):
 
 
 def accel_available() -> bool:
-    """Whether the compiled decoder is installed (found, not imported: settings stay light)."""
-    return importlib.util.find_spec("confusion_accel") is not None
+    """Whether the compiled decoder imports (a small extension module: settings stay light).
+
+    Importable, not merely found: a broken build must not pass CONFUSION_ACCEL=on and then
+    leave every batch to Python.
+    """
+    try:
+        importlib.import_module("confusion_accel")
+    except ImportError:
+        return False
+    return True
 
 
 def _reads_own_output(pattern: str, index: str) -> bool:

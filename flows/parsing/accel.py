@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -26,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from flows.limits import Limits
-from flows.parsing.fast_path import PredictedCodes, Scores
+from flows.parsing.fast_path import FastColumns, PredictedCodes, Scores
 from flows.parsing.labels import LabelTable
 
 
@@ -40,26 +39,9 @@ def _load() -> ModuleType | None:
 _native = _load()
 
 
-def available() -> bool:
-    """Whether the compiled decoder is installed."""
-    return _native is not None
-
-
-@dataclass(slots=True)
-class Columns:
-    """A batch as the compiled decoder read it: every record kept, in read order."""
-
-    table: LabelTable
-    ids: list[str | int]
-    truth: NDArray[np.int32]
-    ts: NDArray[np.int64]
-    cols: PredictedCodes
-    shape: tuple[str, ...] | None  # the models every record names, in one order
-
-
 def decode(
     values: Sequence[bytes], fallback_ts: Sequence[int], limits: Limits, reserved: str | None
-) -> Columns | None:
+) -> FastColumns | None:
     """The batch's columns, or None: parse it in Python (also when no decoder is installed)."""
     if _native is None or not values:
         return None
@@ -88,11 +70,15 @@ def decode(
             bare.append(name)
         if order is not None:
             key_order[name] = order
-    return Columns(
+    return FastColumns(  # every row taken, none handed back
+        [],
+        [],
+        list(range(n)),
         LabelTable(labels),
         ids,
         np.frombuffer(truth, dtype=np.int32),
         ts,
+        np.zeros(n, dtype=bool),
         PredictedCodes(pred, np.zeros(n, dtype=bool), scores, bare, key_order),
         shape,
     )

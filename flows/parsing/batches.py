@@ -18,7 +18,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from flows.limits import Limits
-from flows.parsing.accel import Columns
 from flows.parsing.accel import decode as accel_decode
 from flows.parsing.checks import (
     ID_MAX,
@@ -38,6 +37,7 @@ from flows.parsing.checks import (
 from flows.parsing.ensemble import Ensemble
 from flows.parsing.ensemble_columns import ensemble_columns
 from flows.parsing.fast_path import (
+    FastColumns,
     JoinWire,
     PredictedCodes,
     Wire,
@@ -300,31 +300,9 @@ def _judge(
 DEFAULT_LIMITS = Limits()
 
 
-@dataclass(slots=True)
-class _FastColumns:
-    """What the columnar path makes of a batch, before the rows it refuses are judged.
-
-    ``fast`` lists the rows it took (``ids`` .. ``cols`` are aligned with them), ``bad`` those of
-    them it hands back to be judged one by one; ``wires`` are the decoded records and
-    ``label_rows`` the label halves (with the join); ``shape`` is the models every record names,
-    in one order, when they all do (the column ensemble needs it).
-    """
-
-    wires: list[Any]
-    label_rows: list[int]
-    fast: list[int]
-    table: LabelTable
-    ids: list[str | int]
-    truth: NDArray[np.int32]
-    ts: NDArray[np.int64]
-    bad: NDArray[np.bool_]
-    cols: PredictedCodes
-    shape: tuple[str, ...] | None
-
-
 def _python_columns(
     batch: RawBatch, ensemble: Ensemble | None, limits: Limits, join: bool, reserved: str | None
-) -> _FastColumns:
+) -> FastColumns:
     """The columnar path in Python: msgspec's batch decode, then column by column."""
     values = batch.values
     wires = decode_batch(values, limits.record_bytes, join)
@@ -364,26 +342,10 @@ def _python_columns(
     bad |= cols.bad
     if len(cols.pred) > limits.models:  # some record may have too many entries
         bad |= np.asarray([len(p) > limits.models for p in preds], dtype=bool)
+    bad |= _ids_out_of_range(ids)
     shapes = set(map(tuple, preds)) if ensemble is not None else set()
     shape = next(iter(shapes)) if len(shapes) == 1 else None
-    return _FastColumns(wires, label_rows, fast, table, ids, truth, ts, bad, cols, shape)
-
-
-def _compiled_columns(got: Columns) -> _FastColumns:
-    """The compiled decoder's columns: it took every row and hands none back."""
-    n = len(got.ids)
-    return _FastColumns(
-        [],
-        [],
-        list(range(n)),
-        got.table,
-        got.ids,
-        got.truth,
-        got.ts,
-        np.zeros(n, dtype=bool),
-        got.cols,
-        got.shape,
-    )
+    return FastColumns(wires, label_rows, fast, table, ids, truth, ts, bad, cols, shape)
 
 
 def parse_batch(
@@ -406,14 +368,9 @@ def parse_batch(
     values = batch.values
     reserved = None if ensemble is None else ensemble.name
     got = None if join or not accel else accel_decode(values, batch.fallback_ts, limits, reserved)
-    c = (
-        _compiled_columns(got)
-        if got is not None
-        else _python_columns(batch, ensemble, limits, join, reserved)
-    )
+    c = got if got is not None else _python_columns(batch, ensemble, limits, join, reserved)
     wires, label_rows, fast, bad, shape = c.wires, c.label_rows, c.fast, c.bad, c.shape
     table, ids, truth, ts, cols = c.table, c.ids, c.truth, c.ts, c.cols
-    bad |= _ids_out_of_range(ids)
     if ensemble is not None and fast:
         bad |= _ensemble_columns(ensemble, table, shape, cols)
     rows = np.asarray(fast, dtype=np.int64)

@@ -169,6 +169,29 @@ class PredictedCodes:
     key_order: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class FastColumns:
+    """What a columnar path makes of a batch, before the rows it refuses are judged.
+
+    ``fast`` lists the rows it took (``ids`` .. ``cols`` are aligned with them), ``bad`` those of
+    them it hands back to be judged one by one; ``wires`` are the decoded records and
+    ``label_rows`` the label halves (with the join); ``shape`` is the models every record names,
+    in one order, when they all do (the column ensemble needs it). The Python path
+    (`flows.parsing.batches`) and the compiled decoder (`flows.parsing.accel`) both make one.
+    """
+
+    wires: list[Any]
+    label_rows: list[int]
+    fast: list[int]
+    table: LabelTable
+    ids: list[str | int]
+    truth: Codes
+    ts: NDArray[np.int64]
+    bad: NDArray[np.bool_]
+    cols: PredictedCodes
+    shape: tuple[str, ...] | None
+
+
 def _argmax_codes(
     table: LabelTable, keys: tuple[str, ...], entries: list[Any], present: list[dict[str, float]]
 ) -> tuple[Codes, Scores]:

@@ -34,7 +34,8 @@ from flows.parsing.batches import (
     parse_batch,
 )
 from flows.parsing.ensemble import Ensemble
-from flows.settings import load_settings
+from flows.parsing.fast_path import FastColumns
+from flows.settings import accel_available, load_settings
 from tests.flow.runner import execute, job_env, raw_batches
 from tests.hostile import hostile_lines
 from tests.streams import (
@@ -47,7 +48,7 @@ from tests.streams import (
 )
 
 needs_accel = pytest.mark.skipif(
-    not accel.available(), reason="the compiled decoder is not built (no Rust toolchain)"
+    not accel_available(), reason="the compiled decoder is not built (no Rust toolchain)"
 )
 
 SAMPLE_WEIGHTS = {"model1": 0.5, "model2": 0.3, "model3": 0.2}
@@ -57,7 +58,7 @@ def test_the_decoder_is_built_wherever_rust_is() -> None:
     """scripts/install builds it when cargo is present: a broken build must not go unnoticed."""
     if shutil.which("cargo") is None or os.environ.get("CONFUSION_ACCEL") == "off":
         pytest.skip("no Rust toolchain here: the pure-Python parser is the job's only path")
-    assert accel.available(), "cargo is here but confusion_accel is not installed: scripts/install"
+    assert accel_available(), "cargo is here but confusion_accel is not installed: scripts/install"
 
 
 def _array(a: np.ndarray[Any, Any] | None) -> tuple[str, tuple[int, ...], bytes] | None:
@@ -295,7 +296,7 @@ def test_the_job_writes_the_same_with_and_without_the_decoder(
     taken: list[int] = []
     real = batches_module.accel_decode
 
-    def counting(*args: Any) -> accel.Columns | None:
+    def counting(*args: Any) -> FastColumns | None:
         got = real(*args)
         taken.append(got is not None)
         return got
